@@ -1,0 +1,74 @@
+"""Flags shared by the absl apps (`kpvp.train`, `kpvp.evaluate`, `kpvp.predict`, `kpvp.export`).
+
+`--dataset` picks a data set's config (the paper's settings), `--tiny` its small variant, and
+`--config.<field>=value` overrides any field, checked against the common structure in
+`kpvp/configs/base.py`::
+
+    python -m kpvp.train --dataset=penn --config.stage1.batch_size=16
+"""
+import json
+import os
+
+from absl import flags, logging
+from ml_collections import config_flags
+
+from kpvp import configs
+from kpvp.configs import base
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "Data set (and its config).")
+flags.DEFINE_bool("tiny", False, "Use the data set's tiny config (minutes on a laptop CPU).")
+flags.DEFINE_string("data_dir", None, "Root of the data set on disk (see datasets/README.md).")
+flags.DEFINE_string("workdir", "runs/default", "Run directory: checkpoints, logs, samples.")
+config_flags.DEFINE_config_dict(
+    "config", base.get_base_config(), "Overrides of config fields, e.g. --config.seed=1.",
+    lock_config=True)
+
+CONFIG_FILE = "config.json"
+
+
+def resolve_config(workdir: str | None = None):
+    """The config of this run: saved one in `workdir` if any, else from --dataset/--tiny.
+
+    Command-line overrides (`--config.x=...`) are applied on top either way, so a resumed run
+    keeps its settings unless told otherwise.
+    """
+    overrides = config_flags.get_override_values(FLAGS["config"])
+    saved = os.path.join(workdir, CONFIG_FILE) if workdir else None
+    if saved and os.path.exists(saved):
+        with open(saved, encoding="utf-8") as f:
+            values = json.load(f)
+        config = base.get_base_config()
+        config.update_from_flattened_dict(_flatten(values))
+        if FLAGS["dataset"].present and FLAGS.dataset != config.dataset:
+            raise ValueError(
+                f"--dataset={FLAGS.dataset} but workdir {workdir!r} holds a run on "
+                f"{config.dataset!r}; use another --workdir")
+        logging.info("Resuming with the config saved in %s", saved)
+    else:
+        config = configs.get_config(FLAGS.dataset, "tiny" if FLAGS.tiny else "full")
+    config.update_from_flattened_dict(overrides)
+    if FLAGS.data_dir:
+        config.data.data_dir = FLAGS.data_dir
+    return base.finalize(config)
+
+
+def save_config(config, workdir: str) -> str:
+    """Writes the resolved config as JSON into `workdir`; returns the path."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, CONFIG_FILE)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(config.to_dict(), f, indent=2, default=list)
+    return path
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = tuple(v) if isinstance(v, list) else v
+    return out

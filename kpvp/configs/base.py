@@ -1,0 +1,146 @@
+"""The config structure shared by every data set.
+
+Every data-set config (`synthetic.py`, `penn.py`, `nemo.py`, `mgif.py`) starts from
+`get_base_config()` and changes values only, never keys, so that `--config.x=...` on the
+command line is checked against one structure whatever `--dataset` is.
+
+Numbers without a comment are the paper's (Kim et al. 2019, Sec. 4); `(code)` marks values
+from the authors' TF1 release where the paper is silent.
+"""
+import ml_collections
+
+
+def get_base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.dataset = "synthetic"
+    c.variant = "full"
+    c.seed = 0
+    c.image_size = 128
+    c.num_keypoints = 40
+    c.class_names = ("jumping_jacks", "squat", "arm_wave", "walk")
+    # Filled from class_names by `finalize()`; kept as a field so it is logged and overridable.
+    c.num_classes = 4
+    c.class_conditional = True
+
+    # === Data ===
+    d = c.data = ml_collections.ConfigDict()
+    d.data_dir = ""  # empty: the data set's default location (see datasets/README.md)
+    d.pair_offset_min = 8  # (code) target = source + randint(8, 11)
+    d.pair_offset_max = 11
+    d.rotate_degrees = 10.0  # (code) stage-1 rotation
+    d.flip = True
+    d.pil_filters = True  # (code) one of ten PIL filters per pair
+    d.seq_len = 33  # (code) k0 + 32 future keypoint frames
+    d.seq_rotate_degrees = 15.0  # (code) stage-2 keypoint augmentation
+    d.seq_scale_min = 0.7
+    d.seq_scale_max = 1.2
+    d.eval_num_frames = 33  # k0 / x0 + 32 predicted frames
+    d.shuffle_buffer = 256
+    d.deterministic = False
+    d.num_parallel_calls = -1  # tf.data.AUTOTUNE
+    d.cache = True
+    # Synthetic data set only.
+    d.synthetic_num_train = 512
+    d.synthetic_num_test = 64
+    d.synthetic_num_frames = 48
+
+    # === Stage 1: keypoint detector Q + masked translator T vs D_im ===
+    s1 = c.stage1 = ml_collections.ConfigDict()
+    s1.batch_size = 32
+    s1.num_steps = 200_000
+    s1.learning_rate = 1e-4
+    s1.beta_1 = 0.5
+    s1.beta_2 = 0.999
+    s1.lr_decay_rate = 0.95
+    s1.lr_decay_steps = 20_000
+    s1.perceptual_weight = 1.0  # lambda1
+    s1.adversarial_weight = 1.0  # (code) G loss = perceptual + adversarial, 1:1
+    # auto: VGG19 ImageNet if its weights are found, else the deflated I3D (offline).
+    s1.perceptual_network = "auto"  # auto | vgg19 | i3d2d | random
+    s1.vgg19_weights = ""  # path to a local VGG19 ImageNet .h5
+    s1.gaussian_size = 32  # (code) gaussian maps rendered at 32x32
+    s1.gaussian_inv_std = 14.3  # (code) exp(-d^2 * 14.3^2), d in [-1, 1] units
+    s1.detector_filters = (32, 64, 128, 256)  # (code) hourglass widths
+    s1.translator_filters = (64, 128, 256)  # (code) image encoder to 32x32x128
+    s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # (code) 6 stride-2 convs
+    s1.mixed_precision = False
+    s1.checkpoint_every = 1000
+    s1.log_every = 100
+    s1.image_summary_every = 1000
+    s1.keep_checkpoints = 3
+
+    # === Stage 2: motion cVAE M vs D_seq ===
+    s2 = c.stage2 = ml_collections.ConfigDict()
+    s2.batch_size = 32
+    s2.num_steps = 100_000
+    s2.learning_rate = 1e-4
+    s2.beta_1 = 0.5
+    s2.beta_2 = 0.999
+    s2.lr_decay_rate = 0.95
+    s2.lr_decay_steps = 20_000
+    s2.l1_weight = 1000.0  # lambda2
+    s2.kl_weight = 2.0  # lambda3 (the code uses 1; the paper's 2 is the spec)
+    s2.adversarial_weight = 1.0
+    s2.lstm_units = 1024  # (code) 2 x 1024 LSTM
+    s2.lstm_layers = 2
+    s2.latent_dim = 64  # (code) z is 64-d
+    s2.encoder_fc = 128  # (code) FC128 after the encoder LSTM
+    s2.decoder_fc = 32  # (code) FC32 input at step 1
+    s2.discriminator_units = 1024
+    s2.checkpoint_every = 1000
+    s2.log_every = 100
+    s2.image_summary_every = 1000
+    s2.keep_checkpoints = 3
+
+    # === Evaluation ===
+    e = c.eval = ml_collections.ConfigDict()
+    e.num_videos = 0  # 0: every test video
+    e.fvd_num_frames = 16  # >= 16 frames at 128x128, upsampled to 224 for I3D
+    e.batch_size = 8
+    return c
+
+
+def finalize(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Derives dependent fields after overrides; validates what can be checked cheaply."""
+    c.num_classes = len(c.class_names)
+    if c.image_size % 32:
+        raise ValueError(f"config.image_size must be a multiple of 32, got {c.image_size}")
+    if not 1 <= c.data.pair_offset_min <= c.data.pair_offset_max:
+        raise ValueError(
+            "config.data.pair_offset_min/max must satisfy 1 <= min <= max, got "
+            f"{c.data.pair_offset_min}, {c.data.pair_offset_max}")
+    if c.num_keypoints < 1:
+        raise ValueError(f"config.num_keypoints must be >= 1, got {c.num_keypoints}")
+    return c
+
+
+def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A variant that runs every part in minutes on a 2-core CPU (tests, the README's demo)."""
+    c.variant = "tiny"
+    c.image_size = 64
+    c.num_keypoints = min(c.num_keypoints, 12)
+    c.data.shuffle_buffer = 64
+    c.data.synthetic_num_train = 96
+    c.data.synthetic_num_test = 16
+    c.data.synthetic_num_frames = 40
+    c.stage1.batch_size = 8
+    c.stage1.num_steps = 300
+    c.stage1.gaussian_size = 16
+    c.stage1.detector_filters = (16, 32, 64, 64)
+    c.stage1.translator_filters = (32, 64, 64)
+    c.stage1.discriminator_filters = (32, 64, 128, 128)
+    c.stage1.checkpoint_every = 100
+    c.stage1.log_every = 20
+    c.stage1.image_summary_every = 100
+    c.stage2.batch_size = 16
+    c.stage2.num_steps = 300
+    c.stage2.lstm_units = 128
+    c.stage2.latent_dim = 16
+    c.stage2.encoder_fc = 64
+    c.stage2.discriminator_units = 64
+    c.stage2.checkpoint_every = 100
+    c.stage2.log_every = 20
+    c.stage2.image_summary_every = 100
+    c.eval.num_videos = 16
+    c.eval.batch_size = 4
+    return c

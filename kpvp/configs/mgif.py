@@ -1,0 +1,13 @@
+"""MGIF (Siarohin et al.): 1000 animated gifs of animals, single class, K = 60."""
+from kpvp.configs import base
+
+
+def get_config(variant: str = "full"):
+    c = base.get_base_config()
+    c.dataset = "mgif"
+    c.num_keypoints = 60
+    c.class_names = ("mgif",)
+    c.class_conditional = False
+    if variant == "tiny":
+        c = base.make_tiny(c)
+    return base.finalize(c)

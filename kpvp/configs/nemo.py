@@ -1,0 +1,14 @@
+"""UvA-NEMO smiles: 2 classes (spontaneous / posed), K = 15."""
+from kpvp.configs import base
+
+
+def get_config(variant: str = "full"):
+    c = base.get_base_config()
+    c.dataset = "nemo"
+    c.num_keypoints = 15
+    c.class_names = ("spontaneous", "posed")
+    # Paper Sec. 4: NEMO and MGIF condition the motion on k0 only (one action per data set).
+    c.class_conditional = False
+    if variant == "tiny":
+        c = base.make_tiny(c)
+    return base.finalize(c)
