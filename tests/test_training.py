@@ -1,0 +1,123 @@
+"""The shared run loop: checkpoint/resume, the NaN guard, step segments, LR schedule."""
+import os
+
+import keras
+import ml_collections
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kpvp import training
+
+
+class ToyTrainer(keras.Model):
+    """Fits y = w * x with a G optimizer; a D optimizer exists only to mirror the real trainers."""
+
+    def __init__(self, poison_at=None, **kwargs):
+        super().__init__(**kwargs)
+        self.w = self.add_weight(shape=(), initializer="zeros", name="w")
+        self.poison_at = poison_at
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.seen = []
+
+    def compile(self, generator_optimizer, discriminator_optimizer):
+        super().compile(optimizer=generator_optimizer)
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        generator_optimizer.build([self.w])
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def checkpoint_items(self):
+        return dict(w=self.w, generator_optimizer=self.generator_optimizer)
+
+    def summary_images(self, batch):
+        return {"x": tf.zeros((1, 4, 4, 3))}
+
+    def train_step(self, batch):
+        x, y = batch
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((self.w * x - y) ** 2)
+            if self.poison_at is not None:
+                step = tf.cast(self.generator_optimizer.iterations, tf.float32)
+                loss = loss * tf.where(step >= self.poison_at, np.nan, 1.0)
+        grads = tape.gradient(loss, [self.w])
+        self.generator_optimizer.apply(grads, [self.w])
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+
+def stage_config(num_steps, checkpoint_every=5):
+    return ml_collections.ConfigDict(dict(
+        num_steps=num_steps, checkpoint_every=checkpoint_every, log_every=2,
+        image_summary_every=4, keep_checkpoints=2, learning_rate=0.1, beta_1=0.5, beta_2=0.999,
+        lr_decay_rate=0.5, lr_decay_steps=10))
+
+
+def dataset(seed):
+    x = tf.random.stateless_uniform((64,), seed=(seed, 0))
+    return tf.data.Dataset.from_tensor_slices((x, 3.0 * x)).batch(8, drop_remainder=True).repeat()
+
+
+def make_trainer(cfg, **kwargs):
+    trainer = ToyTrainer(**kwargs)
+    trainer.compile(*training.make_optimizers(cfg))
+    return trainer
+
+
+def test_training_segments_cover_steps_and_end_on_chunk_boundaries():
+    for start, total, chunk in [(0, 300, 100), (150, 300, 100), (0, 250, 100), (299, 300, 100)]:
+        segments = training.training_segments(start, total, chunk)
+        covered = sum(steps * n for _, steps, n in segments)
+        assert covered == total - start
+        for first, steps, n in segments[:-1]:
+            assert (first + steps * n) % chunk == 0
+    assert training.training_segments(300, 300, 100) == []
+
+
+def test_learning_rate_decays_by_rate_every_decay_steps():
+    schedule = training.learning_rate_schedule(stage_config(10))
+    assert float(schedule(0)) == pytest.approx(0.1)
+    assert float(schedule(9)) == pytest.approx(0.1)
+    assert float(schedule(10)) == pytest.approx(0.05)
+    assert float(schedule(25)) == pytest.approx(0.025)
+
+
+def test_fit_stage_trains_checkpoints_and_resumes(tmp_path):
+    cfg = stage_config(12)
+    trainer = make_trainer(cfg)
+    seeds = []
+    result = training.fit_stage(trainer, lambda s: seeds.append(s) or dataset(s), cfg,
+                                str(tmp_path), image_batch=(0,), verbose=0)
+    assert result["step"] == 12
+    assert seeds == [0, 10]  # one fit() for the whole chunks, one for the remainder
+    ckpts = sorted(os.listdir(tmp_path / "checkpoints"))
+    assert any(c.startswith("ckpt-12") for c in ckpts)
+    w_after = float(trainer.w.numpy())
+    assert w_after > 0.5  # it learned towards 3
+
+    # A fresh trainer restores step, weights and optimizer state, then continues.
+    cfg.num_steps = 17
+    resumed = make_trainer(cfg)
+    seeds.clear()
+    result = training.fit_stage(resumed, lambda s: seeds.append(s) or dataset(s), cfg,
+                                str(tmp_path), verbose=0)
+    assert result["resumed_from"] == 12 and result["step"] == 17
+    assert seeds == [12, 15]  # realigns to the chunk grid, re-seeded from the resume step
+    assert os.path.isdir(tmp_path / "logs")
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = stage_config(20)
+    trainer = make_trainer(cfg, poison_at=7)
+    with pytest.raises(training.NonFiniteLossError, match=r"step 8.*ckpt-5"):
+        training.fit_stage(trainer, dataset, cfg, str(tmp_path), verbose=0)
+    manager = training.make_checkpoint_manager(make_trainer(cfg), str(tmp_path / "checkpoints"))
+    assert manager.latest_checkpoint.endswith("ckpt-5")
+
+
+def test_restore_latest_without_checkpoint_names_the_directory(tmp_path):
+    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+        training.restore_latest(make_trainer(stage_config(1)), str(tmp_path / "none"))
