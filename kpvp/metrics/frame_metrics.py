@@ -58,7 +58,7 @@ def ssim(predictions, targets) -> tf.Tensor:
 
 
 def psnr(predictions, targets, max_psnr: float | None = None) -> tf.Tensor:
-    """PSNR in dB per frame: `[..., H, W, C]` x 2 -> float32 `[...]` (+inf or `max_psnr` when equal)."""
+    """PSNR (dB) per frame: `[..., H, W, C]` x 2 -> float32 `[...]`; inf or `max_psnr` if equal."""
     p, t = _pair(predictions, targets)
     values = tf.image.psnr(p, t, max_val=1.0)
     if max_psnr is not None:
