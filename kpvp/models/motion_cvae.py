@@ -1,0 +1,239 @@
+"""Motion generator M: an LSTM conditional VAE over keypoint sequences (paper Sec. 2, Fig. 4).
+
+M learns `q(z | k_1:T, k_0, a)` (encoder) and `p(k_1:T | z, k_0, a)` (decoder) on pseudo-labels
+`k_0:T` that the stage-1 detector Q produced from real videos; at test time `z ~ N(0, I)` and
+the decoder alone turns `(z, k_0, a)` into a future keypoint sequence.
+
+Choices the paper leaves open (the authors' code settles the sizes):
+
+* Encoder conditioning: `[k_t, k_0, a]` is the LSTM input at every step t = 1..T, so the
+  condition reaches every gate directly instead of having to survive the whole sequence in the
+  state.
+* Decoder inputs: step 1 gets `FC([z, k_0, a])`, later steps get zeros. The decoder therefore
+  never sees its own outputs: training and sampling run exactly the same computation (no
+  teacher forcing, no exposure bias), and the whole sequence is one LSTM call.
+* Output: `tanh` of a dense layer = absolute keypoint coordinates in [-1, 1].
+* Without class conditioning (`num_classes=0` or `class_conditional=False`, as for UvA-NEMO
+  and MGIF) `a` is dropped everywhere and only `k_0` conditions M; labels are then ignored.
+"""
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="kpvp")
+class MotionCVAE(keras.Model):
+    """M: cVAE with LSTM encoder and decoder over keypoint sequences.
+
+    Shapes (K keypoints, T future steps, C classes, D = `latent_dim`):
+      call([k_seq [B, T+1, K, 2], labels int [B]]) -> dict(
+          keypoints [B, T, K, 2]  (k~_1:T, the reconstruction),
+          mu [B, D], log_var [B, D]  (q(z | k_1:T, k_0, a) = N(mu, exp(log_var))).
+
+    With `training=True` the reconstruction decodes a sample `z = mu + sigma * eps`; otherwise it
+    decodes `z = mu` (deterministic, used for evaluation).
+
+    Args:
+      num_keypoints: K.
+      num_classes: C; 0 means no class input.
+      class_conditional: False drops the class input even when `num_classes > 0`.
+      units: width of every LSTM layer (1024 in the authors' code).
+      num_layers: stacked LSTM layers in the encoder and in the decoder (2).
+      latent_dim: D, size of z (64).
+      encoder_fc: width of the FC layer between the encoder LSTM and (mu, log_var) (128).
+      decoder_fc: width of the FC layer that turns `[z, k_0, a]` into the first decoder input (32).
+      num_steps: T, the default number of future steps the decoder unrolls (32).
+      seed: seed of the noise `eps` used in training and by `sample()` without a seed.
+    """
+
+    def __init__(self, num_keypoints, num_classes=0, class_conditional=True, units=1024,
+                 num_layers=2, latent_dim=64, encoder_fc=128, decoder_fc=32, num_steps=32,
+                 seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_keypoints) < 1:
+            raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
+        if int(num_layers) < 1:
+            raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        if int(num_steps) < 1:
+            raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        self.num_keypoints = int(num_keypoints)
+        self.num_classes = int(num_classes)
+        self.class_conditional = bool(class_conditional)
+        self.units = int(units)
+        self.num_layers = int(num_layers)
+        self.latent_dim = int(latent_dim)
+        self.encoder_fc = int(encoder_fc)
+        self.decoder_fc = int(decoder_fc)
+        self.num_steps = int(num_steps)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
+
+        # === Encoder q(z | k_1:T, k_0, a) ===
+        self.encoder_lstms = [
+            keras.layers.LSTM(self.units, return_sequences=i < self.num_layers - 1,
+                              name=f"encoder_lstm_{i}")
+            for i in range(self.num_layers)]
+        self.encoder_dense = keras.layers.Dense(self.encoder_fc, activation="relu",
+                                                name="encoder_fc")
+        self.mu_dense = keras.layers.Dense(self.latent_dim, name="mu")
+        self.log_var_dense = keras.layers.Dense(self.latent_dim, name="log_var")
+
+        # === Decoder p(k_1:T | z, k_0, a) ===
+        # No activation: the LSTM gates supply the nonlinearity, and a ReLU here could switch
+        # off condition dimensions for good.
+        self.decoder_dense = keras.layers.Dense(self.decoder_fc, name="decoder_fc")
+        self.decoder_lstms = [
+            keras.layers.LSTM(self.units, return_sequences=True, name=f"decoder_lstm_{i}")
+            for i in range(self.num_layers)]
+        self.output_dense = keras.layers.Dense(2 * self.num_keypoints, activation="tanh",
+                                               name="keypoints")
+
+    @property
+    def conditional(self) -> bool:
+        """Whether the action class a is an input (needs `num_classes > 0`)."""
+        return self.class_conditional and self.num_classes > 0
+
+    @property
+    def condition_dim(self) -> int:
+        """Size of the flattened condition `[k_0, a]`."""
+        return 2 * self.num_keypoints + (self.num_classes if self.conditional else 0)
+
+    def build(self, input_shape=None):
+        """Creates every variable; the sizes follow from the constructor, not from the input."""
+        cond = self.condition_dim
+        step_dim = 2 * self.num_keypoints + cond
+        for lstm in self.encoder_lstms:
+            lstm.build((None, None, step_dim))
+            step_dim = self.units
+        self.encoder_dense.build((None, self.units))
+        self.mu_dense.build((None, self.encoder_fc))
+        self.log_var_dense.build((None, self.encoder_fc))
+        self.decoder_dense.build((None, self.latent_dim + cond))
+        step_dim = self.decoder_fc
+        for lstm in self.decoder_lstms:
+            lstm.build((None, None, step_dim))
+            step_dim = self.units
+        self.output_dense.build((None, None, self.units))
+        self.built = True
+
+    # === Conditioning ===
+    def condition(self, k0, labels=None):
+        """`[k_0, a]` flattened: k0 `[B, K, 2]`, labels int `[B]` -> `[B, 2K (+ C)]`."""
+        k0 = self._check_keypoints(k0, "k0", rank=3)
+        parts = [ops.reshape(k0, (-1, 2 * self.num_keypoints))]
+        if self.conditional:
+            if labels is None:
+                raise ValueError(
+                    f"labels (int [B] in [0, {self.num_classes})) are required: this MotionCVAE "
+                    "is class-conditional")
+            labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+            parts.append(ops.one_hot(labels, self.num_classes, dtype=k0.dtype))
+        return ops.concatenate(parts, axis=-1)
+
+    # === Encoder ===
+    def encode(self, k_future, k0, labels=None, training=None):
+        """q(z | k_1:T, k_0, a): k_future `[B, T, K, 2]`, k0 `[B, K, 2]` -> (mu, log_var) `[B, D]`."""
+        k_future = self._check_keypoints(k_future, "k_future", rank=4)
+        cond = self.condition(k0, labels)
+        steps = ops.shape(k_future)[1]
+        x = ops.reshape(k_future, (ops.shape(k_future)[0], steps, 2 * self.num_keypoints))
+        cond_steps = ops.repeat(ops.expand_dims(cond, 1), steps, axis=1)
+        x = ops.concatenate([x, cond_steps], axis=-1)
+        for lstm in self.encoder_lstms:
+            x = lstm(x, training=training)
+        h = self.encoder_dense(x)
+        return self.mu_dense(h), self.log_var_dense(h)
+
+    def reparameterize(self, mu, log_var, seed=None):
+        """`z = mu + exp(log_var / 2) * eps`, eps ~ N(0, I): `[B, D]` -> `[B, D]`."""
+        eps = keras.random.normal(ops.shape(mu), dtype=mu.dtype,
+                                  seed=self.seed_generator if seed is None else seed)
+        return mu + ops.exp(0.5 * log_var) * eps
+
+    # === Decoder ===
+    def decode(self, z, k0, labels=None, num_steps=None, training=None):
+        """p(k_1:T | z, k_0, a): z `[B, D]`, k0 `[B, K, 2]` -> keypoints `[B, T, K, 2]` in [-1, 1].
+
+        `num_steps` is T (default: the constructor's `num_steps`).
+        """
+        steps = self.num_steps if num_steps is None else int(num_steps)
+        z = ops.convert_to_tensor(z)
+        if len(z.shape) != 2 or z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z must have shape [B, {self.latent_dim}], got {tuple(z.shape)}")
+        first = self.decoder_dense(ops.concatenate([z, self.condition(k0, labels)], axis=-1))
+        # FC([z, k_0, a]) at step 1, zeros after it (see the module docstring).
+        x = ops.pad(ops.expand_dims(first, 1), [[0, 0], [0, steps - 1], [0, 0]])
+        for lstm in self.decoder_lstms:
+            x = lstm(x, training=training)
+        x = self.output_dense(x)
+        return ops.reshape(x, (-1, steps, self.num_keypoints, 2))
+
+    def sample(self, k0, labels=None, seed=None, z=None, num_steps=None):
+        """Test-time generation: z ~ N(0, I) (or the given `z [B, D]`) -> k_1:T `[B, T, K, 2]`.
+
+        k0 `[B, K, 2]`; labels int `[B]` (ignored without class conditioning). An int `seed`
+        gives the same z (and samples) on every call; `seed=None` draws from the model's own
+        seed generator, which advances.
+        """
+        k0 = self._check_keypoints(k0, "k0", rank=3)
+        if z is None:
+            z = keras.random.normal((ops.shape(k0)[0], self.latent_dim), dtype=k0.dtype,
+                                    seed=self.seed_generator if seed is None else seed)
+        return self.decode(z, k0, labels, num_steps=num_steps, training=False)
+
+    # === Model ===
+    def call(self, inputs, training=None):
+        """Reconstruction `[k_seq [B, T+1, K, 2], labels [B]] -> dict(keypoints, mu, log_var)`."""
+        if isinstance(inputs, dict):
+            k_seq, labels = inputs["keypoints"], inputs.get("label")
+        elif isinstance(inputs, (list, tuple)):
+            if len(inputs) not in (1, 2):
+                raise ValueError("inputs must be [k_seq, labels] (or [k_seq] without classes), "
+                                 f"got {len(inputs)} items")
+            k_seq, labels = inputs[0], (inputs[1] if len(inputs) == 2 else None)
+        else:
+            k_seq, labels = inputs, None
+        k_seq = self._check_keypoints(k_seq, "k_seq", rank=4)
+        if k_seq.shape[1] is not None and k_seq.shape[1] < 2:
+            raise ValueError(f"k_seq needs k_0 and at least one future frame, got "
+                             f"shape {tuple(k_seq.shape)}")
+        k0, k_future = k_seq[:, 0], k_seq[:, 1:]
+        mu, log_var = self.encode(k_future, k0, labels, training=training)
+        z = self.reparameterize(mu, log_var) if training else mu
+        steps = k_future.shape[1]
+        if steps is None:
+            raise ValueError("k_seq needs a static number of frames (T + 1)")
+        keypoints = self.decode(z, k0, labels, num_steps=steps, training=training)
+        return {"keypoints": keypoints, "mu": mu, "log_var": log_var}
+
+    def _check_keypoints(self, x, name, rank):
+        x = ops.convert_to_tensor(x)
+        if not keras.backend.is_float_dtype(x.dtype):
+            x = ops.cast(x, "float32")
+        expected = ("[B, T, K, 2]" if rank == 4 else "[B, K, 2]").replace(
+            "K", str(self.num_keypoints))
+        if len(x.shape) != rank or tuple(x.shape[-2:]) != (self.num_keypoints, 2):
+            raise ValueError(f"{name} must have shape {expected}, got {tuple(x.shape)}")
+        return x
+
+    # === Config ===
+    def get_config(self):
+        config = super().get_config()
+        config.update(num_keypoints=self.num_keypoints, num_classes=self.num_classes,
+                      class_conditional=self.class_conditional, units=self.units,
+                      num_layers=self.num_layers, latent_dim=self.latent_dim,
+                      encoder_fc=self.encoder_fc, decoder_fc=self.decoder_fc,
+                      num_steps=self.num_steps, seed=self.seed)
+        return config
+
+
+def from_config(config, seed=None) -> MotionCVAE:
+    """M from a kpvp config (`config.stage2`, `num_keypoints`, `num_classes`, ...)."""
+    s2 = config.stage2
+    return MotionCVAE(
+        num_keypoints=config.num_keypoints, num_classes=config.num_classes,
+        class_conditional=config.class_conditional, units=s2.lstm_units,
+        num_layers=s2.lstm_layers, latent_dim=s2.latent_dim, encoder_fc=s2.encoder_fc,
+        decoder_fc=s2.decoder_fc, num_steps=config.data.seq_len - 1,
+        seed=config.seed if seed is None else seed, name="motion_generator")

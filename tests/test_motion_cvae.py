@@ -1,0 +1,168 @@
+"""Motion cVAE M: shapes, conditioning, reparameterisation, seeded sampling, save/reload."""
+import keras
+import numpy as np
+import pytest
+
+import model_checks
+from kpvp import configs
+from kpvp.models import motion_cvae
+from kpvp.models.motion_cvae import MotionCVAE
+
+K, T, C, D = 5, 6, 3, 4
+
+
+def _model(**overrides):
+    args = dict(num_keypoints=K, num_classes=C, units=16, num_layers=2, latent_dim=D,
+                encoder_fc=8, decoder_fc=6, num_steps=T, seed=3)
+    args.update(overrides)
+    model = MotionCVAE(**args)
+    model.build()
+    return model
+
+
+def _sequences(batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    k_seq = rng.uniform(-0.8, 0.8, (batch, T + 1, K, 2)).astype("float32")
+    labels = (np.arange(batch) % C).astype("int32")
+    return k_seq, labels
+
+
+def _differ(a, b):
+    return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+
+
+def test_shared_network_checks(tmp_path):
+    k_seq, labels = _sequences()
+    outputs = model_checks.check_network(
+        _model(), [k_seq, labels],
+        {"keypoints": (4, T, K, 2), "mu": (4, D), "log_var": (4, D)}, tmp_path)
+    # tanh output: absolute coordinates inside the image.
+    assert np.all(np.abs(outputs["keypoints"]) <= 1.0)
+
+
+def test_reload_reproduces_sampling_and_reconstruction(tmp_path):
+    model = _model()
+    k_seq, labels = _sequences()
+    path = tmp_path / "m.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    np.testing.assert_array_equal(model.sample(k_seq[:, 0], labels, seed=11),
+                                  reloaded.sample(k_seq[:, 0], labels, seed=11))
+    np.testing.assert_array_equal(model([k_seq, labels])["keypoints"],
+                                  reloaded([k_seq, labels])["keypoints"])
+
+
+def test_encode_decode_sample_shapes_and_num_steps():
+    model = _model()
+    k_seq, labels = _sequences(batch=3)
+    mu, log_var = model.encode(k_seq[:, 1:], k_seq[:, 0], labels)
+    assert mu.shape == (3, D) and log_var.shape == (3, D)
+    assert model.decode(mu, k_seq[:, 0], labels).shape == (3, T, K, 2)
+    assert model.decode(mu, k_seq[:, 0], labels, num_steps=9).shape == (3, 9, K, 2)
+    assert model.sample(k_seq[:, 0], labels, seed=0).shape == (3, T, K, 2)
+    # The reconstruction follows the length of the given sequence, not num_steps.
+    out = model([k_seq[:, :4], labels])
+    assert out["keypoints"].shape == (3, 3, K, 2)
+
+
+def test_inference_reconstruction_decodes_the_mean():
+    model = _model()
+    k_seq, labels = _sequences()
+    out = model([k_seq, labels], training=False)
+    expected = model.decode(out["mu"], k_seq[:, 0], labels)
+    np.testing.assert_allclose(out["keypoints"], expected, atol=1e-6)
+    again = model([k_seq, labels], training=False)
+    np.testing.assert_array_equal(out["keypoints"], again["keypoints"])
+    # Training draws z from q(z | ...), so the reconstruction moves away from the mean's.
+    noisy = model([k_seq, labels], training=True)
+    np.testing.assert_allclose(noisy["mu"], out["mu"], atol=1e-6)
+    assert _differ(noisy["keypoints"], out["keypoints"]) > 1e-4
+
+
+def test_reparameterize_has_the_posterior_mean_and_std():
+    model = _model()
+    mu = np.full((4000, D), 1.5, "float32")
+    log_var = np.full((4000, D), np.log(0.25), "float32")  # sigma = 0.5
+    z = keras.ops.convert_to_numpy(model.reparameterize(mu, log_var, seed=5))
+    assert abs(z.mean() - 1.5) < 0.02
+    assert abs(z.std() - 0.5) < 0.02
+
+
+def test_decoder_uses_class_latent_and_first_keypoints():
+    model = _model()
+    k_seq, _ = _sequences(batch=2)
+    k0 = k_seq[:, 0]
+    z = np.random.default_rng(1).normal(size=(2, D)).astype("float32")
+    base = model.decode(z, k0, np.array([0, 0]))
+    assert _differ(base, model.decode(z, k0, np.array([1, 2]))) > 1e-4
+    assert _differ(base, model.decode(z + 1.0, k0, np.array([0, 0]))) > 1e-4
+    assert _differ(base, model.decode(z, k0[::-1], np.array([0, 0]))) > 1e-4
+    # Example 0 is unaffected by what example 1 gets: no mixing across the batch.
+    other = model.decode(z, k0, np.array([0, 2]))
+    np.testing.assert_allclose(other[0], base[0], atol=1e-6)
+
+
+def test_encoder_uses_future_first_keypoints_and_class():
+    model = _model()
+    k_seq, labels = _sequences()
+    mu, _ = model.encode(k_seq[:, 1:], k_seq[:, 0], labels)
+    assert _differ(mu, model.encode(k_seq[:, 1:] * 0.5, k_seq[:, 0], labels)[0]) > 1e-5
+    assert _differ(mu, model.encode(k_seq[:, 1:], k_seq[:, 0] * 0.5, labels)[0]) > 1e-5
+    assert _differ(mu, model.encode(k_seq[:, 1:], k_seq[:, 0], (labels + 1) % C)[0]) > 1e-5
+
+
+def test_sampling_is_reproducible_from_a_seed():
+    model = _model()
+    k_seq, labels = _sequences()
+    first = model.sample(k_seq[:, 0], labels, seed=7)
+    np.testing.assert_array_equal(first, model.sample(k_seq[:, 0], labels, seed=7))
+    assert _differ(first, model.sample(k_seq[:, 0], labels, seed=8)) > 1e-4
+    # Without a seed the model's own generator advances: two draws differ.
+    assert _differ(model.sample(k_seq[:, 0], labels), model.sample(k_seq[:, 0], labels)) > 1e-4
+    z = np.zeros((4, D), "float32")
+    np.testing.assert_allclose(model.sample(k_seq[:, 0], labels, z=z),
+                               model.decode(z, k_seq[:, 0], labels), atol=1e-6)
+
+
+def test_unconditional_model_ignores_labels():
+    for model in (_model(num_classes=0), _model(class_conditional=False)):
+        assert not model.conditional
+        k_seq, labels = _sequences()
+        with_labels = model([k_seq, labels])["keypoints"]
+        np.testing.assert_array_equal(with_labels, model([k_seq, (labels + 1) % C])["keypoints"])
+        np.testing.assert_array_equal(with_labels, model(k_seq)["keypoints"])
+        assert model.sample(k_seq[:, 0], seed=1).shape == (4, T, K, 2)
+    # Fewer weights than the class-conditional model: the class input is really gone.
+    assert (_model(class_conditional=False).count_params()
+            < _model(class_conditional=True).count_params())
+
+
+def test_bad_inputs_name_the_argument():
+    model = _model()
+    k_seq, labels = _sequences()
+    with pytest.raises(ValueError, match="k_seq"):
+        model([k_seq[..., :1], labels])
+    with pytest.raises(ValueError, match="k_seq"):
+        model([k_seq[:, :, :K - 1], labels])
+    with pytest.raises(ValueError, match="k_seq"):
+        model([k_seq[:, :1], labels])
+    with pytest.raises(ValueError, match="labels"):
+        model([k_seq])
+    with pytest.raises(ValueError, match="k0"):
+        model.sample(k_seq[:, :2, 0], labels, seed=0)
+    with pytest.raises(ValueError, match="z"):
+        model.decode(np.zeros((4, D + 1), "float32"), k_seq[:, 0], labels)
+    with pytest.raises(ValueError, match="num_keypoints"):
+        MotionCVAE(num_keypoints=0)
+
+
+def test_from_config_follows_the_run_config():
+    config = configs.get_config("synthetic", "tiny")
+    model = motion_cvae.from_config(config)
+    assert model.num_keypoints == config.num_keypoints
+    assert model.num_classes == config.num_classes and model.conditional
+    assert model.units == config.stage2.lstm_units
+    assert model.num_layers == config.stage2.lstm_layers
+    assert model.latent_dim == config.stage2.latent_dim
+    assert model.num_steps == config.data.seq_len - 1 == 32
+    assert not motion_cvae.from_config(configs.get_config("mgif", "tiny")).conditional
