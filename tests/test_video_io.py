@@ -1,0 +1,229 @@
+"""Video reading/writing round trips, corrupt-file errors, resize + crop geometry."""
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from kpvp.data import video_io
+from kpvp.data.video_io import CorruptVideoError, read_video, write_video
+
+# Frame counts of the shared `actions/train` strips (fixtures README table).
+ACTIONS_FRAMES = {
+    "00000000": 59, "00000016": 57, "00000020": 56, "00000022": 63, "00000024": 79,
+    "00000026": 53, "00000027": 53, "00000032": 114, "00000036": 70, "00000038": 93,
+    "00000040": 67, "00000042": 55, "00000044": 54, "00000046": 65, "00000048": 54,
+    "00000050": 125, "00000052": 51, "00000054": 63, "00000056": 51, "00000062": 85,
+    "00000066": 82, "00000068": 89, "00000070": 84,
+}
+
+
+def few_colour_video(num_frames=6, height=20, width=30, seed=0):
+    """Random frames drawn from 5 colours (so a GIF stores them exactly)."""
+    rng = np.random.default_rng(seed)
+    palette = rng.integers(0, 256, (5, 3), dtype=np.uint8)
+    return palette[rng.integers(0, 5, (num_frames, height, width))]
+
+
+def smooth_video(num_frames=8, size=64):
+    """Gradients moving over time (many colours, compresses well)."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    return np.stack([np.stack([xx * 4, yy * 4, (xx + yy + 8 * t) % 256], -1)
+                     for t in range(num_frames)]).astype(np.uint8)
+
+
+# === Round trips ===
+
+def test_gif_round_trip_keeps_identical_frames(tmp_path):
+    frames = few_colour_video()
+    frames[2] = frames[3] = frames[1]  # Pillow's own writer would merge these three
+    path = write_video(tmp_path / "v.gif", frames, fps=10)
+    back = read_video(path)
+    assert back.shape == frames.shape and back.dtype == np.uint8
+    np.testing.assert_array_equal(back, frames)
+    with Image.open(path) as image:  # what other decoders see
+        assert image.n_frames == 6 and image.info["duration"] == 100
+
+
+def test_gif_of_constant_frames_keeps_its_length(tmp_path):
+    frames = np.full((15, 16, 16, 3), 200, np.uint8)
+    back = read_video(write_video(tmp_path / "c.gif", frames))
+    np.testing.assert_array_equal(back, frames)
+
+
+def test_gif_many_colours_is_close(tmp_path):
+    frames = smooth_video()
+    back = read_video(write_video(tmp_path / "s.gif", frames))
+    assert back.shape == frames.shape
+    assert np.abs(back.astype(int) - frames).mean() < 6  # 256-colour quantisation
+
+
+def test_mp4_round_trip(tmp_path):
+    frames = smooth_video(num_frames=8, size=64)
+    back = read_video(write_video(tmp_path / "s.mp4", frames, fps=8))
+    assert back.shape == frames.shape
+    assert np.abs(back.astype(int) - frames).mean() < 3  # H.264 at crf 5, yuv420p
+    # Frame order survives: each decoded frame is closest to its own original.
+    errors = np.abs(back[:, None].astype(int) - frames[None]).mean(axis=(2, 3, 4))
+    np.testing.assert_array_equal(errors.argmin(axis=1), np.arange(8))
+
+
+def test_mp4_needs_even_size(tmp_path):
+    with pytest.raises(ValueError, match="even"):
+        write_video(tmp_path / "odd.mp4", np.zeros((2, 15, 16, 3), np.uint8))
+
+
+def test_png_strip_round_trip_is_exact(tmp_path):
+    frames = smooth_video(num_frames=5, size=24)
+    path = write_video(tmp_path / "strip.png", frames)
+    with Image.open(path) as image:
+        assert image.size == (5 * 24, 24)
+    np.testing.assert_array_equal(read_video(path), frames)
+
+
+def test_strip_with_frame_size(tmp_path):
+    frames = few_colour_video(num_frames=4, height=10, width=16)
+    path = write_video(tmp_path / "wide.png", frames)  # 64 x 10: square default would be 6.4
+    np.testing.assert_array_equal(read_video(path, frame_size=16), frames)
+    np.testing.assert_array_equal(read_video(path, frame_size=(10, 16)), frames)
+    with pytest.raises(CorruptVideoError, match="multiple"):
+        read_video(path)
+
+
+def test_png_named_jpg_is_read_by_content(tmp_path):
+    frames = few_colour_video(num_frames=3, height=8, width=8)
+    strip = np.concatenate(list(frames), axis=1)
+    alpha = np.full(strip.shape[:2] + (1,), 255, np.uint8)
+    Image.fromarray(np.concatenate([strip, alpha], -1)).save(tmp_path / "v.jpg", format="PNG")
+    back = read_video(tmp_path / "v.jpg")
+    np.testing.assert_array_equal(back, frames)  # RGBA -> RGB, exact (not JPEG-decoded)
+
+
+def test_frame_folder_natural_order(tmp_path):
+    frames = few_colour_video(num_frames=12, height=6, width=7)
+    folder = tmp_path / "video"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{i + 1}.png")  # 1.png ... 12.png, not padded
+    (folder / ".hidden.png").write_bytes(b"junk")
+    back = read_video(folder)
+    assert isinstance(back, np.ndarray) and back.dtype == np.uint8
+    np.testing.assert_array_equal(back, frames)
+
+
+def test_write_video_checks_frames(tmp_path):
+    with pytest.raises(ValueError, match="uint8"):
+        write_video(tmp_path / "f.gif", np.zeros((2, 8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[T, H, W, 3\]"):
+        write_video(tmp_path / "f.gif", np.zeros((8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match=".avi"):
+        write_video(tmp_path / "f.avi", np.zeros((2, 8, 8, 3), np.uint8))
+
+
+# === Real samples ===
+
+@pytest.mark.parametrize("name", sorted(ACTIONS_FRAMES))
+def test_shared_action_strips(shared_fixtures, name):
+    frames = read_video(shared_fixtures / "actions" / "train" / f"{name}.jpg")
+    assert frames.shape == (ACTIONS_FRAMES[name], 64, 64, 3) and frames.dtype == np.uint8
+
+
+def test_shared_mgif_strips(shared_fixtures):
+    driving = read_video(shared_fixtures / "mgif_like" / "driving.png")
+    source = read_video(shared_fixtures / "mgif_like" / "source.png")
+    assert driving.shape == (26, 128, 128, 3) and source.shape == (11, 128, 128, 3)
+    # Frames are a walk cycle, not copies of one picture, and the background is white.
+    assert np.abs(np.diff(driving.astype(int), axis=0)).mean() > 1
+    assert (driving[:, 0, 0] > 240).all()
+
+
+def test_shared_mirror_pair_is_a_horizontal_flip(shared_fixtures):
+    left = read_video(shared_fixtures / "actions" / "train" / "00000026.jpg")
+    right = read_video(shared_fixtures / "actions" / "train" / "00000027.jpg")
+    np.testing.assert_array_equal(left[:, :, ::-1], right)  # each frame flipped, same order
+    assert not np.array_equal(left, right)
+
+
+# === Corrupt input ===
+
+def truncate(src, dst, fraction):
+    data = open(src, "rb").read()
+    with open(dst, "wb") as f:
+        f.write(data[:int(len(data) * fraction)])
+    return dst
+
+
+@pytest.mark.parametrize("ext", [".gif", ".mp4", ".png"])
+def test_truncated_files_raise(tmp_path, ext):
+    good = write_video(tmp_path / f"good{ext}", smooth_video(num_frames=6, size=32))
+    bad = truncate(good, tmp_path / f"bad{ext}", 0.5)
+    with pytest.raises(CorruptVideoError) as info:
+        read_video(bad)
+    assert info.value.path == os.fspath(bad) and info.value.reason
+    assert isinstance(info.value, ValueError)
+
+
+def test_unreadable_inputs_raise_with_path_and_reason(tmp_path):
+    (tmp_path / "empty.gif").write_bytes(b"")
+    (tmp_path / "text.png").write_text("not an image")
+    (tmp_path / "noframes").mkdir()
+    for name, reason in [("empty.gif", "empty"), ("text.png", "not a GIF"),
+                         ("noframes", "zero frames")]:
+        with pytest.raises(CorruptVideoError, match=reason) as info:
+            read_video(tmp_path / name)
+        assert name in str(info.value)
+    with pytest.raises(FileNotFoundError, match="missing.gif"):
+        read_video(tmp_path / "missing.gif")
+
+
+def test_frame_folder_with_mismatched_sizes_raises(tmp_path):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "0.png")
+    Image.new("RGB", (9, 8)).save(folder / "1.png")
+    with pytest.raises(CorruptVideoError, match="1.png"):
+        read_video(folder)
+
+
+# === Resize + crop ===
+
+def test_resize_crop_geometry_by_hand():
+    assert video_io.resize_crop_geometry(100, 200, 50) == (50, 100, 0, 25)
+    assert video_io.resize_crop_geometry(480, 640, 128) == (128, 171, 0, 21)
+    assert video_io.resize_crop_geometry(200, 100, 50) == (100, 50, 25, 0)
+    assert video_io.resize_crop_geometry(64, 64, 64) == (64, 64, 0, 0)
+
+
+def test_resize_video_keeps_the_centre():
+    frames = np.zeros((2, 40, 80, 3), np.uint8)
+    frames[:, :, :20] = (255, 0, 0)  # left quarter red: cropped away at size 20
+    frames[:, :, 20:60] = (0, 255, 0)  # centre half green: all that remains
+    out = video_io.resize_video(frames, 20)
+    assert out.shape == (2, 20, 20, 3) and out.dtype == np.uint8
+    assert (out[..., 1] > 200).all() and (out[..., 0] < 50).all()
+    same = np.ones((1, 16, 16, 3), np.uint8)
+    assert video_io.resize_video(same, 16) is same
+
+
+def test_resize_points_by_hand():
+    # 100 x 200 -> 50 x 100, crop columns 25..75: x = -0.5 (column edge 50 of 200 -> 25 after
+    # resize -> the left edge of the crop) maps to -1; the centre stays; y is only scaled.
+    points = np.array([[-0.5, 0.0], [0.0, 0.5], [0.5, -1.0]], np.float32)
+    out = video_io.resize_points(points, 100, 200, 50)
+    np.testing.assert_allclose(out, [[-1.0, 0.0], [0.0, 0.5], [1.0, -1.0]], atol=1e-6)
+    np.testing.assert_allclose(video_io.resize_points(points, 32, 32, 32), points, atol=1e-6)
+
+
+def test_resize_points_follow_the_pixels():
+    """A bright blob and its keypoint end up at the same place after resize + crop."""
+    height, width, size = 60, 100, 30
+    frame = np.zeros((1, height, width, 3), np.uint8)
+    row, col = 21, 67  # blob centred on pixel (row, col)
+    frame[0, row - 2:row + 3, col - 2:col + 3] = 255
+    point = np.array([(2 * col + 1) / width - 1, (2 * row + 1) / height - 1], np.float32)
+    out = video_io.resize_video(frame, size)[0, ..., 0].astype(np.float64)
+    ys, xs = np.mgrid[0:size, 0:size]
+    centroid = np.array([(xs * out).sum(), (ys * out).sum()]) / out.sum()
+    expected = (video_io.resize_points(point, height, width, size) + 1) / 2 * size - 0.5
+    # In output pixels; a half-pixel slip in the convention would be off by 0.25.
+    np.testing.assert_allclose(centroid, expected, atol=0.05)
