@@ -1,0 +1,144 @@
+"""Reusable Keras layers: soft-argmax keypoints, gaussian keypoint maps, conv-norm-act blocks.
+
+The tensor math lives in `kpvp.ops.keypoints`; these layers wrap it so that networks can hold
+it as a serialisable part. Keypoint layers compute in float32 by default (even under a
+mixed-precision policy): bfloat16 would round a keypoint by up to about half a pixel.
+"""
+import keras
+
+from kpvp.ops import keypoints as kp_ops
+
+NORMS = ("batch", "instance", "none")
+ACTIVATIONS = ("relu", "leaky_relu", "none")
+
+
+@keras.saving.register_keras_serializable(package="kpvp")
+class SpatialSoftmax(keras.layers.Layer):
+    """Heatmap logits `Q(v)` `[B, H, W, K]` -> keypoints `k_hat` `[B, K, 2]` (paper eq. 1).
+
+    The expectation of the spatial softmax; `mode` is `"joint"` (softmax over all pixels, the
+    paper) or `"marginal"` (softmax of row / column means, the authors' code); see
+    `kpvp.ops.keypoints.spatial_softmax`. `call(heatmaps, return_maps=True)` also returns the
+    probability maps `l` `[B, H, W, K]` (each channel sums to 1).
+    """
+
+    def __init__(self, mode="joint", **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if mode not in kp_ops.SOFTMAX_MODES:
+            raise ValueError(
+                f"SpatialSoftmax: mode must be one of {kp_ops.SOFTMAX_MODES}, got {mode!r}")
+        self.mode = mode
+
+    def call(self, heatmaps, return_maps=False):
+        maps = kp_ops.spatial_softmax(heatmaps, mode=self.mode)
+        keypoints = kp_ops.expected_keypoints(maps)
+        if return_maps:
+            return keypoints, maps
+        return keypoints
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], input_shape[3], 2)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(mode=self.mode)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kpvp")
+class GaussianMaps(keras.layers.Layer):
+    """Keypoints `[B, K, 2]` -> gaussian maps `d_hat` `[B, size, size, K]` (paper eq. 2).
+
+    `exp(-|u - k|^2 * inv_std^2)` at the pixel centres `u` of a `size x size` map (peak 1);
+    see `kpvp.ops.keypoints.gaussian_maps`.
+    """
+
+    def __init__(self, size, inv_std, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        if int(size) < 1 or float(inv_std) <= 0:
+            raise ValueError(
+                f"GaussianMaps: size must be >= 1 and inv_std > 0, got {size}, {inv_std}")
+        self.size = int(size)
+        self.inv_std = float(inv_std)
+
+    def call(self, keypoints):
+        return kp_ops.gaussian_maps(keypoints, self.size, self.inv_std)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(size=self.size, inv_std=self.inv_std)
+        return config
+
+
+@keras.saving.register_keras_serializable(package="kpvp")
+class ConvBlock(keras.layers.Layer):
+    """Conv2D ('same' padding) -> normalisation -> activation, `[B, H, W, C] -> [B, H/s, W/s, F]`.
+
+    `norm`: "batch", "instance" (`GroupNormalization(groups=-1)`) or "none" (then the conv
+    has a bias; a normalisation would cancel it). `activation`: "relu", "leaky_relu" (with
+    `negative_slope`) or "none".
+    """
+
+    def __init__(self, filters, kernel_size=3, strides=1, norm="batch", activation="relu",
+                 negative_slope=0.01, **kwargs):
+        super().__init__(**kwargs)
+        if norm not in NORMS:
+            raise ValueError(f"ConvBlock: norm must be one of {NORMS}, got {norm!r}")
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"ConvBlock: activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.filters = int(filters)
+        self.kernel_size = int(kernel_size)
+        self.strides = int(strides)
+        self.norm = norm
+        self.activation = activation
+        self.negative_slope = float(negative_slope)
+
+        self.conv = keras.layers.Conv2D(
+            self.filters, self.kernel_size, strides=self.strides, padding="same",
+            use_bias=norm == "none", dtype=self.dtype_policy, name="conv")
+        if norm == "batch":
+            self.norm_layer = keras.layers.BatchNormalization(dtype=self.dtype_policy,
+                                                              name="norm")
+        elif norm == "instance":
+            self.norm_layer = keras.layers.GroupNormalization(groups=-1,
+                                                              dtype=self.dtype_policy,
+                                                              name="norm")
+        else:
+            self.norm_layer = None
+        if activation == "relu":
+            self.act = keras.layers.ReLU(dtype=self.dtype_policy, name="act")
+        elif activation == "leaky_relu":
+            self.act = keras.layers.LeakyReLU(negative_slope=self.negative_slope,
+                                              dtype=self.dtype_policy, name="act")
+        else:
+            self.act = None
+
+    def build(self, input_shape):
+        self.conv.build(input_shape)
+        output_shape = self.conv.compute_output_shape(input_shape)
+        if self.norm_layer is not None:
+            self.norm_layer.build(output_shape)
+
+    def call(self, inputs, training=None):
+        x = self.conv(inputs)
+        if self.norm_layer is not None:
+            x = self.norm_layer(x, training=training)
+        if self.act is not None:
+            x = self.act(x)
+        return x
+
+    def compute_output_shape(self, input_shape):
+        return self.conv.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
+                      norm=self.norm, activation=self.activation,
+                      negative_slope=self.negative_slope)
+        return config

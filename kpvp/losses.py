@@ -1,0 +1,87 @@
+"""Training losses of both stages (paper eqs. 4 and 5); every loss returns a float32 scalar.
+
+Adversarial losses take raw logits `D(x)` (before the sigmoid), so `log D` and `log(1 - D)`
+are computed stably as `-softplus(-logit)` and `-softplus(logit)`.
+"""
+from keras import ops
+
+
+def _f32(x):
+    return ops.cast(x, "float32")
+
+
+def _same_shape(a, b):
+    """Shapes agree wherever both are known (graph mode may leave the batch size unknown)."""
+    return len(a.shape) == len(b.shape) and all(
+        x is None or y is None or x == y for x, y in zip(a.shape, b.shape))
+
+
+def l1_loss(target, prediction):
+    """Mean absolute error `mean |target - prediction|` over all elements -> scalar.
+
+    Stage 2's reconstruction term `||k_tilde_{1:T} - k_hat_{1:T}||_1` (weighted by lambda2):
+    any matching shapes, e.g. keypoint sequences `[B, T, K, 2]`. A MEAN, not a sum, so
+    lambda2 does not depend on T or K.
+    """
+    target, prediction = _f32(target), _f32(prediction)
+    if not _same_shape(target, prediction):
+        raise ValueError(f"l1_loss: target shape {tuple(target.shape)} differs from prediction "
+                         f"shape {tuple(prediction.shape)}")
+    return ops.mean(ops.abs(target - prediction))
+
+
+def perceptual_loss(features_real, features_fake, weights=None):
+    """Perceptual loss `E_l ||Phi_l(v_hat) - Phi_l(v')||_1` (paper eq. 4) -> scalar.
+
+    `features_real` / `features_fake`: lists of L feature maps `Phi_l` `[B, h_l, w_l, c_l]`
+    of the target `v'` and of the output `v_hat`. Per layer the mean absolute difference;
+    the layers are combined as `sum_l weights[l] * mean_l`, with equal weights `1 / L` by
+    default (the expectation over l, as the authors).
+    """
+    features_real, features_fake = list(features_real), list(features_fake)
+    if not features_real or len(features_real) != len(features_fake):
+        raise ValueError(
+            "perceptual_loss: features_real and features_fake must be non-empty lists of the "
+            f"same length, got {len(features_real)} and {len(features_fake)}")
+    if weights is None:
+        weights = [1.0 / len(features_real)] * len(features_real)
+    weights = list(weights)
+    if len(weights) != len(features_real):
+        raise ValueError(f"perceptual_loss: weights has {len(weights)} entries for "
+                         f"{len(features_real)} feature layers")
+    total = 0.0
+    for weight, real, fake in zip(weights, features_real, features_fake):
+        total = total + float(weight) * l1_loss(real, fake)
+    return _f32(total)
+
+
+def discriminator_loss(real_logits, fake_logits):
+    """`L_D = -log D(real) - log(1 - D(fake))` (L_{D_im}, L_{D_seq}; eqs. 4, 5) -> scalar.
+
+    Sigmoid binary cross-entropy of logits `[B, ...]`: real labelled 1, fake 0, each term
+    averaged over its own batch.
+    """
+    return (ops.mean(ops.softplus(-_f32(real_logits)))
+            + ops.mean(ops.softplus(_f32(fake_logits))))
+
+
+def generator_adversarial_loss(fake_logits):
+    """Non-saturating generator loss `-log D(fake)` (in L_{Q,T} and L_M) -> scalar.
+
+    `fake_logits` `[B, ...]`, averaged.
+    """
+    return ops.mean(ops.softplus(-_f32(fake_logits)))
+
+
+def kl_divergence(mu, log_var):
+    """`D_KL(N(mu, diag(exp(log_var))) || N(0, I))` of q_phi(z | ...) (eq. 5) -> scalar.
+
+    `mu`, `log_var` `[B, D]`: `0.5 * sum_d (exp(log_var) + mu^2 - 1 - log_var)`, SUMMED
+    over the latent dimensions (the KL of the whole z) and AVERAGED over the batch.
+    """
+    mu, log_var = _f32(mu), _f32(log_var)
+    if not _same_shape(mu, log_var) or len(mu.shape) != 2:
+        raise ValueError(f"kl_divergence: mu and log_var must both be [B, D], got "
+                         f"{tuple(mu.shape)} and {tuple(log_var.shape)}")
+    per_example = 0.5 * ops.sum(ops.exp(log_var) + ops.square(mu) - 1.0 - log_var, axis=-1)
+    return ops.mean(per_example)

@@ -1,0 +1,179 @@
+"""The masked image translator T: source image + source/target keypoints -> target image.
+
+Architecture (the authors' widths at a 128x128 input, `filters=(64, 128, 256)`):
+  * image encoder of the source `s` (run once per source image): conv7x7 + conv3x3 at full
+    resolution, then a stride-2 conv3x3 + conv3x3 per level, down to `gaussian_size`
+    (32x32x128 at 128; widths `encoder_filters`, by default half of `filters`);
+  * the features are concatenated with the gaussian maps of the source keypoints and of the
+    target keypoints rendered at `gaussian_size` (32x32xK each);
+  * a U-Net at that resolution (two conv3x3, `bottleneck_depth` stride-2 convs down, and
+    back up with skip connections), all `filters[-1]` wide;
+  * a decoder up to full resolution, one level per remaining width (256 -> 128 -> 64 at 128:
+    bilinear 2x upsampling + two conv3x3 each);
+  * two heads at full resolution: the crude image `v_crude` (conv3x3, 3 channels, tanh so it
+    lies in the image range [-1, 1]) and the mask `m` (conv3x3, 1 channel, sigmoid).
+The output is the blend `v_hat = m * v_crude + (1 - m) * s` (`masked_blend`).
+"""
+import keras
+from keras import ops
+
+from kpvp import layers
+
+
+def masked_blend(mask, crude, source):
+    """Output of T (paper eq. 3): `v_hat = m * v_crude + (1 - m) * s`.
+
+    `mask` `m` `[B, H, W, 1]` in [0, 1], `crude` `v_crude` and `source` `s` `[B, H, W, 3]`
+    -> `[B, H, W, 3]`. Here `m` is the FOREGROUND mask (1 = take the synthesised pixel,
+    0 = keep the source pixel); the paper's background mask is `1 - m`.
+    """
+    return mask * crude + (1.0 - mask) * source
+
+
+@keras.saving.register_keras_serializable(package="kpvp")
+class MaskedTranslator(keras.Model):
+    """T: `[source_image s, source_kp k, target_kp k']` -> dict of `[B, H, W, C]` tensors.
+
+    `call([source_image, source_kp, target_kp])` with `source_image` `[B, H, W, 3]` in
+    [-1, 1] (H = W = `image_size`) and keypoints `[B, K, 2]` returns a dict:
+      * `"image"`: `v_hat` `[B, H, W, 3]`, the blend of the crude image and the source;
+      * `"crude"`: `v_crude` `[B, H, W, 3]` in [-1, 1] (tanh);
+      * `"mask"`: `m` `[B, H, W, 1]` in [0, 1] (sigmoid), 1 where `v_crude` is used.
+    All outputs are float32. To render many targets from one source, run
+    `encode_source` once and `decode` per target (batch sizes must match: repeat the
+    features along the batch axis).
+
+    Args:
+      image_size: H = W of the images.
+      num_keypoints: K.
+      filters: decoder widths from full resolution down to `gaussian_size`; needs
+        `image_size == gaussian_size * 2 ** (len(filters) - 1)`.
+      gaussian_size: resolution of the gaussian maps and of the U-Net.
+      gaussian_inv_std: `inv_std` of the gaussian maps, `exp(-d^2 * inv_std^2)`.
+      encoder_filters: source encoder widths per level (default: half of `filters`).
+      bottleneck_depth: stride-2 levels of the U-Net below `gaussian_size`.
+      norm: "batch" (the authors'), "instance" or "none", in every conv block.
+    """
+
+    def __init__(self, image_size, num_keypoints, filters=(64, 128, 256), gaussian_size=32,
+                 gaussian_inv_std=14.3, encoder_filters=None, bottleneck_depth=2,
+                 norm="batch", **kwargs):
+        super().__init__(**kwargs)
+        self.image_size = int(image_size)
+        self.num_keypoints = int(num_keypoints)
+        self.filters = tuple(int(f) for f in filters)
+        self.gaussian_size = int(gaussian_size)
+        self.gaussian_inv_std = float(gaussian_inv_std)
+        if encoder_filters is None:
+            encoder_filters = [max(f // 2, 1) for f in self.filters]
+        self.encoder_filters = tuple(int(f) for f in encoder_filters)
+        self.bottleneck_depth = int(bottleneck_depth)
+        self.norm = norm
+        self._check_arguments()
+
+        def block(width, kernel_size=3, strides=1, name=None):
+            return layers.ConvBlock(width, kernel_size, strides, norm=norm, name=name)
+
+        ef, top = self.encoder_filters, self.filters[-1]
+        self.encoder = [block(ef[0], 7, name="enc0_0"), block(ef[0], name="enc0_1")]
+        for i, width in enumerate(ef[1:], start=1):
+            self.encoder += [block(width, strides=2, name=f"enc{i}_0"),
+                             block(width, name=f"enc{i}_1")]
+        self.gaussian_maps = layers.GaussianMaps(self.gaussian_size, self.gaussian_inv_std,
+                                                 name="gaussian_maps")
+        self.unet_in = [block(top, name="unet_in_0"), block(top, name="unet_in_1")]
+        self.unet_down = [block(top, strides=2, name=f"unet_down{d}")
+                          for d in range(self.bottleneck_depth)]
+        self.unet_up = [block(top, name=f"unet_up{d}") for d in range(self.bottleneck_depth)]
+        self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear", name="upsample")
+        self.decoder = [
+            [block(width, name=f"dec{i}_0"), block(width, name=f"dec{i}_1")]
+            for i, width in enumerate(self.filters[:-1])
+        ]
+        # float32 heads: the outputs are compared with images and blended in float32.
+        self.crude_head = keras.layers.Conv2D(3, 3, padding="same", activation="tanh",
+                                              dtype="float32", name="crude_head")
+        self.mask_head = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid",
+                                             dtype="float32", name="mask_head")
+
+    def _check_arguments(self):
+        if self.image_size != self.gaussian_size * 2 ** (len(self.filters) - 1):
+            raise ValueError(
+                f"MaskedTranslator: image_size ({self.image_size}) must equal gaussian_size "
+                f"({self.gaussian_size}) * 2 ** (len(filters) - 1) for filters={self.filters}")
+        if len(self.encoder_filters) != len(self.filters):
+            raise ValueError(
+                f"MaskedTranslator: encoder_filters {self.encoder_filters} must have one width "
+                f"per level like filters {self.filters}")
+        if self.bottleneck_depth < 0 or self.gaussian_size % 2 ** self.bottleneck_depth:
+            raise ValueError(
+                f"MaskedTranslator: gaussian_size ({self.gaussian_size}) must be divisible by "
+                f"2 ** bottleneck_depth ({self.bottleneck_depth})")
+        if self.norm not in layers.NORMS:
+            raise ValueError(f"MaskedTranslator: norm must be one of {layers.NORMS}, "
+                             f"got {self.norm!r}")
+        if self.num_keypoints < 1 or self.gaussian_inv_std <= 0:
+            raise ValueError(
+                "MaskedTranslator: num_keypoints must be >= 1 and gaussian_inv_std > 0, got "
+                f"{self.num_keypoints}, {self.gaussian_inv_std}")
+
+    def _check_inputs(self, source_image=None, source_kp=None, target_kp=None):
+        size = self.image_size
+        if source_image is not None and tuple(source_image.shape[1:]) != (size, size, 3):
+            raise ValueError(f"MaskedTranslator: source_image must be [B, {size}, {size}, 3], "
+                             f"got shape {tuple(source_image.shape)}")
+        for name, kp in (("source_kp", source_kp), ("target_kp", target_kp)):
+            if kp is not None and tuple(kp.shape[1:]) != (self.num_keypoints, 2):
+                raise ValueError(f"MaskedTranslator: {name} must be [B, {self.num_keypoints}, "
+                                 f"2], got shape {tuple(kp.shape)}")
+
+    def encode_source(self, source_image, training=None):
+        """Image encoder: `s` `[B, H, W, 3]` -> features `[B, g, g, encoder_filters[-1]]`."""
+        self._check_inputs(source_image=source_image)
+        x = source_image
+        for layer in self.encoder:
+            x = layer(x, training=training)
+        return x
+
+    def decode(self, source_features, source_image, source_kp, target_kp, training=None):
+        """The rest of T: encoded source, `s`, `k`, `k'` -> dict(image, crude, mask).
+
+        `source_features` `[B, g, g, C]` from `encode_source`; shapes as in `call`.
+        """
+        self._check_inputs(source_image, source_kp, target_kp)
+        x = ops.concatenate([source_features, self.gaussian_maps(source_kp),
+                             self.gaussian_maps(target_kp)], axis=-1)
+        for layer in self.unet_in:
+            x = layer(x, training=training)
+        skips = []
+        for layer in self.unet_down:
+            skips.append(x)
+            x = layer(x, training=training)
+        for level in reversed(range(self.bottleneck_depth)):
+            x = ops.concatenate([self.upsample(x), skips[level]], axis=-1)
+            x = self.unet_up[level](x, training=training)
+        for level in reversed(range(len(self.decoder))):
+            x = self.upsample(x)
+            for layer in self.decoder[level]:
+                x = layer(x, training=training)
+        crude = self.crude_head(x)
+        mask = self.mask_head(x)
+        image = masked_blend(mask, crude, ops.cast(source_image, "float32"))
+        return {"image": image, "crude": crude, "mask": mask}
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
+            raise ValueError("MaskedTranslator expects [source_image, source_kp, target_kp], "
+                             f"got {type(inputs).__name__}")
+        source_image, source_kp, target_kp = inputs
+        features = self.encode_source(source_image, training=training)
+        return self.decode(features, source_image, source_kp, target_kp, training=training)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(image_size=self.image_size, num_keypoints=self.num_keypoints,
+                      filters=list(self.filters), gaussian_size=self.gaussian_size,
+                      gaussian_inv_std=self.gaussian_inv_std,
+                      encoder_filters=list(self.encoder_filters),
+                      bottleneck_depth=self.bottleneck_depth, norm=self.norm)
+        return config

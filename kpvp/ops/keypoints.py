@@ -1,0 +1,171 @@
+"""Keypoint tensor math: soft-argmax, gaussian maps and geometric keypoint transforms.
+
+Coordinate convention (used everywhere in kpvp):
+  keypoints are float32 `[..., K, 2]` in the order `(x, y)`, x to the right, y down, both in
+  [-1, 1]. (-1, -1) is the top-left CORNER of the top-left pixel and (1, 1) the bottom-right
+  corner of the bottom-right pixel, so the centre of pixel column `i` of a width-W map is
+  `x = (2 * i + 1) / W - 1` (rows/y/H alike). Maps of different resolutions (128x128
+  heatmaps, 32x32 gaussian maps) therefore describe the same point with the same numbers.
+
+(The authors' code uses `linspace(-1, 1, W)`, i.e. pixel CENTRES at -1 and 1; the two differ
+by at most half a pixel. The corner convention is what makes 128x128 and 32x32 maps agree.)
+
+All functions use `keras.ops`, so they run on symbolic Keras tensors as well as eager ones.
+"""
+import numbers
+
+from keras import ops
+
+SOFTMAX_MODES = ("joint", "marginal")
+
+
+def pixel_centers(size):
+    """Coordinates of the pixel centres of a map `size` pixels wide, `[size]` float32.
+
+    `(2 * i + 1) / size - 1` for `i = 0..size-1`: e.g. size 2 gives [-0.5, 0.5].
+    """
+    size = int(size)
+    if size < 1:
+        raise ValueError(f"pixel_centers: size must be >= 1, got {size}")
+    return (2.0 * ops.arange(size, dtype="float32") + 1.0) / size - 1.0
+
+
+def _check_heatmaps(heatmaps, name="heatmaps"):
+    if len(heatmaps.shape) != 4:
+        raise ValueError(f"{name} must be [B, H, W, K], got shape {tuple(heatmaps.shape)}")
+    height, width = heatmaps.shape[1], heatmaps.shape[2]
+    if height is None or width is None:
+        raise ValueError(f"{name} needs a static height and width, got {tuple(heatmaps.shape)}")
+
+
+def _check_keypoints(keypoints, name="keypoints"):
+    if len(keypoints.shape) < 2 or keypoints.shape[-1] != 2:
+        raise ValueError(f"{name} must be [..., K, 2] (x, y), got shape {tuple(keypoints.shape)}")
+
+
+def spatial_softmax(heatmaps, mode="joint"):
+    """Heatmap logits `Q(v)` -> probability maps `l`, `[B, H, W, K] -> [B, H, W, K]` float32.
+
+    Each channel of the result sums to 1 over (H, W).
+      * `"joint"` (paper eq. 1): `l^n = softmax over all H*W pixels of Q(v)^n`.
+      * `"marginal"` (the authors' code, IMM style): `p(y) = softmax over H of the logits
+        averaged over W`, `p(x) = softmax over W of the logits averaged over H`, and
+        `l = p(y) p(x)^T` (the product of the two marginals). Its expectation is the same as
+        taking the two 1-D expectations separately, which is what the code computes.
+    Computed in float32 whatever the input dtype (mixed-precision safe).
+    """
+    _check_heatmaps(heatmaps)
+    if mode not in SOFTMAX_MODES:
+        raise ValueError(f"spatial_softmax: mode must be one of {SOFTMAX_MODES}, got {mode!r}")
+    heatmaps = ops.cast(heatmaps, "float32")
+    height, width, channels = heatmaps.shape[1], heatmaps.shape[2], heatmaps.shape[3]
+    if mode == "joint":
+        flat = ops.reshape(heatmaps, (-1, height * width, channels))
+        return ops.reshape(ops.softmax(flat, axis=1), (-1, height, width, channels))
+    p_y = ops.softmax(ops.mean(heatmaps, axis=2), axis=1)  # [B, H, K]
+    p_x = ops.softmax(ops.mean(heatmaps, axis=1), axis=1)  # [B, W, K]
+    return p_y[:, :, None, :] * p_x[:, None, :, :]
+
+
+def expected_keypoints(maps):
+    """Expected pixel-centre coordinates of probability maps, `[B, H, W, K] -> [B, K, 2]`.
+
+    `k^n = sum_u u * l^n_u` (paper eq. 1) with `u` the pixel centres of this module's
+    convention; `maps` should sum to 1 per channel (see `spatial_softmax`).
+    """
+    _check_heatmaps(maps, "maps")
+    maps = ops.cast(maps, "float32")
+    height, width = maps.shape[1], maps.shape[2]
+    p_x = ops.sum(maps, axis=1)  # [B, W, K]
+    p_y = ops.sum(maps, axis=2)  # [B, H, K]
+    x = ops.sum(p_x * pixel_centers(width)[None, :, None], axis=1)
+    y = ops.sum(p_y * pixel_centers(height)[None, :, None], axis=1)
+    return ops.stack([x, y], axis=-1)
+
+
+def spatial_softmax_keypoints(heatmaps, mode="joint"):
+    """Soft-argmax: heatmap logits `[B, H, W, K]` -> keypoints `k_hat` `[B, K, 2]` float32.
+
+    The expectation of the spatial softmax (`spatial_softmax` then `expected_keypoints`);
+    `mode` is `"joint"` (paper eq. 1, default) or `"marginal"` (authors' code).
+    """
+    return expected_keypoints(spatial_softmax(heatmaps, mode=mode))
+
+
+def gaussian_maps(keypoints, size, inv_std):
+    """Gaussian maps `d_hat` of keypoints, `[B, K, 2] -> [B, h, w, K]` float32 (paper eq. 2).
+
+    `d^n_u = exp(-|u - k^n|^2 * inv_std^2)` with `u` the pixel centres of an `h x w` map
+    (`size` is an int for square maps or `(h, w)`), distances in [-1, 1] units. Unnormalised:
+    the peak value is 1 at the keypoint (the authors' `exp(-d^2 * 14.3^2)`, i.e. the paper's
+    eq. 2 up to its constant factor with `sigma = 1 / (sqrt(2) * inv_std)`).
+    """
+    _check_keypoints(keypoints)
+    if len(keypoints.shape) != 3:
+        raise ValueError(f"keypoints must be [B, K, 2], got shape {tuple(keypoints.shape)}")
+    if isinstance(size, numbers.Integral):
+        height, width = int(size), int(size)
+    else:
+        height, width = (int(s) for s in size)
+    keypoints = ops.cast(keypoints, "float32")
+    inv_var = float(inv_std) ** 2
+    # The 2-D gaussian is separable: exp(-(dx^2 + dy^2) c) = exp(-dx^2 c) exp(-dy^2 c).
+    dx = pixel_centers(width)[None, None, :] - keypoints[:, :, 0:1]  # [B, K, w]
+    dy = pixel_centers(height)[None, None, :] - keypoints[:, :, 1:2]  # [B, K, h]
+    g_x = ops.exp(-ops.square(dx) * inv_var)
+    g_y = ops.exp(-ops.square(dy) * inv_var)
+    maps = g_y[:, :, :, None] * g_x[:, :, None, :]  # [B, K, h, w]
+    return ops.transpose(maps, (0, 2, 3, 1))
+
+
+def flip_keypoints_x(keypoints, permutation=None):
+    """Keypoints of the horizontally mirrored image, `[..., K, 2] -> [..., K, 2]`.
+
+    Mirroring maps pixel column `i` to `W - 1 - i`, i.e. `x -> -x` exactly in this
+    convention. `permutation` (length-K sequence, optional) reorders the K axis afterwards,
+    e.g. to swap left and right joints of a skeleton: `out[..., j, :] = flipped[..., p[j], :]`.
+    """
+    _check_keypoints(keypoints)
+    flipped = ops.stack([-keypoints[..., 0], keypoints[..., 1]], axis=-1)
+    if permutation is not None:
+        permutation = [int(p) for p in permutation]
+        if sorted(permutation) != list(range(keypoints.shape[-2])):
+            raise ValueError(
+                f"permutation must be a permutation of range({keypoints.shape[-2]}), "
+                f"got {permutation}")
+        flipped = ops.take(flipped, permutation, axis=-2)
+    return flipped
+
+
+def rotate_keypoints(keypoints, angle_rad, center=0.0):
+    """Rotates keypoints by `angle_rad` about `center`, `[..., K, 2] -> [..., K, 2]`.
+
+    `(x, y) -> c + R (k - c)` with `R = [[cos, -sin], [sin, cos]]` applied in image
+    coordinates (x right, y down), so a POSITIVE angle turns CLOCKWISE on screen.
+    `angle_rad`: scalar or tensor broadcastable to `keypoints[..., 0]` (e.g. `[B, 1]` for
+    `[B, K, 2]`); `center`: scalar or broadcastable to `keypoints`. The rotation is in
+    normalised coordinates, i.e. a rigid rotation of the picture for square images.
+    """
+    _check_keypoints(keypoints)
+    keypoints = ops.convert_to_tensor(keypoints)
+    dtype = keypoints.dtype
+    angle = ops.cast(angle_rad, dtype)
+    center = ops.cast(center, dtype)
+    shifted = keypoints - center
+    x, y = shifted[..., 0], shifted[..., 1]
+    cos, sin = ops.cos(angle), ops.sin(angle)
+    rotated = ops.stack([cos * x - sin * y, sin * x + cos * y], axis=-1)
+    return rotated + center
+
+
+def scale_keypoints(keypoints, scale, center=0.0):
+    """Scales keypoints about `center`: `c + scale * (k - c)`, `[..., K, 2] -> [..., K, 2]`.
+
+    `scale`: scalar, or broadcastable to `keypoints` (`[B, 1, 1]` per example, `[..., 2]`
+    for separate x / y factors); `center`: scalar or broadcastable to `keypoints`.
+    """
+    _check_keypoints(keypoints)
+    keypoints = ops.convert_to_tensor(keypoints)
+    dtype = keypoints.dtype
+    center = ops.cast(center, dtype)
+    return center + ops.cast(scale, dtype) * (keypoints - center)

@@ -1,0 +1,95 @@
+"""D_im (images) and D_seq (keypoint sequences)."""
+import numpy as np
+import pytest
+
+import model_checks
+from kpvp import configs
+from kpvp.models.discriminators import ImageDiscriminator, SequenceDiscriminator
+
+RNG = np.random.default_rng(0)
+
+
+def sequences(batch, steps, num_keypoints):
+    return RNG.uniform(-1, 1, (batch, steps, num_keypoints, 2)).astype(np.float32)
+
+
+# === D_im ===
+
+def test_image_discriminator_shared_checks(tmp_path):
+    discriminator = ImageDiscriminator(filters=(8, 16, 32))
+    images = RNG.uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+    logits = model_checks.check_network(discriminator, images, (3, 1), tmp_path)["output"]
+    # One global logit per image: each image's logit does not depend on the rest of the batch.
+    alone = discriminator(images[1:2])
+    np.testing.assert_allclose(np.asarray(alone), np.asarray(logits)[1:2], atol=1e-5)
+
+
+def test_image_discriminator_is_the_authors_design():
+    discriminator = ImageDiscriminator()
+    discriminator(np.zeros((1, 128, 128, 3), np.float32))
+    # Six stride-2 convs take 128 to 2: the dense layer sees 2 x 2 x 2048 features.
+    assert discriminator.logit.get_weights()[0].shape == (2 * 2 * 2048, 1)
+    assert [conv.conv.kernel.shape for conv in discriminator.convs][:2] == [
+        (4, 4, 3, 64), (4, 4, 64, 128)]
+    assert all(conv.norm_layer is None and conv.negative_slope == 0.01
+               for conv in discriminator.convs)
+
+
+def test_image_discriminator_tiny_config_and_bad_input():
+    config = configs.get_config("synthetic", "tiny")
+    discriminator = ImageDiscriminator(filters=config.stage1.discriminator_filters)
+    size = config.image_size
+    assert discriminator(np.zeros((2, size, size, 3), np.float32)).shape == (2, 1)
+    with pytest.raises(ValueError, match="images"):
+        discriminator(np.zeros((2, size, size, 1), np.float32))
+
+
+# === D_seq ===
+
+def test_sequence_discriminator_conditional_shared_checks(tmp_path):
+    discriminator = SequenceDiscriminator(units=8, num_classes=3)
+    labels = np.eye(3, dtype=np.float32)[[0, 2]]
+    model_checks.check_network(discriminator, [sequences(2, 6, 5), labels], (2, 1), tmp_path)
+
+
+def test_sequence_discriminator_unconditional_shared_checks(tmp_path):
+    discriminator = SequenceDiscriminator(units=8, num_layers=2)
+    logits = model_checks.check_network(discriminator, sequences(2, 6, 5), (2, 1), tmp_path)
+    assert logits["output"].shape == (2, 1)
+
+
+def test_class_condition_changes_the_logit_and_accepts_integer_labels():
+    discriminator = SequenceDiscriminator(units=16, num_classes=4)
+    keypoints = np.repeat(sequences(1, 7, 3), 4, axis=0)
+    one_hot = np.eye(4, dtype=np.float32)
+    by_one_hot = np.asarray(discriminator([keypoints, one_hot]))
+    by_integer = np.asarray(discriminator([keypoints, np.arange(4)]))
+    np.testing.assert_allclose(by_integer, by_one_hot, atol=1e-6)
+    # Same motion, four classes: four different logits.
+    assert len(np.unique(np.round(by_one_hot[:, 0], 6))) == 4
+
+
+def test_sequence_discriminator_reads_the_whole_sequence():
+    discriminator = SequenceDiscriminator(units=16)
+    keypoints = sequences(1, 10, 4)
+    changed = keypoints.copy()
+    changed[0, 0] += 0.5  # only the FIRST step differs: the LSTM must carry it to the end
+    first, second = discriminator(keypoints), discriminator(changed)
+    assert abs(float(first[0, 0]) - float(second[0, 0])) > 1e-6
+    # The length may change between calls.
+    assert discriminator(sequences(3, 4, 4)).shape == (3, 1)
+
+
+def test_sequence_discriminator_rejects_bad_input():
+    conditional = SequenceDiscriminator(units=4, num_classes=2)
+    conditional([sequences(1, 3, 2), np.eye(2, dtype=np.float32)[:1]])
+    with pytest.raises(ValueError, match="labels"):
+        conditional(sequences(1, 3, 2))
+    with pytest.raises(ValueError, match="labels"):
+        conditional([sequences(1, 3, 2), np.ones((1, 3), np.float32)])
+    unconditional = SequenceDiscriminator(units=4)
+    unconditional(sequences(1, 3, 2))
+    with pytest.raises(ValueError, match="keypoints"):
+        unconditional(np.zeros((1, 3, 2), np.float32))
+    with pytest.raises(ValueError, match="num_classes"):
+        SequenceDiscriminator(units=4, num_classes=-1)

@@ -1,0 +1,76 @@
+"""kpvp.losses against values computed by hand."""
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from kpvp import losses
+
+
+def value(x):
+    return float(np.asarray(x))
+
+
+def test_l1_loss_is_the_mean_absolute_error():
+    target = np.array([[1.0, -2.0], [0.5, 0.0]], np.float32)
+    prediction = np.array([[0.0, -2.0], [1.0, 3.0]], np.float32)
+    assert value(losses.l1_loss(target, prediction)) == pytest.approx((1 + 0 + 0.5 + 3) / 4)
+    with pytest.raises(ValueError, match="shape"):
+        losses.l1_loss(target, prediction[:1])
+
+
+def test_perceptual_loss_averages_per_layer_l1():
+    real = [np.zeros((1, 2, 2, 1), np.float32), np.ones((1, 1, 1, 3), np.float32)]
+    fake = [np.full((1, 2, 2, 1), 0.5, np.float32),
+            np.array([[[[1.0, 4.0, -2.0]]]], np.float32)]
+    # Layer 1: mean |0 - 0.5| = 0.5. Layer 2: mean(0, 3, 3) = 2. Equal weights: (0.5 + 2) / 2.
+    assert value(losses.perceptual_loss(real, fake)) == pytest.approx(1.25)
+    assert value(losses.perceptual_loss(real, fake, weights=[2.0, 0.1])) == pytest.approx(
+        2.0 * 0.5 + 0.1 * 2.0)
+    assert value(losses.perceptual_loss(real, real)) == 0.0
+    with pytest.raises(ValueError, match="weights"):
+        losses.perceptual_loss(real, fake, weights=[1.0])
+    with pytest.raises(ValueError, match="same length"):
+        losses.perceptual_loss(real, fake[:1])
+
+
+def test_discriminator_loss_is_binary_cross_entropy():
+    real_logits = np.array([[2.0], [-1.0]], np.float32)
+    fake_logits = np.array([[0.5], [-3.0], [0.0]], np.float32)
+    sigmoid = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    real_term = -(math.log(sigmoid(2.0)) + math.log(sigmoid(-1.0))) / 2
+    fake_term = -(math.log(1 - sigmoid(0.5)) + math.log(1 - sigmoid(-3.0))
+                  + math.log(1 - sigmoid(0.0))) / 3
+    assert value(losses.discriminator_loss(real_logits, fake_logits)) == pytest.approx(
+        real_term + fake_term, rel=1e-6)
+    # Logit 0 means D = 1/2 on both sides: 2 log 2.
+    zeros = np.zeros((4, 1), np.float32)
+    assert value(losses.discriminator_loss(zeros, zeros)) == pytest.approx(2 * math.log(2))
+
+
+def test_generator_loss_is_non_saturating_and_stable():
+    fake_logits = np.array([[1.0], [-2.0]], np.float32)
+    expected = (math.log(1 + math.exp(-1.0)) + math.log(1 + math.exp(2.0))) / 2  # -log D
+    assert value(losses.generator_adversarial_loss(fake_logits)) == pytest.approx(expected,
+                                                                                  rel=1e-6)
+    # A confident discriminator (logit -100) still gives a finite, large loss (no log(0)).
+    assert value(losses.generator_adversarial_loss(np.array([[-100.0]], np.float32))) == (
+        pytest.approx(100.0, rel=1e-6))
+
+
+def test_kl_divergence_hand_values():
+    mu = np.array([[0.0, 0.0], [1.0, -2.0]], np.float32)
+    log_var = np.array([[0.0, 0.0], [math.log(4.0), 0.0]], np.float32)
+    # Example 1 is N(0, I): KL 0. Example 2: 0.5 * [(4 + 1 - 1 - ln 4) + (1 + 4 - 1 - 0)].
+    second = 0.5 * ((4 + 1 - 1 - math.log(4)) + (1 + 4 - 1))
+    assert value(losses.kl_divergence(mu, log_var)) == pytest.approx(second / 2, rel=1e-6)
+    assert value(losses.kl_divergence(mu[:1], log_var[:1])) == 0.0
+    with pytest.raises(ValueError, match="mu and log_var"):
+        losses.kl_divergence(mu, log_var[:, :1])
+
+
+def test_losses_accept_bfloat16_and_return_float32():
+    logits = keras.ops.cast(np.array([[0.25], [-0.5]], np.float32), "bfloat16")
+    loss = losses.generator_adversarial_loss(logits)
+    assert keras.backend.standardize_dtype(loss.dtype) == "float32"

@@ -1,0 +1,207 @@
+"""Stage-1 networks: the keypoint detector Q and the masked translator T."""
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import model_checks
+from kpvp import configs
+from kpvp.models.keypoint_detector import KeypointDetector
+from kpvp.models.translator import MaskedTranslator, masked_blend
+from kpvp.ops import keypoints as kp_ops
+
+RNG = np.random.default_rng(0)
+
+
+def random_images(batch, size):
+    return RNG.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+
+
+def random_keypoints(batch, num_keypoints):
+    return RNG.uniform(-0.9, 0.9, (batch, num_keypoints, 2)).astype(np.float32)
+
+
+# === Q ===
+
+def test_detector_shared_checks(tmp_path):
+    detector = KeypointDetector(5, filters=(8, 16, 16))
+    outputs = model_checks.check_network(detector, random_images(2, 32), (2, 5, 2), tmp_path)
+    keypoints = np.asarray(outputs["output"])
+    assert np.all(np.abs(keypoints) < 1)  # an expectation over pixel centres
+
+
+def test_detector_maps_are_the_distributions_of_its_keypoints():
+    detector = KeypointDetector(3, filters=(8, 16), softmax_mode="marginal", norm="instance")
+    images = random_images(2, 16)
+    keypoints, maps = detector(images, return_heatmaps=True)
+    assert maps.shape == (2, 16, 16, 3)
+    np.testing.assert_allclose(np.asarray(maps).sum(axis=(1, 2)), np.ones((2, 3)), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(kp_ops.expected_keypoints(maps)),
+                               np.asarray(keypoints), atol=1e-6)
+    logits = detector.heatmap_logits(images)
+    np.testing.assert_allclose(
+        np.asarray(kp_ops.spatial_softmax_keypoints(logits, "marginal")),
+        np.asarray(keypoints), atol=1e-6)
+
+
+def test_detector_from_config_and_bad_images():
+    config = configs.get_config("synthetic", "tiny")
+    detector = KeypointDetector(config.num_keypoints, filters=config.stage1.detector_filters)
+    keypoints = detector(random_images(1, config.image_size))
+    assert keypoints.shape == (1, config.num_keypoints, 2)
+    with pytest.raises(ValueError, match="images"):
+        detector(random_images(1, 36))  # 36 is not a multiple of 2 ** 3
+    with pytest.raises(ValueError, match="num_keypoints"):
+        KeypointDetector(0)
+
+
+# === T ===
+
+def small_translator(**kwargs):
+    args = dict(image_size=32, num_keypoints=4, filters=(8, 16, 16), gaussian_size=8,
+                gaussian_inv_std=5.0)
+    args.update(kwargs)
+    return MaskedTranslator(**args)
+
+
+def test_translator_shared_checks(tmp_path):
+    translator = small_translator()
+    inputs = [random_images(2, 32), random_keypoints(2, 4), random_keypoints(2, 4)]
+    outputs = model_checks.check_network(
+        translator, inputs,
+        {"image": (2, 32, 32, 3), "crude": (2, 32, 32, 3), "mask": (2, 32, 32, 1)}, tmp_path)
+    mask, crude = np.asarray(outputs["mask"]), np.asarray(outputs["crude"])
+    assert mask.min() >= 0 and mask.max() <= 1
+    assert crude.min() >= -1 and crude.max() <= 1
+    np.testing.assert_allclose(
+        np.asarray(outputs["image"]), mask * crude + (1 - mask) * inputs[0], atol=1e-6)
+
+
+def test_masked_blend_hand_values():
+    mask = np.array([0.0, 1.0, 0.25], np.float32).reshape(1, 1, 3, 1)
+    crude = np.full((1, 1, 3, 3), 0.8, np.float32)
+    source = np.full((1, 1, 3, 3), -0.4, np.float32)
+    blended = np.asarray(masked_blend(mask, crude, source))[0, 0, :, 0]
+    np.testing.assert_allclose(blended, [-0.4, 0.8, 0.25 * 0.8 + 0.75 * -0.4], atol=1e-6)
+
+
+@pytest.mark.parametrize("bias,expected", [(-1e4, "source"), (1e4, "crude")])
+def test_translator_with_saturated_mask_returns_source_or_crude(bias, expected):
+    translator = small_translator()
+    source = random_images(2, 32)
+    inputs = [source, random_keypoints(2, 4), random_keypoints(2, 4)]
+    translator(inputs)
+    kernel, _ = translator.mask_head.get_weights()
+    translator.mask_head.set_weights([np.zeros_like(kernel), np.full((1,), bias, np.float32)])
+    outputs = translator(inputs)
+    reference = source if expected == "source" else np.asarray(outputs["crude"])
+    np.testing.assert_array_equal(np.asarray(outputs["image"]), reference)
+
+
+def test_encode_once_decode_many_equals_call():
+    translator = small_translator(norm="instance", bottleneck_depth=1)
+    source, source_kp = random_images(1, 32), random_keypoints(1, 4)
+    targets = random_keypoints(3, 4)
+    features = translator.encode_source(source)
+    assert features.shape == (1, 8, 8, 8)  # gaussian_size^2 x half of filters[-1]
+    repeat = lambda x: np.repeat(np.asarray(x), 3, axis=0)  # noqa: E731
+    video = translator.decode(repeat(features), repeat(source), repeat(source_kp), targets)
+    direct = translator([repeat(source), repeat(source_kp), targets])
+    for key in ("image", "crude", "mask"):
+        # Not bit-equal: the encoder ran on a batch of 1 here and of 3 there.
+        np.testing.assert_allclose(np.asarray(video[key]), np.asarray(direct[key]), atol=1e-4)
+    # The target keypoints matter: different targets give different frames.
+    assert np.abs(np.asarray(video["image"][0]) - np.asarray(video["image"][1])).max() > 1e-4
+
+
+def test_translator_rejects_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="gaussian_size"):
+        MaskedTranslator(128, 10, filters=(64, 128, 256), gaussian_size=16)
+    with pytest.raises(ValueError, match="encoder_filters"):
+        small_translator(encoder_filters=(4, 8))
+    with pytest.raises(ValueError, match="bottleneck_depth"):
+        small_translator(bottleneck_depth=4)
+    translator = small_translator()
+    translator([random_images(1, 32), random_keypoints(1, 4), random_keypoints(1, 4)])
+    with pytest.raises(ValueError, match="source_image"):
+        translator([random_images(1, 16), random_keypoints(1, 4), random_keypoints(1, 4)])
+    with pytest.raises(ValueError, match="target_kp"):
+        translator([random_images(1, 32), random_keypoints(1, 4), random_keypoints(1, 5)])
+
+
+def test_paper_sized_networks_build_from_the_config():
+    config = configs.get_config("penn", "full")
+    translator = MaskedTranslator(config.image_size, config.num_keypoints,
+                                  filters=config.stage1.translator_filters,
+                                  gaussian_size=config.stage1.gaussian_size,
+                                  gaussian_inv_std=config.stage1.gaussian_inv_std)
+    features = translator.encode_source(np.zeros((1, 128, 128, 3), np.float32))
+    assert features.shape == (1, 32, 32, 128)  # the authors' 32x32x128 source features
+
+
+# === Q and T together ===
+
+def pair_images(size=32):
+    """Two (source, target) pairs: a coloured square that moves over a smooth background."""
+    rows, cols = np.mgrid[0:size, 0:size] / (size - 1)
+    sources, targets = [], []
+    for (colour, background, start, end) in [
+            ((1.0, -0.6, -0.6), (0.2, 0.5, -0.8), (4, 5), (14, 18)),
+            ((-0.8, 0.9, 0.3), (-0.5, -0.2, 0.6), (18, 16), (8, 6))]:
+        pair = []
+        for top, left in (start, end):
+            image = np.stack([background[c] * (0.5 + 0.5 * (rows if c % 2 else cols))
+                              for c in range(3)], axis=-1)
+            image[top:top + 9, left:left + 9] = colour
+            pair.append(image)
+        sources.append(pair[0])
+        targets.append(pair[1])
+    return np.array(sources, np.float32), np.array(targets, np.float32)
+
+
+@pytest.mark.slow
+def test_tiny_detector_and_translator_overfit_one_batch():
+    keras.utils.set_random_seed(0)
+    detector = KeypointDetector(4, filters=(8, 16, 32))
+    translator = small_translator(filters=(16, 32, 32))
+    sources, targets = pair_images()
+    optimizer = keras.optimizers.Adam(3e-3)
+    detector(sources)  # builds Q before its weights are read below
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            keypoints = detector(tf.concat([sources, targets], 0), training=True)
+            outputs = translator([sources, keypoints[:2], keypoints[2:]], training=True)
+            loss = tf.reduce_mean(tf.abs(outputs["image"] - targets))
+        variables = detector.trainable_variables + translator.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    head_before = detector.heatmap_head.get_weights()[0]
+    start = time.time()
+    losses = [float(step()) for _ in range(80)]
+    elapsed = time.time() - start
+    print(f"overfit: loss {losses[0]:.4f} -> {losses[-1]:.4f} in {elapsed:.1f} s")
+    assert losses[-1] < 0.3 * losses[0]
+    # Gradients reach Q through the keypoints and the gaussian maps.
+    assert np.abs(detector.heatmap_head.get_weights()[0] - head_before).max() > 1e-4
+
+
+def test_networks_give_float32_outputs_under_mixed_precision():
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        detector = KeypointDetector(4, filters=(8, 16))
+        translator = small_translator()
+    finally:
+        keras.config.set_dtype_policy(previous)
+    images = random_images(2, 32)
+    keypoints = detector(images)
+    outputs = translator([images, keypoints, keypoints])
+    assert detector.stem[0].compute_dtype == "bfloat16"
+    for tensor in [keypoints] + list(outputs.values()):
+        assert keras.backend.standardize_dtype(tensor.dtype) == "float32"
+        assert np.all(np.isfinite(np.asarray(tensor)))
