@@ -2,6 +2,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import model_checks
 from kpvp import configs
@@ -50,6 +51,22 @@ def test_reload_reproduces_sampling_and_reconstruction(tmp_path):
                                   reloaded.sample(k_seq[:, 0], labels, seed=11))
     np.testing.assert_array_equal(model([k_seq, labels])["keypoints"],
                                   reloaded([k_seq, labels])["keypoints"])
+
+
+def test_checkpoint_holds_every_weight(tmp_path):
+    model = _model()
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    stored = {name: shape for name, shape in tf.train.list_variables(path)
+              if name.startswith("model/")}
+    assert len(stored) == len(model.trainable_variables)
+    assert sorted(map(tuple, stored.values())) == sorted(
+        tuple(v.shape) for v in model.trainable_variables)
+    restored = _model(seed=9)
+    restored.set_weights([np.zeros_like(w) for w in restored.get_weights()])
+    tf.train.Checkpoint(model=restored).restore(path).assert_existing_objects_matched()
+    k_seq, labels = _sequences()
+    np.testing.assert_array_equal(model([k_seq, labels])["keypoints"],
+                                  restored([k_seq, labels])["keypoints"])
 
 
 def test_encode_decode_sample_shapes_and_num_steps():

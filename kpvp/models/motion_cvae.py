@@ -70,10 +70,12 @@ class MotionCVAE(keras.Model):
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
 
         # === Encoder q(z | k_1:T, k_0, a) ===
-        self.encoder_lstms = [
-            keras.layers.LSTM(self.units, return_sequences=i < self.num_layers - 1,
-                              name=f"encoder_lstm_{i}")
-            for i in range(self.num_layers)]
+        # One attribute per LSTM, not a list: Keras 3 keeps list attributes out of the
+        # tf.train.Checkpoint object graph, so list-held layers would be silently left out of
+        # checkpoints.
+        for i in range(self.num_layers):
+            setattr(self, f"encoder_lstm_{i}", keras.layers.LSTM(
+                self.units, return_sequences=i < self.num_layers - 1, name=f"encoder_lstm_{i}"))
         self.encoder_dense = keras.layers.Dense(self.encoder_fc, activation="relu",
                                                 name="encoder_fc")
         self.mu_dense = keras.layers.Dense(self.latent_dim, name="mu")
@@ -83,11 +85,19 @@ class MotionCVAE(keras.Model):
         # No activation: the LSTM gates supply the nonlinearity, and a ReLU here could switch
         # off condition dimensions for good.
         self.decoder_dense = keras.layers.Dense(self.decoder_fc, name="decoder_fc")
-        self.decoder_lstms = [
-            keras.layers.LSTM(self.units, return_sequences=True, name=f"decoder_lstm_{i}")
-            for i in range(self.num_layers)]
+        for i in range(self.num_layers):
+            setattr(self, f"decoder_lstm_{i}", keras.layers.LSTM(
+                self.units, return_sequences=True, name=f"decoder_lstm_{i}"))
         self.output_dense = keras.layers.Dense(2 * self.num_keypoints, activation="tanh",
                                                name="keypoints")
+
+    @property
+    def encoder_lstms(self) -> list:
+        return [getattr(self, f"encoder_lstm_{i}") for i in range(self.num_layers)]
+
+    @property
+    def decoder_lstms(self) -> list:
+        return [getattr(self, f"decoder_lstm_{i}") for i in range(self.num_layers)]
 
     @property
     def conditional(self) -> bool:

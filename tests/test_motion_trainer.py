@@ -1,0 +1,240 @@
+"""Stage-2 trainer (M vs D_seq): loss assembly, alternating updates, optimizers, checkpoints,
+and a tiny M that learns two opposite motions."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kpvp import configs
+from kpvp.models.discriminators import SequenceDiscriminator
+from kpvp.models.motion_cvae import MotionCVAE
+from kpvp.trainers import motion_generation
+from kpvp.trainers.motion_generation import MotionGenerationTrainer
+
+K, T = 3, 10
+STEP = 0.04  # per-frame x displacement of the toy motions
+
+
+def _toy_sequences(n, seed):
+    """Class 0 moves every keypoint right by STEP per frame, class 1 moves it left."""
+    rng = np.random.default_rng(seed)
+    k0 = rng.uniform(-0.5, 0.5, (n, 1, K, 2))
+    labels = np.arange(n) % 2
+    direction = np.where(labels == 0, 1.0, -1.0)[:, None, None]
+    seq = np.repeat(k0, T + 1, axis=1)
+    seq[..., 0] += direction * STEP * np.arange(T + 1)[None, :, None]
+    return seq.astype("float32"), labels.astype("int32")
+
+
+def _trainer(seed=0, g_lr=3e-3, d_lr=1e-3, num_classes=2):
+    keras.utils.set_random_seed(seed)
+    generator = MotionCVAE(K, num_classes, units=32, num_layers=2, latent_dim=4, encoder_fc=16,
+                           decoder_fc=16, num_steps=T, seed=seed)
+    discriminator = SequenceDiscriminator(units=16, num_classes=num_classes)
+    trainer = MotionGenerationTrainer(generator, discriminator, l1_weight=1000.0, kl_weight=2.0,
+                                      adversarial_weight=1.0)
+    trainer.build()
+    trainer.compile(keras.optimizers.Adam(g_lr, beta_1=0.5),
+                    keras.optimizers.Adam(d_lr, beta_1=0.5))
+    return trainer
+
+
+def _batch(n=8, seed=1):
+    seq, labels = _toy_sequences(n, seed)
+    return {"keypoints": tf.constant(seq), "label": tf.constant(labels)}
+
+
+def _values(variables):
+    return [v.numpy().copy() for v in variables]
+
+
+def _changed(before, after):
+    return any(np.any(a != b) for a, b in zip(before, after))
+
+
+def _unchanged(before, after):
+    return all(np.array_equal(a, b) for a, b in zip(before, after))
+
+
+def _softplus(x):
+    return np.logaddexp(0.0, x)
+
+
+def test_test_step_losses_equal_hand_computed_values():
+    trainer = _trainer()
+    # A non-zero posterior mean and variance make every KL term count.
+    mu_bias = trainer.generator.mu_dense.bias
+    mu_bias.assign(np.linspace(-1.0, 1.0, mu_bias.shape[0]).astype("float32"))
+    trainer.generator.log_var_dense.bias.assign(np.full(mu_bias.shape[0], 0.7, "float32"))
+    batch = _batch()
+    logs = {k: float(v) for k, v in trainer.test_step(batch).items()}
+
+    real = batch["keypoints"].numpy()[:, 1:]
+    out = trainer.generator([batch["keypoints"], batch["label"]], training=False)
+    mu, log_var = out["mu"].numpy().astype(np.float64), out["log_var"].numpy().astype(np.float64)
+    kl = np.mean(0.5 * np.sum(np.exp(log_var) + mu ** 2 - 1.0 - log_var, axis=1))
+    l1 = np.mean(np.abs(out["keypoints"].numpy() - real))
+    fake_logits = trainer.discriminator([out["keypoints"], batch["label"]]).numpy()
+    real_logits = trainer.discriminator([real, batch["label"]]).numpy()
+    adv = np.mean(_softplus(-fake_logits))
+    d_loss = np.mean(_softplus(-real_logits)) + np.mean(_softplus(fake_logits))
+
+    assert kl > 1.0
+    np.testing.assert_allclose(logs["kl"], kl, rtol=1e-5)
+    np.testing.assert_allclose(logs["l1"], l1, rtol=1e-5)
+    np.testing.assert_allclose(logs["adv"], adv, rtol=1e-5)
+    np.testing.assert_allclose(logs["d_loss"], d_loss, rtol=1e-5)
+    np.testing.assert_allclose(logs["g_loss"], 1000.0 * l1 + 2.0 * kl + adv, rtol=1e-5)
+    np.testing.assert_allclose(logs["d_real_acc"], np.mean(real_logits > 0))
+    np.testing.assert_allclose(logs["d_fake_acc"], np.mean(fake_logits <= 0))
+
+
+def test_train_step_updates_d_then_g_and_never_the_other():
+    trainer = _trainer()
+    g_vars = trainer.generator.trainable_variables
+    d_vars = trainer.discriminator.trainable_variables
+    snapshots = {"before": (_values(g_vars), _values(d_vars))}
+    d_step = trainer.discriminator_step
+
+    def spy(*args, **kwargs):
+        result = d_step(*args, **kwargs)
+        snapshots["between"] = (_values(g_vars), _values(d_vars))
+        return result
+
+    trainer.discriminator_step = spy
+    logs = trainer.train_step(_batch())
+    snapshots["after"] = (_values(g_vars), _values(d_vars))
+
+    (g0, d0), (g1, d1), (g2, d2) = (snapshots[k] for k in ("before", "between", "after"))
+    assert _changed(d0, d1), "the D phase did not update D_seq"
+    assert _unchanged(g0, g1), "the D phase changed M"
+    assert _changed(g1, g2), "the G phase did not update M"
+    assert _unchanged(d1, d2), "the G phase changed D_seq"
+    assert int(trainer.generator_optimizer.iterations) == 1
+    assert int(trainer.discriminator_optimizer.iterations) == 1
+    assert set(logs) == set(motion_generation.METRIC_NAMES)
+
+
+def test_test_step_changes_no_weight():
+    trainer = _trainer()
+    before = _values(trainer.weights)
+    trainer.test_step(_batch())
+    assert _unchanged(before, _values(trainer.weights))
+    assert int(trainer.generator_optimizer.iterations) == 0
+
+
+def test_compile_builds_both_optimizers_on_their_own_variables():
+    trainer = _trainer()
+    g_opt, d_opt = trainer.generator_optimizer, trainer.discriminator_optimizer
+    assert trainer.optimizer is g_opt
+    assert g_opt.built and d_opt.built
+    # Adam keeps one momentum slot per variable it trains: exactly its own network's.
+    for opt, net in ((g_opt, trainer.generator), (d_opt, trainer.discriminator)):
+        slots = [v for v in opt.variables if v.path.endswith("_momentum")]
+        assert sorted(tuple(v.shape) for v in slots) == sorted(
+            tuple(v.shape) for v in net.trainable_variables)
+    # fit() finds everything built and adds no variable (no hidden optimizer, no rebuild).
+    counts = (len(g_opt.variables), len(d_opt.variables))
+    trainer.run_eagerly = True  # the same set-up path as in graph mode, without tracing
+    trainer.fit(tf.data.Dataset.from_tensors(_batch()).repeat(), steps_per_epoch=1, verbose=0)
+    assert (len(g_opt.variables), len(d_opt.variables)) == counts
+    assert trainer.optimizer is g_opt and int(g_opt.iterations) == 1
+    assert set(trainer.checkpoint_items()) == {
+        "generator", "discriminator", "generator_optimizer", "discriminator_optimizer",
+        "generator_noise"}
+
+
+def test_checkpoint_restores_networks_and_optimizers(tmp_path):
+    trainer = _trainer(seed=0)
+    batch = _batch()
+    trainer.train_step(batch)
+    trainer.train_step(batch)
+    path = tf.train.Checkpoint(**trainer.checkpoint_items()).save(str(tmp_path / "ckpt"))
+
+    restored = _trainer(seed=5)
+    tf.train.Checkpoint(**restored.checkpoint_items()).restore(
+        path).assert_existing_objects_matched()
+    for name in ("generator", "discriminator", "generator_optimizer", "discriminator_optimizer"):
+        a, b = trainer.checkpoint_items()[name], restored.checkpoint_items()[name]
+        assert len(a.variables) == len(b.variables)
+        for x, y in zip(a.variables, b.variables):
+            if "seed_generator" in x.path:
+                continue  # the LSTM cells' dropout seeds (unused); M's noise is checked below
+            np.testing.assert_array_equal(x.numpy(), y.numpy(), err_msg=f"{name}: {x.path}")
+    assert int(restored.generator_optimizer.iterations) == 2
+    # Restored noise stream: unseeded samples continue identically; so does the next step.
+    k0, labels = batch["keypoints"][:, 0], batch["label"]
+    np.testing.assert_array_equal(trainer.generator.sample(k0, labels),
+                                  restored.generator.sample(k0, labels))
+    for tracker in trainer.metrics:
+        tracker.reset_state()  # running means: compare this step alone
+    logs, logs_restored = trainer.train_step(batch), restored.train_step(batch)
+    for key in ("d_loss", "g_loss"):
+        np.testing.assert_allclose(float(logs[key]), float(logs_restored[key]), rtol=1e-6)
+
+
+def test_build_trainer_from_configs():
+    config = configs.get_config("synthetic", "tiny")
+    trainer = motion_generation.build_trainer(config)
+    assert trainer.built and trainer.generator.built and trainer.discriminator.built
+    assert trainer.generator.conditional
+    assert trainer.discriminator.num_classes == config.num_classes
+    assert trainer.discriminator.units == config.stage2.discriminator_units
+    assert (trainer.l1_weight, trainer.kl_weight, trainer.adversarial_weight) == (
+        config.stage2.l1_weight, config.stage2.kl_weight, config.stage2.adversarial_weight)
+    same = MotionGenerationTrainer.from_config_dict(config)
+    assert len(same.weights) == len(trainer.weights)
+
+    # MGIF-style: only k0 conditions M, D_seq sees no class; a step runs with labels present.
+    mgif = configs.get_config("mgif", "tiny")
+    mgif.stage2.lstm_units, mgif.stage2.discriminator_units = 16, 8
+    mgif.num_keypoints = 4
+    trainer = motion_generation.build_trainer(mgif)
+    assert not trainer.generator.conditional and trainer.discriminator.num_classes == 0
+    trainer.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
+    k_seq = np.random.default_rng(0).uniform(-1, 1, (2, 33, 4, 2)).astype("float32")
+    logs = trainer.train_step({"keypoints": k_seq, "label": np.zeros(2, "int32")})
+    assert all(np.isfinite(float(v)) for v in logs.values())
+
+
+def test_bad_batches_are_rejected():
+    trainer = _trainer()
+    with pytest.raises(ValueError, match="keypoints"):
+        trainer.test_step((np.zeros((2, T + 1, K, 2), "float32"),))
+    with pytest.raises(ValueError, match="keypoints"):
+        trainer.test_step({"keypoints": np.zeros((2, T + 1, K), "float32")})
+
+
+def test_summary_images_are_uint8_grids():
+    trainer = _trainer()
+    images = trainer.summary_images(_batch(n=6), num_examples=3, num_frames=5, size=32)
+    (grid,) = images.values()
+    assert grid.shape == (3, 3 * 32, 5 * 32, 3) and grid.dtype == np.uint8
+    assert len(np.unique(grid.reshape(-1, 3), axis=0)) > 2  # keypoints are drawn
+
+
+@pytest.mark.slow
+def test_tiny_motion_generator_learns_opposite_motions():
+    trainer = _trainer()
+    seq, labels = _toy_sequences(256, seed=0)
+    data = tf.data.Dataset.from_tensor_slices({"keypoints": seq, "label": labels})
+    data = data.shuffle(256, seed=0).repeat().batch(32)
+    held_out = _batch(n=64, seed=9)
+    l1_before = float(trainer.test_step(held_out)["l1"])
+    history = trainer.fit(data, steps_per_epoch=150, epochs=1, verbose=0).history
+    for tracker in trainer.metrics:
+        tracker.reset_state()
+    l1_after = float(trainer.test_step(held_out)["l1"])
+    assert all(np.isfinite(v[-1]) for v in history.values())
+    assert l1_after < 0.3 * l1_before, (l1_before, l1_after)
+
+    # Samples from z ~ N(0, I): class 0 moves right, class 1 moves left, y stays put.
+    k0 = held_out["keypoints"][:, 0]
+    n = k0.shape[0]
+    expected = STEP * T
+    for label, sign in ((0, 1.0), (1, -1.0)):
+        samples = trainer.generator.sample(k0, np.full(n, label, "int32"), seed=1).numpy()
+        dx = samples[:, -1, :, 0] - k0.numpy()[:, :, 0]
+        assert sign * dx.mean() > 0.5 * expected, (label, dx.mean())
+        assert np.mean(sign * dx > 0) > 0.9
+        assert np.abs(samples[..., 1] - k0.numpy()[:, None, :, 1]).mean() < 0.5 * expected
