@@ -1,0 +1,177 @@
+"""Stage 1 trainer: keypoint detector Q and masked translator T against the image critic D_im.
+
+One `train_step` is the paper's alternating update on one batch of frame pairs (s, v):
+
+1. G forward: k_s = Q(s), k_v = Q(v), v_hat = T(s, k_s, k_v), recorded on the G tape.
+2. D update on (v, v_hat) with v_hat detached (the same fakes: no second G forward).
+3. G update of Q and T with lambda1 * L_perc(v, v_hat) + adversarial_weight * L_adv(D(v_hat)),
+   D(v_hat) being evaluated with the D just updated. The target's perceptual features carry no
+   gradient, so they are computed outside the tape.
+
+Losses are averaged over the global batch, so gradients summed across replicas by a
+`tf.distribute` strategy equal the single-device gradients.
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from kpvp import losses
+from kpvp.models.discriminators import ImageDiscriminator
+from kpvp.models.keypoint_detector import KeypointDetector
+from kpvp.models.translator import MaskedTranslator
+
+METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "l1", "d_real", "d_fake")
+
+
+class KeypointTranslationTrainer(keras.Model):
+    """Owns Q, T, D_im and the feature network; `fit()` runs the alternating updates.
+
+    Batches: `dict(source=float32 [B,H,W,3], target=float32 [B,H,W,3])`, images in [-1, 1].
+    """
+
+    def __init__(self, detector, translator, discriminator, perceptual_network,
+                 perceptual_weight=1.0, adversarial_weight=1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.detector = detector
+        self.translator = translator
+        self.discriminator = discriminator
+        self.perceptual_network = perceptual_network
+        self.perceptual_network.trainable = False
+        self.perceptual_weight = float(perceptual_weight)
+        self.adversarial_weight = float(adversarial_weight)
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
+
+    # === Set-up ===
+    def build(self, input_shape=None):
+        """Creates every sub-model variable (needed before restoring a checkpoint)."""
+        size = self.translator.image_size
+        images = keras.ops.zeros((1, size, size, 3))
+        keypoints = self.detector(images)
+        self.translator([images, keypoints, keypoints])
+        self.discriminator(images)
+        self.perceptual_network(images)
+        self.built = True
+
+    def compile(self, generator_optimizer, discriminator_optimizer, **kwargs):
+        # The generator optimizer doubles as Keras' `optimizer`, so no hidden default is made.
+        super().compile(optimizer=generator_optimizer, **kwargs)
+        self.generator_optimizer = generator_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+        if not self.built:
+            self.build()
+        generator_optimizer.build(self.generator_variables)
+        discriminator_optimizer.build(self.discriminator.trainable_variables)
+
+    @property
+    def generator_variables(self):
+        return self.detector.trainable_variables + self.translator.trainable_variables
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def checkpoint_items(self) -> dict:
+        return dict(detector=self.detector, translator=self.translator,
+                    discriminator=self.discriminator,
+                    generator_optimizer=self.generator_optimizer,
+                    discriminator_optimizer=self.discriminator_optimizer)
+
+    # === Steps ===
+    def reconstruct(self, source, target, training=False) -> dict:
+        """`v_hat = T(s, Q(s), Q(v))`; returns dict(image, crude, mask, source_kp, target_kp)."""
+        source_kp = self.detector(source, training=training)
+        target_kp = self.detector(target, training=training)
+        out = dict(self.translator([source, source_kp, target_kp], training=training))
+        out.update(source_kp=source_kp, target_kp=target_kp)
+        return out
+
+    def _scale(self):
+        return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+
+    def discriminator_step(self, real, fake):
+        """One D_im update on real targets vs detached fakes; returns (loss, D(real), D(fake))."""
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator(real, training=True)
+            fake_logits = self.discriminator(tf.stop_gradient(fake), training=True)
+            d_loss = losses.discriminator_loss(real_logits, fake_logits)
+            scaled = d_loss * self._scale()
+        variables = self.discriminator.trainable_variables
+        grads = tape.gradient(scaled, variables)
+        self.discriminator_optimizer.apply(grads, variables)
+        return d_loss, real_logits, fake_logits
+
+    def train_step(self, batch):
+        source, target = batch["source"], batch["target"]
+        target_features = [tf.stop_gradient(f) for f in self.perceptual_network(target)]
+        with tf.GradientTape() as g_tape:
+            fake = self.reconstruct(source, target, training=True)["image"]
+        # Outside the G tape (a nested `stop_recording` would silence the D tape too); the tape
+        # is re-entered below to finish the G loss on the updated D.
+        d_loss, real_logits, fake_logits = self.discriminator_step(target, fake)
+        with g_tape:
+            perceptual = losses.perceptual_loss(target_features, self.perceptual_network(fake))
+            adversarial = losses.generator_adversarial_loss(
+                self.discriminator(fake, training=True))
+            g_loss = self.perceptual_weight * perceptual + self.adversarial_weight * adversarial
+            scaled = g_loss * self._scale()
+        variables = self.generator_variables
+        grads = g_tape.gradient(scaled, variables)
+        self.generator_optimizer.apply(grads, variables)
+        return self._update_trackers(
+            d_loss=d_loss, g_loss=g_loss, perceptual=perceptual, adversarial=adversarial,
+            l1=losses.l1_loss(target, fake), d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
+            d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
+
+    def test_step(self, batch):
+        source, target = batch["source"], batch["target"]
+        fake = self.reconstruct(source, target)["image"]
+        real_logits = self.discriminator(target)
+        fake_logits = self.discriminator(fake)
+        perceptual = losses.perceptual_loss(self.perceptual_network(target),
+                                            self.perceptual_network(fake))
+        adversarial = losses.generator_adversarial_loss(fake_logits)
+        return self._update_trackers(
+            d_loss=losses.discriminator_loss(real_logits, fake_logits),
+            g_loss=self.perceptual_weight * perceptual + self.adversarial_weight * adversarial,
+            perceptual=perceptual, adversarial=adversarial, l1=losses.l1_loss(target, fake),
+            d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
+            d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
+
+    def _update_trackers(self, **values):
+        for name, value in values.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    # === Summaries ===
+    def summary_images(self, batch) -> dict:
+        """uint8 grids for TensorBoard: source | target | reconstruction | mask, keypoints drawn."""
+        from kpvp import visualize
+
+        out = self.reconstruct(batch["source"], batch["target"])
+        source = visualize.to_uint8(batch["source"])
+        target = visualize.to_uint8(batch["target"])
+        grid = visualize.side_by_side(
+            visualize.draw_keypoints(source, out["source_kp"].numpy()),
+            visualize.draw_keypoints(target, out["target_kp"].numpy()),
+            visualize.to_uint8(out["image"]),
+            visualize.gray_to_rgb(out["mask"]))
+        return {"source|target|reconstruction|mask": grid}
+
+
+def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
+    """Creates Q, T, D_im from `config` (see `kpvp/configs/base.py`) around a feature network."""
+    s1 = config.stage1
+    detector = KeypointDetector(num_keypoints=config.num_keypoints,
+                                filters=tuple(s1.detector_filters), name="detector")
+    translator = MaskedTranslator(image_size=config.image_size,
+                                  num_keypoints=config.num_keypoints,
+                                  filters=tuple(s1.translator_filters),
+                                  gaussian_size=s1.gaussian_size,
+                                  gaussian_inv_std=s1.gaussian_inv_std, name="translator")
+    discriminator = ImageDiscriminator(filters=tuple(s1.discriminator_filters),
+                                       name="image_discriminator")
+    return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
+                                      perceptual_weight=s1.perceptual_weight,
+                                      adversarial_weight=s1.adversarial_weight,
+                                      name="keypoint_translation")
