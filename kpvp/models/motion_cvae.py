@@ -143,7 +143,7 @@ class MotionCVAE(keras.Model):
 
     # === Encoder ===
     def encode(self, k_future, k0, labels=None, training=None):
-        """q(z | k_1:T, k_0, a): k_future `[B, T, K, 2]`, k0 `[B, K, 2]` -> (mu, log_var) `[B, D]`."""
+        """q(z | k_1:T, k_0, a): k_future `[B, T, K, 2]`, k0 `[B, K, 2]` -> mu, log_var `[B, D]`."""
         k_future = self._check_keypoints(k_future, "k_future", rank=4)
         cond = self.condition(k0, labels)
         steps = ops.shape(k_future)[1]
