@@ -113,8 +113,23 @@ class _Summaries(keras.callbacks.Callback):
         self.writer.flush()
 
 
+def checkpointable(item):
+    """A network as an ordered mapping of ALL its weights; other trackables unchanged.
+
+    Keras 3 layers kept in Python lists are invisible to `tf.train.Checkpoint` (only the
+    variables an optimizer happens to reference get saved, and BatchNorm statistics are lost;
+    keras-team/keras#18398). Listing `model.weights` (creation order, fixed by the architecture)
+    saves every variable whatever the model's attribute layout; a changed architecture fails on
+    restore with a shape or count mismatch.
+    """
+    if isinstance(item, keras.layers.Layer):
+        return {f"w{i:04d}": v for i, v in enumerate(item.weights)}
+    return item
+
+
 def make_checkpoint_manager(trainer, directory: str, max_to_keep: int = 3):
-    checkpoint = tf.train.Checkpoint(**trainer.checkpoint_items())
+    items = {name: checkpointable(item) for name, item in trainer.checkpoint_items().items()}
+    checkpoint = tf.train.Checkpoint(**items)
     return tf.train.CheckpointManager(checkpoint, directory, max_to_keep=max_to_keep)
 
 

@@ -121,3 +121,32 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
 def test_restore_latest_without_checkpoint_names_the_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         training.restore_latest(make_trainer(stage_config(1)), str(tmp_path / "none"))
+
+
+def test_checkpoint_saves_every_weight_of_networks_with_layer_lists(tmp_path):
+    """BatchNorm statistics of list-held layers must survive a checkpoint round trip."""
+    from kpvp.models.keypoint_detector import KeypointDetector
+
+    class Holder(ToyTrainer):
+        def __init__(self):
+            super().__init__()
+            self.detector = KeypointDetector(3, (4, 4, 4, 4))
+            self.detector(tf.zeros((1, 16, 16, 3)))
+
+        def checkpoint_items(self):
+            return dict(detector=self.detector, generator_optimizer=self.generator_optimizer)
+
+    cfg = stage_config(1)
+    a = Holder()
+    a.compile(*training.make_optimizers(cfg))
+    for i, v in enumerate(a.detector.weights):
+        v.assign(tf.fill(v.shape, float(i)))
+    training.make_checkpoint_manager(a, str(tmp_path)).save()
+    b = Holder()
+    b.compile(*training.make_optimizers(cfg))
+    manager = training.make_checkpoint_manager(b, str(tmp_path))
+    manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    non_trainable = [v for v in b.detector.weights if not v.trainable]
+    assert non_trainable  # BatchNorm moving statistics
+    for va, vb in zip(a.detector.weights, b.detector.weights):
+        np.testing.assert_array_equal(va.numpy(), vb.numpy())

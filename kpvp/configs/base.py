@@ -78,9 +78,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     s2.beta_2 = 0.999
     s2.lr_decay_rate = 0.95
     s2.lr_decay_steps = 20_000
+    # Paper eq. 5: L_M = KL + lambda2 * L1 - lambda3 * log D_seq, lambda2 = 1000, lambda3 = 2.
     s2.l1_weight = 1000.0  # lambda2
-    s2.kl_weight = 2.0  # lambda3 (the code uses 1; the paper's 2 is the spec)
-    s2.adversarial_weight = 1.0
+    s2.kl_weight = 1.0  # KL has no lambda in eq. 5 (the authors' code also uses 1)
+    s2.adversarial_weight = 2.0  # lambda3
     s2.lstm_units = 1024  # (code) 2 x 1024 LSTM
     s2.lstm_layers = 2
     s2.latent_dim = 64  # (code) z is 64-d
