@@ -39,12 +39,12 @@ class MotionGenerationTrainer(keras.Model):
       generator: M, a `MotionCVAE`.
       discriminator: D_seq, a `SequenceDiscriminator` (class-conditional iff `num_classes > 0`).
       l1_weight: lambda2 (1000).
-      kl_weight: weight of the KL term (`config.stage2.kl_weight`).
-      adversarial_weight: weight of `-log D_seq(k~)`.
+      kl_weight: weight of the KL term (1 in eq. 5).
+      adversarial_weight: lambda3 (2), the weight of `-log D_seq(k~)`.
     """
 
-    def __init__(self, generator, discriminator, l1_weight=1000.0, kl_weight=2.0,
-                 adversarial_weight=1.0, **kwargs):
+    def __init__(self, generator, discriminator, l1_weight=1000.0, kl_weight=1.0,
+                 adversarial_weight=2.0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator

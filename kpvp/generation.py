@@ -1,0 +1,168 @@
+"""Generation (paper Fig. 2): image x0 + action a -> k0 = Q(x0) -> k1..kT = M(z, k0, a) ->
+x_t = T(x0, k0, k_t).
+
+`VideoGenerator` holds the three trained networks. The translator's source encoder runs once per
+video and its features are reused for every frame (T is ~90 % of the work).
+"""
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class VideoGenerator:
+    """Q (keypoint detector), M (motion cVAE) and T (masked translator) put together."""
+
+    def __init__(self, detector, motion_generator, translator, class_names=None):
+        self.detector = detector
+        self.motion_generator = motion_generator
+        self.translator = translator
+        self.image_size = int(translator.image_size)
+        self.class_names = tuple(class_names) if class_names else None
+
+    @classmethod
+    def from_workdir(cls, workdir: str, class_names=None,
+                     stage1_only: bool = False) -> "VideoGenerator":
+        """Loads the `.keras` exports of a trained run (`stage1/`, and `stage2/` unless
+        `stage1_only`, which is enough for motion transfer)."""
+        parts = [("detector", "stage1"), ("translator", "stage1")]
+        if not stage1_only:
+            parts.append(("motion_generator", "stage2"))
+        paths = {name: os.path.join(workdir, sub, f"{name}.keras") for name, sub in parts}
+        missing = [p for p in paths.values() if not os.path.exists(p)]
+        if missing:
+            stage = "1" if stage1_only else "all"
+            raise FileNotFoundError(
+                f"{workdir!r} lacks trained networks {missing}: run "
+                f"`python -m kpvp.train --stage={stage} --workdir={workdir}` first")
+        models = {name: keras.models.load_model(path) for name, path in paths.items()}
+        return cls(models["detector"], models.get("motion_generator"), models["translator"],
+                   class_names)
+
+    def action_id(self, action) -> int:
+        """An action given as id (int or digit string) or class name -> id; clear errors."""
+        num = len(self.class_names) if self.class_names else None
+        if isinstance(action, str) and not action.isdigit():
+            if not self.class_names or action not in self.class_names:
+                raise ValueError(f"Unknown action {action!r}; expected one of {self.class_names}")
+            return self.class_names.index(action)
+        action = int(action)
+        if num is not None and not 0 <= action < num:
+            raise ValueError(f"Action id {action} out of range [0, {num})")
+        return action
+
+    def preprocess(self, images) -> tf.Tensor:
+        """uint8 `[B, H, W, 3]` of any size -> float32 `[B, S, S, 3]` in [-1, 1].
+
+        Resizes the short side to S (the model's image size, bilinear, antialiased) and
+        centre-crops, like the evaluation pipeline.
+        """
+        images = tf.convert_to_tensor(images)
+        if images.dtype != tf.uint8 or images.shape.rank != 4 or images.shape[-1] != 3:
+            raise ValueError(
+                f"images must be uint8 [B, H, W, 3]; got {images.dtype.name} {images.shape}")
+        h, w = images.shape[1], images.shape[2]
+        s = self.image_size
+        if (h, w) != (s, s):
+            scale = s / min(h, w)
+            nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
+            images = tf.image.resize(images, (nh, nw), antialias=True)
+            top, left = (nh - s) // 2, (nw - s) // 2
+            images = images[:, top:top + s, left:left + s, :]
+        return tf.cast(images, tf.float32) / 127.5 - 1.0
+
+    def generate(self, images, actions, seed: int = 0, z=None) -> dict:
+        """Generates one video per image.
+
+        Args:
+          images: uint8 `[B, H, W, 3]`.
+          actions: int `[B]` action ids (ignored by a model without class condition).
+          seed: seed of z ~ N(0, I); the same seed gives the same videos.
+          z: optional explicit latent `[B, latent_dim]` (overrides `seed`).
+        Returns:
+          dict with `video` uint8 `[B, T+1, S, S, 3]` (frame 0 is the input image x0, resized),
+          `keypoints` float32 `[B, T+1, K, 2]` (k0..kT), `mask` float32 `[B, T+1, S, S, 1]`
+          (frame 0's mask is 0: nothing is redrawn).
+        """
+        x0 = self.preprocess(images)
+        labels = tf.convert_to_tensor(np.asarray(actions, dtype=np.int32).reshape(-1))
+        if self.motion_generator is None:
+            raise ValueError("This generator has no motion generator M (stage 1 only): "
+                             "train stage 2 first")
+        k0 = self.detector(x0)
+        future = self.motion_generator.sample(k0, labels, seed=seed, z=z)
+        frames, masks = self.render(x0, k0, future)
+        frames = tf.concat([x0[:, None], frames], axis=1)
+        masks = tf.concat([tf.zeros_like(masks[:, :1]), masks], axis=1)
+        keypoints = tf.concat([k0[:, None], future], axis=1)
+        video = tf.cast(tf.round((frames + 1.0) * 127.5), tf.uint8)
+        return {"video": video.numpy(), "keypoints": keypoints.numpy(), "mask": masks.numpy()}
+
+    def render(self, x0, k0, keypoints):
+        """T(x0, k0, k_t) for every t: `[B,T,K,2]` -> images `[B,T,S,S,3]`, masks `[B,T,S,S,1]`."""
+        features = self.translator.encode_source(x0)
+        frames, masks = [], []
+        for t in range(keypoints.shape[1]):
+            out = self.translator.decode(features, x0, k0, keypoints[:, t])
+            frames.append(out["image"])
+            masks.append(out["mask"])
+        return tf.clip_by_value(tf.stack(frames, 1), -1.0, 1.0), tf.stack(masks, 1)
+
+    def transfer(self, source_image, driving_video, relative: bool = True) -> dict:
+        """Motion transfer: moves `source_image` with the keypoints of `driving_video`.
+
+        Args:
+          source_image: uint8 `[H, W, 3]`.
+          driving_video: uint8 `[T, H', W', 3]`.
+          relative: apply the driving keypoints' displacements from its first frame to the
+            source's keypoints (default); otherwise use the driving keypoints as they are.
+        Returns:
+          dict with `video` uint8 `[T, S, S, 3]`, `keypoints` `[T, K, 2]`,
+          `driving_keypoints` `[T, K, 2]`.
+        """
+        x0 = self.preprocess(np.asarray(source_image)[None])
+        driving = self.preprocess(np.asarray(driving_video))
+        k0 = self.detector(x0)
+        kd = self.detector(driving)
+        target = k0 + (kd - kd[:1]) if relative else kd
+        frames, _ = self.render(x0, k0, target[None])
+        video = tf.cast(tf.round((frames[0] + 1.0) * 127.5), tf.uint8)
+        return {"video": video.numpy(), "keypoints": target.numpy(),
+                "driving_keypoints": kd.numpy()}
+
+
+def write_class_samples(config, workdir: str, videos_per_class: int = 2, seed: int = 0,
+                        fps: int = 8) -> list[str]:
+    """Generates videos for every class from test images; writes GIFs to `workdir/samples/`.
+
+    Each GIF shows, side by side, the generated frames, the same frames with the keypoints
+    drawn, and the translator's mask. Input images are the first frames of test videos.
+    Returns the paths written.
+    """
+    from kpvp import visualize
+    from kpvp.data import readers, video_io
+
+    generator = VideoGenerator.from_workdir(workdir, config.class_names)
+    source = readers.open_source(config, "test")
+    out_dir = os.path.join(workdir, "samples")
+    os.makedirs(out_dir, exist_ok=True)
+    first_frames = [element["frames"][0] for element in
+                    (source[i] for i in range(min(len(source), videos_per_class)))]
+    if not first_frames:
+        raise ValueError(f"The {config.dataset} test split has no readable video to start from")
+    images = np.stack(first_frames)
+    paths = []
+    for action, name in enumerate(config.class_names):
+        result = generator.generate(images, [action] * len(images), seed=seed + action)
+        for i in range(len(images)):
+            panel = visualize.side_by_side(
+                result["video"][i],
+                visualize.draw_keypoints(result["video"][i], result["keypoints"][i]),
+                visualize.gray_to_rgb(result["mask"][i]))
+            path = os.path.join(out_dir, f"{name}_{i}.gif")
+            video_io.write_video(path, panel, fps=fps)
+            paths.append(path)
+    return paths

@@ -1,0 +1,138 @@
+"""Generates videos from an image and an action class, or animates an image with a video.
+
+    python -m kpvp.predict --workdir=runs/demo --image=cat.png --action=walk \
+        --num_samples=4 --output=out.gif
+    python -m kpvp.predict --workdir=runs/demo --image=photos/ --action=0 --output=out_dir/
+    python -m kpvp.predict --workdir=runs/demo --image=face.png --driving=smile.mp4 --output=t.gif
+
+Any image size is accepted: the short side is resized to the model's size and the centre is
+cropped. `--overlay` writes keypoints and masks side by side with the frames.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from absl import app, flags, logging
+
+flags.DEFINE_string("workdir", None, "Run directory of a trained model.", required=True)
+flags.DEFINE_string("image", None, "Input image file, or a folder of images (batch mode).",
+                    required=True)
+flags.DEFINE_string("action", "0", "Action class: name (e.g. 'squat') or id.")
+flags.DEFINE_string("driving", None, "Driving video: motion transfer instead of generation "
+                    "(needs only stage 1).")
+flags.DEFINE_bool("absolute", False, "Motion transfer with the driving keypoints as they are, "
+                  "not their displacements from the first driving frame.")
+flags.DEFINE_integer("num_samples", 1, "Videos per image (different z).")
+flags.DEFINE_integer("seed", 0, "Seed of z: the same seed gives the same videos.")
+flags.DEFINE_string("output", "out.gif", "Output .gif/.mp4/.png file, or a folder in batch mode.")
+flags.DEFINE_bool("overlay", False, "Also show keypoints on the frames and the masks, side by side.")
+flags.DEFINE_integer("fps", 8, "Frames per second of the output.")
+FLAGS = flags.FLAGS
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+VIDEO_EXTENSIONS = (".gif", ".mp4", ".png")
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8 `[H, W, 3]` from an image file (first frame of an animation); clear errors."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"--image: no such file {path!r}")
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("RGB"))
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"--image: cannot read {path!r} as an image: {e}") from e
+
+
+def list_images(path: str) -> list[str]:
+    if os.path.isdir(path):
+        files = sorted(os.path.join(path, f) for f in os.listdir(path)
+                       if f.lower().endswith(IMAGE_EXTENSIONS))
+        if not files:
+            raise FileNotFoundError(f"--image: folder {path!r} has no images {IMAGE_EXTENSIONS}")
+        return files
+    return [path]
+
+
+def compose(result: dict, index: int, overlay: bool) -> np.ndarray:
+    """The frames of video `index`, with keypoints and mask panels when `overlay`."""
+    from kpvp import visualize
+
+    video = result["video"][index]
+    if not overlay:
+        return video
+    panels = [video, visualize.draw_keypoints(video, result["keypoints"][index])]
+    if "mask" in result:
+        panels.append(visualize.gray_to_rgb(result["mask"][index]))
+    return visualize.side_by_side(*panels)
+
+
+def output_path(output: str, stem: str, sample: int, num_samples: int, batch: bool) -> str:
+    if batch:
+        return os.path.join(output, f"{stem}_{sample}.gif" if num_samples > 1 else f"{stem}.gif")
+    if num_samples == 1:
+        return output
+    root, ext = os.path.splitext(output)
+    return f"{root}_{sample}{ext}"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    from kpvp import cli, visualize
+    from kpvp.data import video_io
+    from kpvp.generation import VideoGenerator
+
+    config = cli.resolve_config(FLAGS.workdir)
+    images = list_images(FLAGS.image)
+    batch = os.path.isdir(FLAGS.image)
+    if not batch and not FLAGS.output.lower().endswith(VIDEO_EXTENSIONS):
+        raise app.UsageError(f"--output must end with one of {VIDEO_EXTENSIONS}: {FLAGS.output!r}")
+    if batch:
+        os.makedirs(FLAGS.output, exist_ok=True)
+    elif os.path.dirname(FLAGS.output):
+        os.makedirs(os.path.dirname(FLAGS.output), exist_ok=True)
+
+    if FLAGS.driving:
+        generator = VideoGenerator.from_workdir(FLAGS.workdir, config.class_names,
+                                                stage1_only=True)
+        driving = video_io.read_video(FLAGS.driving)
+        for path in images:
+            result = generator.transfer(read_image(path), driving, relative=not FLAGS.absolute)
+            size = generator.image_size
+            driving_frames = generator.preprocess(driving)
+            panels = [visualize.to_uint8(driving_frames.numpy()),
+                      np.repeat(visualize.to_uint8(generator.preprocess(
+                          read_image(path)[None]).numpy()), len(driving), axis=0),
+                      result["video"]]
+            if FLAGS.overlay:
+                panels[0] = visualize.draw_keypoints(panels[0], result["driving_keypoints"])
+                panels.append(visualize.draw_keypoints(result["video"], result["keypoints"]))
+            stem = os.path.splitext(os.path.basename(path))[0]
+            out = output_path(FLAGS.output, stem, 0, 1, batch)
+            video_io.write_video(out, visualize.side_by_side(*panels), fps=FLAGS.fps)
+            logging.info("Wrote %s (driving | source | result, %dx%d)", out, size, size)
+            print(out)
+        return
+
+    generator = VideoGenerator.from_workdir(FLAGS.workdir, config.class_names)
+    action = generator.action_id(FLAGS.action)
+    for path in images:
+        image = read_image(path)
+        stem = os.path.splitext(os.path.basename(path))[0]
+        result = generator.generate(np.repeat(image[None], FLAGS.num_samples, axis=0),
+                                    [action] * FLAGS.num_samples, seed=FLAGS.seed)
+        for i in range(FLAGS.num_samples):
+            out = output_path(FLAGS.output, stem, i, FLAGS.num_samples, batch)
+            video_io.write_video(out, compose(result, i, FLAGS.overlay), fps=FLAGS.fps)
+            print(out)
+        logging.info("%s: %d video(s) of %d frames for action %s", path, FLAGS.num_samples,
+                     result["video"].shape[1], config.class_names[action]
+                     if action < len(config.class_names) else action)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,118 @@
+"""Generation: image + class -> keypoints -> motion -> frames, from a workdir's exports."""
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from kpvp import configs
+from kpvp.generation import VideoGenerator
+from kpvp.models import motion_cvae
+from kpvp.models.keypoint_detector import KeypointDetector
+from kpvp.models.translator import MaskedTranslator
+
+SIZE, K = 32, 4
+
+
+def tiny_config():
+    c = configs.get_config("synthetic", "tiny")
+    c.image_size, c.num_keypoints = SIZE, K
+    c.data.seq_len = 9
+    c.stage2.lstm_units, c.stage2.latent_dim, c.stage2.encoder_fc = 16, 4, 8
+    return c
+
+
+def save_tiny_run(workdir, mask_bias=None):
+    """Writes untrained tiny Q, T, M exports the way `kpvp.train` lays them out."""
+    keras.utils.set_random_seed(0)
+    config = tiny_config()
+    detector = KeypointDetector(K, (8, 8, 8, 8))
+    translator = MaskedTranslator(SIZE, K, (8, 8, 8), gaussian_size=8)
+    generator = motion_cvae.from_config(config)
+    images = np.zeros((1, SIZE, SIZE, 3), np.float32)
+    kp = detector(images)
+    translator([images, kp, kp])
+    generator.sample(kp, np.zeros(1, np.int32), seed=0)
+    if mask_bias is not None:  # a mask head that never redraws: every frame is the source
+        translator.mask_head.bias.assign(np.full((1,), mask_bias, np.float32))
+    os.makedirs(workdir / "stage1")
+    os.makedirs(workdir / "stage2")
+    detector.save(workdir / "stage1" / "detector.keras")
+    translator.save(workdir / "stage1" / "translator.keras")
+    generator.save(workdir / "stage2" / "motion_generator.keras")
+    return config
+
+
+def random_images(n=2, h=SIZE, w=SIZE, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("run")
+    config = save_tiny_run(workdir)
+    return VideoGenerator.from_workdir(str(workdir), config.class_names), config
+
+
+def test_generate_shapes_and_first_frame_is_the_input(run):
+    generator, config = run
+    images = random_images()
+    out = generator.generate(images, [0, 1], seed=3)
+    t = config.data.seq_len
+    assert out["video"].shape == (2, t, SIZE, SIZE, 3) and out["video"].dtype == np.uint8
+    assert out["keypoints"].shape == (2, t, K, 2)
+    assert out["mask"].shape == (2, t, SIZE, SIZE, 1)
+    np.testing.assert_array_equal(out["video"][:, 0], images)
+    assert np.all(np.abs(out["keypoints"]) <= 1.0)
+
+
+def test_same_seed_same_video_other_seed_or_class_differs(run):
+    generator, _ = run
+    images = random_images(1)
+    a = generator.generate(images, [0], seed=5)
+    b = generator.generate(images, [0], seed=5)
+    np.testing.assert_array_equal(a["video"], b["video"])
+    c = generator.generate(images, [0], seed=6)
+    assert not np.allclose(a["keypoints"], c["keypoints"])
+    d = generator.generate(images, [2], seed=5)
+    assert not np.allclose(a["keypoints"], d["keypoints"])
+
+
+def test_translator_that_never_redraws_returns_the_input_in_every_frame(tmp_path):
+    config = save_tiny_run(tmp_path, mask_bias=-1e4)
+    generator = VideoGenerator.from_workdir(str(tmp_path), config.class_names)
+    images = random_images(2)
+    video = generator.generate(images, [1, 3], seed=0)["video"]
+    for t in range(video.shape[1]):
+        np.testing.assert_array_equal(video[:, t], images)
+
+
+def test_any_image_size_is_resized_and_centre_cropped(run):
+    generator, _ = run
+    wide = np.zeros((1, SIZE, 2 * SIZE, 3), np.uint8)
+    wide[:, :, SIZE // 2:SIZE // 2 + SIZE] = 200  # the centre square survives the crop
+    x = generator.preprocess(wide).numpy()
+    assert x.shape == (1, SIZE, SIZE, 3)
+    np.testing.assert_allclose(x, 200 / 127.5 - 1, atol=1e-5)
+
+
+def test_bad_inputs_are_named(run, tmp_path):
+    generator, _ = run
+    with pytest.raises(ValueError, match="uint8"):
+        generator.preprocess(np.zeros((1, SIZE, SIZE, 3), np.float32))
+    with pytest.raises(ValueError, match="Unknown action 'fly'"):
+        generator.action_id("fly")
+    with pytest.raises(ValueError, match="out of range"):
+        generator.action_id(7)
+    assert generator.action_id("squat") == 1 and generator.action_id("3") == 3
+    with pytest.raises(FileNotFoundError, match="--stage=all"):
+        VideoGenerator.from_workdir(str(tmp_path / "empty"))
+
+
+def test_motion_transfer_with_own_keypoints_is_static(run):
+    generator, _ = run
+    image = random_images(1)[0]
+    driving = np.repeat(image[None], 3, axis=0)  # a still "video" of the source itself
+    out = generator.transfer(image, driving)
+    assert out["video"].shape == (3, SIZE, SIZE, 3)
+    np.testing.assert_allclose(out["keypoints"], np.repeat(out["keypoints"][:1], 3, 0), atol=1e-6)
