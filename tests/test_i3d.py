@@ -141,6 +141,7 @@ def test_save_and_reload_give_identical_outputs(arrays, tmp_path):
     np.testing.assert_array_equal(model(video).numpy(), reloaded(video).numpy())
 
 
+@pytest.mark.slow  # 4 clips x 32 frames at 224x224: 11 s idle, ~40 s on busy cores
 def test_real_clips_get_sensible_kinetics_classes(shared_fixtures, i3d_logits):
     names = ["00000026", "00000000", "00000020", "00000022"]  # wave1, wave2, jack, bend
     videos = np.stack([_clip(shared_fixtures, n) for n in names])
