@@ -12,6 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
+
 
 class VideoGenerator:
     """Q (keypoint detector), M (motion cVAE) and T (masked translator) put together."""

@@ -41,7 +41,8 @@ def draw_keypoints(images, keypoints, radius: float | None = None) -> np.ndarray
         pil = Image.fromarray(image)
         draw = ImageDraw.Draw(pil)
         for (x, y), color in zip(kps, colors):
-            px, py = (x + 1) * w / 2, (y + 1) * h / 2
+            # PIL puts pixel i's centre at coordinate i (not i + 0.5): shift by half a pixel.
+            px, py = (x + 1) * w / 2 - 0.5, (y + 1) * h / 2 - 0.5
             draw.ellipse([px - r, py - r, px + r, py + r], fill=tuple(int(c) for c in color),
                          outline=(0, 0, 0))
         out[b] = np.asarray(pil)

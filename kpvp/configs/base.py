@@ -96,6 +96,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # === Evaluation ===
     e = c.eval = ml_collections.ConfigDict()
     e.num_videos = 0  # 0: every test video
+    e.num_train_videos = 0  # real train videos for the I3D action probe and FVD floor; 0: all
     e.fvd_num_frames = 16  # >= 16 frames at 128x128, upsampled to 224 for I3D
     e.batch_size = 8
     return c
@@ -143,5 +144,6 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage2.log_every = 20
     c.stage2.image_summary_every = 100
     c.eval.num_videos = 16
+    c.eval.num_train_videos = 48
     c.eval.batch_size = 4
     return c

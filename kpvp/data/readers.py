@@ -362,7 +362,7 @@ def _is_video_file(path: str) -> bool:
     return os.path.isfile(path) and path.lower().endswith(VIDEO_EXTENSIONS)
 
 
-def _video_entries(folder: str) -> list:
+def video_entries(folder: str) -> list:
     """Video files and frame folders directly inside `folder`, sorted by name."""
     entries = []
     for n in sorted(os.listdir(folder)):
@@ -469,7 +469,7 @@ class VideoFolder(_Source):
 
     def _labelled_entries(self, folder, class_names, label_fn, layout):
         """(entry paths, raw labels, class names) of `folder`."""
-        entries = _video_entries(folder)
+        entries = video_entries(folder)
         dirs = [e for e in entries if os.path.isdir(e)]
         named = class_names is not None and len(class_names) > 1 and all(
             os.path.isdir(os.path.join(folder, c)) for c in class_names)
@@ -483,7 +483,7 @@ class VideoFolder(_Source):
                                         f"{folder!r}")
             paths, labels = [], []
             for label, cls in enumerate(names):
-                videos = _video_entries(os.path.join(folder, cls))
+                videos = video_entries(os.path.join(folder, cls))
                 paths += videos
                 labels += [label] * len(videos)
             return paths, labels, names

@@ -1,0 +1,519 @@
+"""Evaluates a trained run as in the paper (Sec. 4) and writes a JSON + Markdown report.
+
+    python -m kpvp.evaluate --workdir=runs/demo --metric=all
+    python -m kpvp.evaluate --workdir=runs/demo --metric=fvd,ssim
+    python -m kpvp.evaluate --metric=fvd --real=DIR_OR_FILE --generated=DIR_OR_FILE
+
+Metrics (`--metric`, comma-separated, or `all`):
+
+* `fvd`: FVD (I3D Kinetics-400, Unterthiner et al.) of videos generated from the first frame and
+  class of every test video against the real test videos, with two references: real train
+  videos vs. the same real test videos (the floor a perfect model would reach with this many
+  videos) and the input image repeated (a model that does not move).
+* `action`: action recognition (paper Table 2) with classifiers trained on real training
+  videos: a keypoint-sequence classifier on Q's keypoints, and a linear probe on I3D features of
+  the videos. Real test videos give the ceiling; generated videos are scored with the class
+  condition set to the true class, and with a random other class as condition (the analogue of
+  the paper's model without class condition: only k0 carries class information then).
+* `keypoints`: a linear regressor from Q's keypoints to ground-truth joints fitted on train
+  frames, error on test frames (Thewlis et al. / Minderer et al.), beside the same regression on
+  an untrained Q: only for data sets with joints.
+* `ssim`: SSIM / PSNR of stage-1 reconstructions T(s, Q(s), Q(v)) against the targets v on
+  fixed test pairs, beside the trivial prediction v_hat = s.
+
+`--real`/`--generated` compute FVD between any two sets of videos (files or folders) without a
+trained model.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from kpvp import cli
+
+METRICS = ("fvd", "action", "keypoints", "ssim")
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+
+
+def define_flags():
+    """The app's flags (defined only when run as `python -m kpvp.evaluate`, so that importing
+    this module as a library, as `kpvp.train --stage=all` does, defines none)."""
+    flags.DEFINE_string("metric", "all", f"Comma-separated subset of {METRICS}, or 'all'.")
+    flags.DEFINE_integer("num_videos", None, "Test videos to use (default: config.eval.num_videos, "
+                         "0 = all).")
+    flags.DEFINE_integer("seed", 0, "Seed of the generated videos' z.")
+    flags.DEFINE_string("real", None, "FVD between folders/files: the real videos.")
+    flags.DEFINE_string("generated", None, "FVD between folders/files: the generated videos.")
+    flags.DEFINE_integer("num_frames", 16, "FVD between folders: frames per video (cut; shorter "
+                         "videos are an error unless --pad).")
+    flags.DEFINE_bool("pad", False, "FVD between folders: pad short videos by repeating the last "
+                      "frame instead of failing.")
+
+
+FLAGS = flags.FLAGS
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    names = METRICS if text == "all" else tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METRICS]
+    if unknown or not names:
+        raise ValueError(f"--metric: unknown {unknown or text!r}; expected 'all' or a "
+                         f"comma-separated subset of {METRICS}")
+    return names
+
+
+# === Shared pieces ===
+class _Run:
+    """Lazily loaded pieces of a trained run, shared by the metrics."""
+
+    def __init__(self, config, workdir: str, num_videos: int, seed: int):
+        self.config = config
+        self.workdir = workdir
+        self.num_videos = num_videos
+        self.seed = seed
+        self._cache = {}
+
+    def _once(self, key, make):
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def generator(self):
+        from kpvp.generation import VideoGenerator
+
+        return self._once("generator", lambda: VideoGenerator.from_workdir(
+            self.workdir, self.config.class_names))
+
+    @property
+    def stage1(self):
+        from kpvp.generation import VideoGenerator
+
+        return self._once("stage1", lambda: VideoGenerator.from_workdir(
+            self.workdir, self.config.class_names, stage1_only=True))
+
+    @property
+    def i3d(self):
+        from kpvp.metrics import fvd
+
+        return self._once("i3d", lambda: fvd.I3DFeatureExtractor(
+            batch_size=self.config.eval.batch_size))
+
+    def videos(self, split: str, limit: int | None) -> dict:
+        """`split` videos at the evaluation length: frames `[N,T,S,S,3]`, labels, ids."""
+        def load():
+            from kpvp.data import pipelines
+
+            frames, labels, ids = [], [], []
+            for element in pipelines.eval_videos(self.config, split).as_numpy_iterator():
+                frames.append(element["frames"])
+                labels.append(int(element["label"]))
+                ids.append(element["id"].decode())
+                if limit and len(frames) >= limit:
+                    break
+            if len(frames) < 2:
+                raise ValueError(f"The {self.config.dataset} {split} split has {len(frames)} "
+                                 "readable video(s); evaluation needs at least 2")
+            return {"frames": np.stack(frames), "labels": np.array(labels, np.int32), "ids": ids}
+
+        return self._once(("videos", split, limit), load)
+
+    def features(self, name: str, frames_fn) -> np.ndarray:
+        """I3D features of a named video set (first `fvd_num_frames` frames), computed once."""
+        n = int(self.config.eval.fvd_num_frames)
+        return self._once(("i3d", name), lambda: self.i3d.extract(
+            frames_fn()[:, :n], progress=True, desc=f"I3D {name}")[0])
+
+    def train_videos(self) -> dict:
+        return self.videos("train", int(self.config.eval.num_train_videos) or None)
+
+    def test_videos(self) -> dict:
+        return self.videos("test", self.num_videos or None)
+
+    def generated(self, shuffled: bool = False) -> dict:
+        """Videos generated from the first frame of every test video, class = its label
+        (or, with `shuffled`, a random other class)."""
+        def make():
+            real = self.test_videos()
+            labels = real["labels"]
+            if shuffled:
+                labels = other_classes(labels, self.config.num_classes, self.seed)
+            batch = max(1, int(self.config.eval.batch_size))
+            videos, keypoints = [], []
+            for start in range(0, len(labels), batch):
+                out = self.generator.generate(real["frames"][start:start + batch, 0],
+                                              labels[start:start + batch],
+                                              seed=self.seed + start)
+                videos.append(out["video"])
+                keypoints.append(out["keypoints"])
+            return {"frames": np.concatenate(videos), "keypoints": np.concatenate(keypoints),
+                    "labels": labels}
+
+        return self._once(("generated", shuffled), make)
+
+    def pseudo_labels(self, split: str) -> list[dict]:
+        from kpvp import stages
+
+        return self._once(("pseudo", split),
+                          lambda: stages.pseudo_label(self.config, self.workdir, split))
+
+
+def other_classes(labels, num_classes: int, seed: int) -> np.ndarray:
+    """For each label a uniformly drawn different class (labels unchanged if one class)."""
+    labels = np.asarray(labels, np.int32)
+    if num_classes < 2:
+        return labels
+    rng = np.random.default_rng(seed)
+    shift = rng.integers(1, num_classes, size=labels.shape)
+    return ((labels + shift) % num_classes).astype(np.int32)
+
+
+# === Metrics ===
+def evaluate_fvd(run: _Run) -> dict:
+    """FVD of generated test videos, with the real-vs-real floor and the static baseline."""
+    from kpvp.metrics import fvd
+
+    n_frames = int(run.config.eval.fvd_num_frames)
+    real = run.test_videos()["frames"][:, :n_frames]
+    if real.shape[1] < n_frames:
+        raise ValueError(f"Test videos have {real.shape[1]} frames; FVD needs {n_frames} "
+                         "(config.eval.fvd_num_frames <= config.data.eval_num_frames)")
+    generated = run.generated()["frames"][:, :n_frames]
+    if generated.shape[1] < n_frames:
+        raise ValueError(f"The model generates {generated.shape[1]} frames; FVD needs {n_frames}")
+    static = np.repeat(real[:, :1], n_frames, axis=1)
+    stats = {
+        "real": run.features("real", lambda: run.test_videos()["frames"]),
+        "generated": run.features("generated", lambda: run.generated()["frames"]),
+        # Real-vs-real floor with as many videos as the test set.
+        "train": run.features("train", lambda: run.train_videos()["frames"])[:len(real)],
+        "static": run.i3d.extract(static, progress=True, desc="I3D static")[0],
+    }
+    if len(stats["train"]) < len(real):
+        logging.warning("FVD floor uses %d train videos for %d test videos",
+                        len(stats["train"]), len(real))
+    result = {
+        "fvd": fvd.fvd_from_features(stats["real"], stats["generated"]),
+        "fvd_real_train_vs_test": fvd.fvd_from_features(stats["real"], stats["train"]),
+        "fvd_static_baseline": fvd.fvd_from_features(stats["real"], stats["static"]),
+        "num_videos": int(len(real)), "num_train_videos": int(len(stats["train"])),
+        "num_frames": n_frames, "resolution": int(run.config.image_size),
+    }
+    print(f"FVD {result['fvd']:.1f} (real train vs test {result['fvd_real_train_vs_test']:.1f}, "
+          f"static input {result['fvd_static_baseline']:.1f}) on {len(real)} videos of "
+          f"{n_frames} frames at {run.config.image_size}x{run.config.image_size} -> 224x224")
+    return result
+
+
+def _sequences(pseudo: list[dict], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pseudo-label tracks sampled like stage 2's evaluation batches (stride from length)."""
+    from kpvp.data import pipelines
+
+    seqs = [pipelines.temporal_sample(p["keypoints"], seq_len, 0).numpy() for p in pseudo]
+    return np.stack(seqs).astype(np.float32), np.array([p["label"] for p in pseudo], np.int32)
+
+
+def evaluate_action(run: _Run) -> dict:
+    """Action-recognition accuracy of real and generated test videos (paper Table 2)."""
+    from kpvp.metrics import action_recognition as ar
+
+    config = run.config
+    if config.num_classes < 2:
+        return {"skipped": f"{config.dataset} has a single class"}
+    seq_len = int(config.data.seq_len)
+    train_x, train_y = _sequences(run.pseudo_labels("train"), seq_len)
+    test_pseudo = run.pseudo_labels("test")[:run.num_videos or None]
+    test_x, test_y = _sequences(test_pseudo, seq_len)
+    generated = run.generated()
+    shuffled = run.generated(shuffled=True)
+    classifier = ar.train_sequence_classifier(train_x, train_y, config.num_classes,
+                                              seed=run.seed)
+    keypoint_report = ar.action_recognition_report(
+        classifier, (test_x, test_y), (generated["keypoints"], generated["labels"]),
+        (shuffled["keypoints"], run.test_videos()["labels"]))
+    keypoint_report["generated_follows_random_condition"] = ar.accuracy(
+        classifier, shuffled["keypoints"], shuffled["labels"])
+
+    train = run.train_videos()
+    probe = ar.fit_linear_probe(run.features("train", lambda: train["frames"]), train["labels"],
+                                config.num_classes, seed=run.seed)
+    features = {"real": run.features("real", lambda: run.test_videos()["frames"]),
+                "generated": run.features("generated", lambda: generated["frames"]),
+                "shuffled": run.features("shuffled", lambda: shuffled["frames"])}
+    video_report = ar.action_recognition_report(
+        probe, (features["real"], run.test_videos()["labels"]),
+        (features["generated"], generated["labels"]),
+        (features["shuffled"], run.test_videos()["labels"]))
+    video_report["generated_follows_random_condition"] = probe.accuracy(
+        features["shuffled"], shuffled["labels"])
+    result = {"keypoint_classifier": keypoint_report, "i3d_linear_probe": video_report,
+              "num_train_videos": int(len(train_y)),
+              "num_probe_train_videos": int(len(train["labels"])),
+              "chance": 1.0 / config.num_classes}
+    for name, rep in (("keypoint classifier", keypoint_report), ("I3D probe", video_report)):
+        print(f"Action recognition ({name}): real {rep['real']:.3f}, generated "
+              f"{rep['generated']:.3f}, random condition {rep['generated_unconditional']:.3f} "
+              f"(chance {1.0 / config.num_classes:.3f})")
+    return _jsonable(result)
+
+
+def evaluate_keypoints(run: _Run) -> dict:
+    """Linear regression from Q's keypoints to ground-truth joints; trained vs untrained Q."""
+    import keras
+
+    from kpvp.data import readers
+    from kpvp.metrics import keypoint_regression as kr
+    from kpvp.models.keypoint_detector import KeypointDetector
+
+    config = run.config
+    if not readers.open_source(config, "test").has_joints:
+        return {"skipped": f"{config.dataset} has no ground-truth joints"}
+    trained = run.stage1.detector
+    keras.utils.set_random_seed(config.seed)
+    untrained = KeypointDetector(config.num_keypoints, tuple(config.stage1.detector_filters))
+    data = {split: _frames_with_joints(config, split, run.num_videos if split == "test" else 0)
+            for split in ("train", "test")}
+    result = {"image_size": int(config.image_size)}
+    for name, detector in (("trained", trained), ("untrained", untrained)):
+        kp = {split: _detect(detector, d["frames"]) for split, d in data.items()}
+        errors = kr.keypoint_regression_error(
+            kp["train"], data["train"]["joints"], kp["test"], data["test"]["joints"],
+            visible_train=data["train"]["visible"], visible_test=data["test"]["visible"],
+            image_size=config.image_size)
+        errors.pop("regressor", None)
+        result[name] = errors
+    result["num_train_frames"] = int(len(data["train"]["frames"]))
+    result["num_test_frames"] = int(len(data["test"]["frames"]))
+    print(f"Keypoints -> joints regression error (fraction of image size): trained Q "
+          f"{result['trained']['mean_error']:.4f}, untrained Q "
+          f"{result['untrained']['mean_error']:.4f} ({result['num_test_frames']} test frames)")
+    return _jsonable(result)
+
+
+def _frames_with_joints(config, split: str, limit: int, frames_per_video: int = 8) -> dict:
+    """Evenly spaced frames of each video with their joints (eval resolution)."""
+    from kpvp.data import pipelines
+
+    frames, joints, visible = [], [], []
+    for count, element in enumerate(pipelines.eval_videos(config, split).as_numpy_iterator()):
+        if limit and count >= limit:
+            break
+        idx = np.linspace(0, len(element["frames"]) - 1, frames_per_video).round().astype(int)
+        frames.append(element["frames"][idx])
+        joints.append(element["joints"][idx])
+        visible.append(element["visible"][idx])
+    return {"frames": np.concatenate(frames), "joints": np.concatenate(joints),
+            "visible": np.concatenate(visible)}
+
+
+def _detect(detector, frames: np.ndarray, batch: int = 64) -> np.ndarray:
+    out = [detector(frames[i:i + batch].astype(np.float32) / 127.5 - 1.0).numpy()
+           for i in range(0, len(frames), batch)]
+    return np.concatenate(out)
+
+
+def evaluate_ssim(run: _Run) -> dict:
+    """SSIM/PSNR of stage-1 reconstructions on fixed test pairs, and of v_hat = s."""
+    from kpvp.data import pipelines
+    from kpvp.metrics import frame_metrics
+
+    stage1 = run.stage1
+    recon, copy = [], []
+    for batch in pipelines.stage1_dataset(run.config, split="test"):
+        source, target = batch["source"], batch["target"]
+        k_s, k_t = stage1.detector(source), stage1.detector(target)
+        fake = stage1.translator([source, k_s, k_t])["image"]
+        recon.append((fake, target))
+        copy.append((source, target))
+    result = {"reconstruction": frame_metrics.frame_metrics(recon),
+              "copy_source_baseline": frame_metrics.frame_metrics(copy)}
+    print(f"Stage-1 reconstruction: SSIM {result['reconstruction']['ssim']:.4f}, PSNR "
+          f"{result['reconstruction']['psnr']:.2f} dB (copying the source frame: SSIM "
+          f"{result['copy_source_baseline']['ssim']:.4f}, PSNR "
+          f"{result['copy_source_baseline']['psnr']:.2f} dB) on "
+          f"{result['reconstruction']['num_frames']} test pairs")
+    return _jsonable(result)
+
+
+EVALUATORS = {"fvd": evaluate_fvd, "action": evaluate_action, "keypoints": evaluate_keypoints,
+              "ssim": evaluate_ssim}
+
+
+# === Report ===
+def run_evaluation(config, workdir: str, metrics=METRICS, num_videos: int | None = None,
+                   seed: int = 0) -> dict:
+    """Runs `metrics` on the trained run in `workdir`; writes report.json and report.md there."""
+    num_videos = int(config.eval.num_videos if num_videos is None else num_videos)
+    run = _Run(config, workdir, num_videos, seed)
+    report = _read_report(workdir)
+    report.update(dataset=config.dataset, variant=config.variant, seed=seed,
+                  image_size=int(config.image_size), num_keypoints=int(config.num_keypoints))
+    results = report.setdefault("metrics", {})
+    for name in metrics:
+        start = time.time()
+        logging.info("Evaluating %s", name)
+        results[name] = EVALUATORS[name](run)
+        results[name]["seconds"] = round(time.time() - start, 1)
+        _write_report(workdir, report)
+    return report
+
+
+def _read_report(workdir: str) -> dict:
+    path = os.path.join(workdir, REPORT_JSON)
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    return {}
+
+
+def _write_report(workdir: str, report: dict) -> None:
+    with open(os.path.join(workdir, REPORT_JSON), "w", encoding="utf-8") as f:
+        json.dump(_jsonable(report), f, indent=2)
+    with open(os.path.join(workdir, REPORT_MD), "w", encoding="utf-8") as f:
+        f.write(format_markdown(report))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def _fmt(value, digits=3):
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def format_markdown(report: dict) -> str:
+    """The report as Markdown tables (what `report.md` holds)."""
+    m = report.get("metrics", {})
+    lines = [f"# kpvp evaluation: {report.get('dataset')} ({report.get('variant')})", "",
+             f"Image size {report.get('image_size')}, K = {report.get('num_keypoints')}, "
+             f"seed {report.get('seed')}.", ""]
+    if "fvd" in m:
+        f = m["fvd"]
+        lines += ["## FVD (lower is better)", "",
+                  "| videos compared with real test videos | FVD |", "|---|---|",
+                  f"| generated (kpvp) | {_fmt(f['fvd'], 1)} |",
+                  f"| real train videos (floor) | {_fmt(f['fvd_real_train_vs_test'], 1)} |",
+                  f"| input image repeated (static baseline) | {_fmt(f['fvd_static_baseline'], 1)} |",
+                  "", f"{f['num_videos']} test videos, {f['num_frames']} frames each, "
+                  f"{f['resolution']}x{f['resolution']} upsampled to 224x224 for I3D.", ""]
+    if "action" in m and "skipped" not in m["action"]:
+        a = m["action"]
+        lines += ["## Action recognition (accuracy, higher is better)", "",
+                  "| classifier | real test videos | generated | generated, random class "
+                  "condition (vs true class) | generated follows random condition |",
+                  "|---|---|---|---|---|"]
+        for key, label in (("keypoint_classifier", "keypoint-sequence classifier"),
+                           ("i3d_linear_probe", "linear probe on I3D features")):
+            r = a[key]
+            lines.append(f"| {label} | {_fmt(r['real'])} | {_fmt(r['generated'])} | "
+                         f"{_fmt(r.get('generated_unconditional'))} | "
+                         f"{_fmt(r.get('generated_follows_random_condition'))} |")
+        lines += ["", f"Chance {_fmt(a['chance'])}. The keypoint classifier is trained on Q's "
+                  f"keypoints of {a['num_train_videos']} real training videos, the probe on I3D "
+                  f"features of {a['num_probe_train_videos']}.", ""]
+    if "keypoints" in m and "skipped" not in m["keypoints"]:
+        k = m["keypoints"]
+        lines += ["## Keypoints -> ground-truth joints (linear regression, test error)", "",
+                  "| detector | mean error (fraction of image side) | mean error (pixels) |",
+                  "|---|---|---|",
+                  f"| trained Q | {_fmt(k['trained']['mean_error'], 4)} | "
+                  f"{_fmt(k['trained']['mean_error_px'], 2)} |",
+                  f"| untrained Q | {_fmt(k['untrained']['mean_error'], 4)} | "
+                  f"{_fmt(k['untrained']['mean_error_px'], 2)} |", "",
+                  f"{k['num_train_frames']} train / {k['num_test_frames']} test frames.", ""]
+    if "ssim" in m:
+        s = m["ssim"]
+        lines += ["## Stage-1 reconstruction of test pairs", "",
+                  "| prediction of the target frame | SSIM | PSNR (dB) |", "|---|---|---|",
+                  f"| T(s, Q(s), Q(v)) | {_fmt(s['reconstruction']['ssim'], 4)} | "
+                  f"{_fmt(s['reconstruction']['psnr'], 2)} |",
+                  f"| the source frame s | {_fmt(s['copy_source_baseline']['ssim'], 4)} | "
+                  f"{_fmt(s['copy_source_baseline']['psnr'], 2)} |", "",
+                  f"{s['reconstruction']['num_frames']} test pairs.", ""]
+    skipped = [f"- {name}: {r['skipped']}" for name, r in m.items() if "skipped" in r]
+    if skipped:
+        lines += ["## Not applicable", ""] + skipped + [""]
+    return "\n".join(lines)
+
+
+def format_summary(report: dict) -> str:
+    return f"Report written to {REPORT_MD}:\n\n" + format_markdown(report)
+
+
+# === FVD between two sets of videos ===
+def fvd_between(real: str, generated: str, num_frames: int = 16, pad: bool = False,
+                batch_size: int = 8) -> dict:
+    """FVD between the videos of two files/folders, cut (or padded) to `num_frames` frames."""
+    from kpvp.metrics import fvd
+
+    sets = {name: load_video_set(path, num_frames, pad, name)
+            for name, path in (("--real", real), ("--generated", generated))}
+    value = fvd.compute_fvd(sets["--real"], sets["--generated"], batch_size=batch_size)
+    return {"fvd": value, "num_real": len(sets["--real"]),
+            "num_generated": len(sets["--generated"]), "num_frames": num_frames}
+
+
+def load_video_set(path: str, num_frames: int, pad: bool, name: str = "videos") -> np.ndarray:
+    """uint8 `[N, num_frames, H, W, 3]` from a video file or a folder of them (equal sizes)."""
+    from kpvp.data import readers, video_io
+
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{name}: no such file or folder {path!r}")
+    videos, problems = [], []
+    for entry in readers.video_entries(path) if os.path.isdir(path) else [path]:
+        try:
+            videos.append(video_io.read_video(entry))
+        except video_io.CorruptVideoError as e:
+            logging.warning("Skipping unreadable video %s: %s", entry, e.reason)
+            problems.append(entry)
+    if len(videos) < 2:
+        raise ValueError(f"{name}: FVD needs at least 2 videos; {path!r} has {len(videos)}"
+                         + (f" readable ({len(problems)} unreadable)" if problems else ""))
+    out = []
+    for i, v in enumerate(videos):
+        if len(v) < num_frames:
+            if not pad:
+                raise ValueError(f"{name}: video {i} of {path!r} has {len(v)} frames < "
+                                 f"--num_frames={num_frames} (use --pad to repeat its last frame)")
+            v = np.concatenate([v, np.repeat(v[-1:], num_frames - len(v), axis=0)])
+        out.append(v[:num_frames])
+    shapes = {v.shape for v in out}
+    if len(shapes) > 1:
+        raise ValueError(f"{name}: videos of {path!r} differ in size {sorted(shapes)}")
+    return np.stack(out)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if FLAGS.real or FLAGS.generated:
+        if not (FLAGS.real and FLAGS.generated):
+            raise app.UsageError("--real and --generated go together")
+        result = fvd_between(FLAGS.real, FLAGS.generated, FLAGS.num_frames, FLAGS.pad)
+        print(json.dumps(result))
+        return
+    metrics = parse_metrics(FLAGS.metric)
+    if not os.path.exists(os.path.join(FLAGS.workdir, cli.CONFIG_FILE)):
+        raise app.UsageError(f"--workdir={FLAGS.workdir!r} holds no trained run "
+                             f"({cli.CONFIG_FILE} missing)")
+    config = cli.resolve_config(FLAGS.workdir)
+    report = run_evaluation(config, FLAGS.workdir, metrics, FLAGS.num_videos, FLAGS.seed)
+    print(format_summary(report))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)

@@ -1,0 +1,116 @@
+"""The training stages of one run directory: stage 1, pseudo-labels, stage 2, samples.
+
+Library functions behind `python -m kpvp.train` (which only parses flags and calls them):
+
+    workdir/
+      config.json, run_info.json       resolved config; versions, git revision, choices made
+      stage1/checkpoints, stage1/logs  Q + T + D_im (tf.train.CheckpointManager), TensorBoard
+      stage1/detector.keras            Q, exported at the end of stage 1
+      stage1/translator.keras          T
+      pseudo_labels/{train,test}/      Q's keypoints per video (resumable)
+      stage2/checkpoints, stage2/logs  M + D_seq
+      stage2/motion_generator.keras    M
+      samples/<class>_<i>.gif          generated videos | keypoints | masks
+      report.json, report.md           the metrics (`kpvp.evaluate`)
+"""
+from __future__ import annotations
+
+import os
+
+from absl import logging
+
+
+def stage_dir(workdir: str, stage: int) -> str:
+    return os.path.join(workdir, f"stage{stage}")
+
+
+def run_stage1(config, workdir: str, strategy) -> dict:
+    """Trains stage 1 to `config.stage1.num_steps`; exports Q and T as `.keras` files."""
+    from kpvp import perceptual, run_info, training
+    from kpvp.data import pipelines
+    from kpvp.trainers import keypoint_translation
+
+    directory = stage_dir(workdir, 1)
+    with strategy.scope():
+        features = perceptual.make_perceptual_network(config.stage1.perceptual_network,
+                                                       config.stage1.vgg19_weights)
+        trainer = keypoint_translation.build_trainer(config, features)
+        trainer.compile(*training.make_optimizers(config.stage1))
+    logging.info("Stage 1 perceptual features: %s", features.source)
+    run_info.update_run_info(workdir, quiet_invocation=True,
+                             perceptual_network=features.source)
+    test_pairs = pipelines.stage1_dataset(config, split="test")
+    image_batch = next(iter(test_pairs))
+    result = training.fit_stage(
+        trainer, lambda step: pipelines.stage1_dataset(config, "train", seed=config.seed + step),
+        config.stage1, directory, image_batch=image_batch)
+    export_stage1(trainer, directory)
+    return result
+
+
+def export_stage1(trainer, directory: str) -> None:
+    trainer.detector.save(os.path.join(directory, "detector.keras"))
+    trainer.translator.save(os.path.join(directory, "translator.keras"))
+    logging.info("Exported detector.keras and translator.keras to %s", directory)
+
+
+def run_stage2(config, workdir: str, strategy) -> dict:
+    """Labels the training videos with Q (resumable), then trains M to `stage2.num_steps`."""
+    from kpvp import training
+    from kpvp.data import pipelines
+    from kpvp.trainers import motion_generation
+
+    sequences = pseudo_label(config, workdir, "train")
+    directory = stage_dir(workdir, 2)
+    with strategy.scope():
+        trainer = motion_generation.build_trainer(config)
+        trainer.compile(*training.make_optimizers(config.stage2))
+    image_batch = next(iter(pipelines.stage2_dataset(sequences, config, training=False)))
+    result = training.fit_stage(
+        trainer,
+        lambda step: pipelines.stage2_dataset(sequences, config, training=True,
+                                              seed=config.seed + step),
+        config.stage2, directory, image_batch=image_batch)
+    trainer.generator.save(os.path.join(directory, "motion_generator.keras"))
+    logging.info("Exported motion_generator.keras to %s", directory)
+    return result
+
+
+def detector_id(workdir: str) -> str:
+    """Names the stage-1 weights behind `stage1/detector.keras` (its last checkpoint)."""
+    import tensorflow as tf
+
+    latest = tf.train.latest_checkpoint(os.path.join(stage_dir(workdir, 1), "checkpoints"))
+    exported = os.path.join(stage_dir(workdir, 1), "detector.keras")
+    if latest is None or not os.path.exists(exported):
+        raise FileNotFoundError(
+            f"No trained stage 1 in {workdir!r}: run `python -m kpvp.train --stage=1 "
+            f"--workdir={workdir}` first")
+    return os.path.basename(latest)
+
+
+def pseudo_label(config, workdir: str, split: str) -> list[dict]:
+    """Q's keypoints for every video of `split` (written once, reused if Q is unchanged)."""
+    import keras
+
+    import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
+    from kpvp.data import pseudo_labels, readers
+
+    ident = detector_id(workdir)
+    detector = keras.models.load_model(os.path.join(stage_dir(workdir, 1), "detector.keras"))
+    out_dir = os.path.join(workdir, "pseudo_labels", split)
+    source = readers.open_source(config, split)
+    summary = pseudo_labels.label_videos(detector, source, out_dir, ident,
+                                         image_size=config.image_size)
+    logging.info("Pseudo-labels (%s): %s", split, summary)
+    return pseudo_labels.load_pseudo_labels(out_dir, ident)
+
+
+def finish_all(config, workdir: str) -> None:
+    """After both stages: sample videos per class, then the metrics report."""
+    from kpvp import evaluate, generation
+
+    paths = generation.write_class_samples(config, workdir)
+    logging.info("Wrote %d sample videos to %s", len(paths), os.path.dirname(paths[0]))
+    report = evaluate.run_evaluation(config, workdir, evaluate.METRICS)
+    print(evaluate.format_summary(report))
