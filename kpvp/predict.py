@@ -15,7 +15,8 @@ import os
 import numpy as np
 from absl import app, flags, logging
 
-flags.DEFINE_string("workdir", None, "Run directory of a trained model.", required=True)
+from kpvp import cli  # defines --workdir (the trained run), --dataset, --config.*
+
 flags.DEFINE_string("image", None, "Input image file, or a folder of images (batch mode).",
                     required=True)
 flags.DEFINE_string("action", "0", "Action class: name (e.g. 'squat') or id.")
@@ -26,6 +27,8 @@ flags.DEFINE_bool("absolute", False, "Motion transfer with the driving keypoints
 flags.DEFINE_integer("num_samples", 1, "Videos per image (different z).")
 flags.DEFINE_integer("seed", 0, "Seed of z: the same seed gives the same videos.")
 flags.DEFINE_string("output", "out.gif", "Output .gif/.mp4/.png file, or a folder in batch mode.")
+flags.DEFINE_enum("format", "gif", ["gif", "mp4", "png"], "File type written in batch mode "
+                  "(png: a lossless strip of frames side by side).")
 flags.DEFINE_bool("overlay", False, "Also show keypoints on the frames and the masks, side by side.")
 flags.DEFINE_integer("fps", 8, "Frames per second of the output.")
 FLAGS = flags.FLAGS
@@ -70,9 +73,11 @@ def compose(result: dict, index: int, overlay: bool) -> np.ndarray:
     return visualize.side_by_side(*panels)
 
 
-def output_path(output: str, stem: str, sample: int, num_samples: int, batch: bool) -> str:
+def output_path(output: str, stem: str, sample: int, num_samples: int, batch: bool,
+                fmt: str = "gif") -> str:
     if batch:
-        return os.path.join(output, f"{stem}_{sample}.gif" if num_samples > 1 else f"{stem}.gif")
+        name = f"{stem}_{sample}" if num_samples > 1 else stem
+        return os.path.join(output, f"{name}.{fmt}")
     if num_samples == 1:
         return output
     root, ext = os.path.splitext(output)
@@ -82,10 +87,13 @@ def output_path(output: str, stem: str, sample: int, num_samples: int, batch: bo
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from kpvp import cli, visualize
+    from kpvp import visualize
     from kpvp.data import video_io
     from kpvp.generation import VideoGenerator
 
+    if not os.path.exists(os.path.join(FLAGS.workdir, cli.CONFIG_FILE)):
+        raise app.UsageError(f"--workdir={FLAGS.workdir!r} holds no trained run "
+                             f"({cli.CONFIG_FILE} missing)")
     config = cli.resolve_config(FLAGS.workdir)
     images = list_images(FLAGS.image)
     batch = os.path.isdir(FLAGS.image)
@@ -112,7 +120,7 @@ def main(argv):
                 panels[0] = visualize.draw_keypoints(panels[0], result["driving_keypoints"])
                 panels.append(visualize.draw_keypoints(result["video"], result["keypoints"]))
             stem = os.path.splitext(os.path.basename(path))[0]
-            out = output_path(FLAGS.output, stem, 0, 1, batch)
+            out = output_path(FLAGS.output, stem, 0, 1, batch, FLAGS.format)
             video_io.write_video(out, visualize.side_by_side(*panels), fps=FLAGS.fps)
             logging.info("Wrote %s (driving | source | result, %dx%d)", out, size, size)
             print(out)
@@ -126,7 +134,7 @@ def main(argv):
         result = generator.generate(np.repeat(image[None], FLAGS.num_samples, axis=0),
                                     [action] * FLAGS.num_samples, seed=FLAGS.seed)
         for i in range(FLAGS.num_samples):
-            out = output_path(FLAGS.output, stem, i, FLAGS.num_samples, batch)
+            out = output_path(FLAGS.output, stem, i, FLAGS.num_samples, batch, FLAGS.format)
             video_io.write_video(out, compose(result, i, FLAGS.overlay), fps=FLAGS.fps)
             print(out)
         logging.info("%s: %d video(s) of %d frames for action %s", path, FLAGS.num_samples,

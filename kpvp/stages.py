@@ -30,12 +30,23 @@ def run_stage1(config, workdir: str, strategy) -> dict:
     from kpvp.data import pipelines
     from kpvp.trainers import keypoint_translation
 
+    import keras
+
     directory = stage_dir(workdir, 1)
-    with strategy.scope():
-        features = perceptual.make_perceptual_network(config.stage1.perceptual_network,
-                                                       config.stage1.vgg19_weights)
-        trainer = keypoint_translation.build_trainer(config, features)
-        trainer.compile(*training.make_optimizers(config.stage1))
+    # The policy is read when layers are made: networks built here compute in bfloat16 (their
+    # keypoint layers and output heads stay float32); later stages are unaffected.
+    policy = "mixed_bfloat16" if config.stage1.mixed_precision else "float32"
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():
+            features = perceptual.make_perceptual_network(config.stage1.perceptual_network,
+                                                           config.stage1.vgg19_weights)
+            trainer = keypoint_translation.build_trainer(config, features)
+            trainer.compile(*training.make_optimizers(config.stage1))
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    logging.info("Stage 1 dtype policy: %s", policy)
     logging.info("Stage 1 perceptual features: %s", features.source)
     run_info.update_run_info(workdir, quiet_invocation=True,
                              perceptual_network=features.source)

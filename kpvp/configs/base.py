@@ -58,12 +58,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     # auto: VGG19 ImageNet if its weights are found, else the deflated I3D (offline).
     s1.perceptual_network = "auto"  # auto | vgg19 | i3d2d | random
     s1.vgg19_weights = ""  # path to a local VGG19 ImageNet .h5
+    # Paper eq. 1: expectation of a softmax over the whole heatmap ("joint"); the authors'
+    # code uses IMM-style marginal softmaxes over rows and columns ("marginal").
+    s1.softmax_mode = "joint"
     s1.gaussian_size = 32  # (code) gaussian maps rendered at 32x32
     s1.gaussian_inv_std = 14.3  # (code) exp(-d^2 * 14.3^2), d in [-1, 1] units
     s1.detector_filters = (32, 64, 128, 256)  # (code) hourglass widths
     s1.translator_filters = (64, 128, 256)  # (code) image encoder to 32x32x128
     s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # (code) 6 stride-2 convs
-    s1.mixed_precision = False
+    s1.mixed_precision = False  # mixed_bfloat16 policy (faster on CPUs with AVX512_BF16)
     s1.checkpoint_every = 1000
     s1.log_every = 100
     s1.image_summary_every = 1000

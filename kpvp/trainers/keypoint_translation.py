@@ -163,7 +163,8 @@ def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     """Creates Q, T, D_im from `config` (see `kpvp/configs/base.py`) around a feature network."""
     s1 = config.stage1
     detector = KeypointDetector(num_keypoints=config.num_keypoints,
-                                filters=tuple(s1.detector_filters), name="detector")
+                                filters=tuple(s1.detector_filters),
+                                softmax_mode=s1.softmax_mode, name="detector")
     translator = MaskedTranslator(image_size=config.image_size,
                                   num_keypoints=config.num_keypoints,
                                   filters=tuple(s1.translator_filters),
