@@ -13,6 +13,7 @@ through `fit()` in chunks of `checkpoint_every` steps, so that
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import keras
@@ -220,8 +221,13 @@ def training_segments(start: int, total: int, chunk: int) -> list[tuple[int, int
 STRATEGIES = ("default", "mirrored", "multi_worker")
 
 
+@functools.lru_cache(maxsize=None)
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """`default` (one device), `mirrored` (all local devices), `multi_worker` (TF_CONFIG hosts)."""
+    """`default` (one device), `mirrored` (all local devices), `multi_worker` (TF_CONFIG hosts).
+
+    One object per name and process: a second MirroredStrategy would reuse the first one's
+    collective keys and break the all-reduces of whichever trains second.
+    """
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

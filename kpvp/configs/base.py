@@ -61,6 +61,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Paper eq. 1: expectation of a softmax over the whole heatmap ("joint"); the authors'
     # code uses IMM-style marginal softmaxes over rows and columns ("marginal").
     s1.softmax_mode = "joint"
+    # Normalisation in Q and T: "batch" (authors), "instance" (GroupNormalization(groups=-1);
+    # gives the same result on several replicas, where batch statistics are per replica), "none".
+    s1.norm = "batch"
     s1.gaussian_size = 32  # (code) gaussian maps rendered at 32x32
     s1.gaussian_inv_std = 14.3  # (code) exp(-d^2 * 14.3^2), d in [-1, 1] units
     s1.detector_filters = (32, 64, 128, 256)  # (code) hourglass widths

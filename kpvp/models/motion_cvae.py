@@ -157,8 +157,17 @@ class MotionCVAE(keras.Model):
 
     def reparameterize(self, mu, log_var, seed=None):
         """`z = mu + exp(log_var / 2) * eps`, eps ~ N(0, I): `[B, D]` -> `[B, D]`."""
-        eps = keras.random.normal(ops.shape(mu), dtype=mu.dtype,
-                                  seed=self.seed_generator if seed is None else seed)
+        if seed is None and _replica_id() is not None:
+            # Under a multi-replica tf.distribute strategy every replica advances an identical
+            # copy of the seed state: fold the replica id in, or replicas draw the same noise.
+            import tensorflow as tf
+
+            state_seed = self.seed_generator.next()
+            seed = tf.random.experimental.stateless_fold_in(state_seed, _replica_id())
+            eps = tf.random.stateless_normal(ops.shape(mu), seed=seed, dtype=mu.dtype)
+        else:
+            eps = keras.random.normal(ops.shape(mu), dtype=mu.dtype,
+                                      seed=self.seed_generator if seed is None else seed)
         return mu + ops.exp(0.5 * log_var) * eps
 
     # === Decoder ===
@@ -247,3 +256,15 @@ def from_config(config, seed=None) -> MotionCVAE:
         num_layers=s2.lstm_layers, latent_dim=s2.latent_dim, encoder_fc=s2.encoder_fc,
         decoder_fc=s2.decoder_fc, num_steps=config.data.seq_len - 1,
         seed=config.seed if seed is None else seed, name="motion_generator")
+
+
+def _replica_id():
+    """The replica id inside a multi-replica tf.distribute step (TensorFlow backend), else None."""
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync < 2:
+        return None
+    return context.replica_id_in_sync_group

@@ -164,12 +164,13 @@ def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     s1 = config.stage1
     detector = KeypointDetector(num_keypoints=config.num_keypoints,
                                 filters=tuple(s1.detector_filters),
-                                softmax_mode=s1.softmax_mode, name="detector")
+                                softmax_mode=s1.softmax_mode, norm=s1.norm, name="detector")
     translator = MaskedTranslator(image_size=config.image_size,
                                   num_keypoints=config.num_keypoints,
                                   filters=tuple(s1.translator_filters),
                                   gaussian_size=s1.gaussian_size,
-                                  gaussian_inv_std=s1.gaussian_inv_std, name="translator")
+                                  gaussian_inv_std=s1.gaussian_inv_std, norm=s1.norm,
+                                  name="translator")
     discriminator = ImageDiscriminator(filters=tuple(s1.discriminator_filters),
                                        name="image_discriminator")
     return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
