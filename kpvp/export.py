@@ -26,9 +26,7 @@ import os
 import tensorflow as tf
 from absl import app, flags, logging
 
-from kpvp.generation import VideoGenerator
-# Imported for their registration with Keras, which loading the `.keras` files needs.
-from kpvp.models import keypoint_detector, motion_cvae, translator  # noqa: F401
+from kpvp.generation import VideoGenerator  # (imports kpvp.models: registers the networks)
 
 METADATA_FILE = "kpvp_export.json"
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")

@@ -51,6 +51,7 @@ from kpvp.models.discriminators import ImageDiscriminator  # noqa: E402
 from kpvp.models.keypoint_detector import KeypointDetector  # noqa: E402
 from kpvp.models.translator import MaskedTranslator  # noqa: E402
 from kpvp.trainers import keypoint_translation, motion_generation  # noqa: E402
+from test_stage1_trainer import TinyFeatures, tiny_config  # noqa: E402  (same stand-ins)
 
 GLOBAL_BATCH = 8
 RTOL, ATOL = 1e-4, 1e-5
@@ -58,32 +59,8 @@ K2, T2 = 4, 8  # stage-2 keypoints and future frames
 
 
 # === Small stand-ins and data ===
-class TinyFeatures(keras.Model):
-    """A fixed random 2-layer feature network standing in for VGG19 in the perceptual loss."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.c1 = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
-                                      kernel_initializer=keras.initializers.HeNormal(seed=1))
-        self.c2 = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
-                                      kernel_initializer=keras.initializers.HeNormal(seed=2))
-        self.source = "random"
-
-    def call(self, x):
-        a = self.c1(x)
-        return [a, self.c2(a)]
-
-
 def stage1_config():
-    c = configs.get_config("synthetic", "tiny")
-    c.image_size = 32
-    c.num_keypoints = 4
-    c.stage1.gaussian_size = 8
-    c.stage1.detector_filters = (8, 8, 8, 8)
-    c.stage1.translator_filters = (8, 8, 8)
-    c.stage1.discriminator_filters = (8, 8, 8)
-    c.stage1.learning_rate = 1e-3
-    return c
+    return tiny_config()
 
 
 def stage2_config():

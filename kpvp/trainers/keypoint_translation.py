@@ -20,15 +20,18 @@ from kpvp import losses
 from kpvp.models.discriminators import ImageDiscriminator
 from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.translator import MaskedTranslator
+from kpvp.trainers.adversarial import AdversarialTrainer
 
 METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "l1", "d_real", "d_fake")
 
 
-class KeypointTranslationTrainer(keras.Model):
+class KeypointTranslationTrainer(AdversarialTrainer):
     """Owns Q, T, D_im and the feature network; `fit()` runs the alternating updates.
 
     Batches: `dict(source=float32 [B,H,W,3], target=float32 [B,H,W,3])`, images in [-1, 1].
     """
+
+    METRIC_NAMES = METRIC_NAMES
 
     def __init__(self, detector, translator, discriminator, perceptual_network,
                  perceptual_weight=1.0, adversarial_weight=1.0, **kwargs):
@@ -40,7 +43,6 @@ class KeypointTranslationTrainer(keras.Model):
         self.perceptual_network.trainable = False
         self.perceptual_weight = float(perceptual_weight)
         self.adversarial_weight = float(adversarial_weight)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
 
     # === Set-up ===
     def build(self, input_shape=None):
@@ -53,23 +55,9 @@ class KeypointTranslationTrainer(keras.Model):
         self.perceptual_network(images)
         self.built = True
 
-    def compile(self, generator_optimizer, discriminator_optimizer, **kwargs):
-        # The generator optimizer doubles as Keras' `optimizer`, so no hidden default is made.
-        super().compile(optimizer=generator_optimizer, **kwargs)
-        self.generator_optimizer = generator_optimizer
-        self.discriminator_optimizer = discriminator_optimizer
-        if not self.built:
-            self.build()
-        generator_optimizer.build(self.generator_variables)
-        discriminator_optimizer.build(self.discriminator.trainable_variables)
-
     @property
     def generator_variables(self):
         return self.detector.trainable_variables + self.translator.trainable_variables
-
-    @property
-    def metrics(self):
-        return list(self.trackers.values())
 
     def checkpoint_items(self) -> dict:
         return dict(detector=self.detector, translator=self.translator,
@@ -85,9 +73,6 @@ class KeypointTranslationTrainer(keras.Model):
         out = dict(self.translator([source, source_kp, target_kp], training=training))
         out.update(source_kp=source_kp, target_kp=target_kp)
         return out
-
-    def _scale(self):
-        return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
 
     def discriminator_step(self, real, fake):
         """One D_im update on real targets vs detached fakes; returns (loss, D(real), D(fake))."""
@@ -137,11 +122,6 @@ class KeypointTranslationTrainer(keras.Model):
             perceptual=perceptual, adversarial=adversarial, l1=losses.l1_loss(target, fake),
             d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
             d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
-
-    def _update_trackers(self, **values):
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     # === Summaries ===
     def summary_images(self, batch) -> dict:

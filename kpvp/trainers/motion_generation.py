@@ -23,12 +23,13 @@ from kpvp import losses
 from kpvp.models import motion_cvae
 from kpvp.models.discriminators import SequenceDiscriminator
 from kpvp.models.motion_cvae import MotionCVAE
+from kpvp.trainers.adversarial import AdversarialTrainer
 
 METRIC_NAMES = ("d_loss", "g_loss", "l1", "kl", "adv", "d_real_acc", "d_fake_acc")
 
 
 @keras.saving.register_keras_serializable(package="kpvp")
-class MotionGenerationTrainer(keras.Model):
+class MotionGenerationTrainer(AdversarialTrainer):
     """Owns M (`generator`) and D_seq (`discriminator`); `fit()` runs the alternating updates.
 
     Batches: `dict(keypoints=float32 [B, T+1, K, 2], label=int32 [B])` (k_0:T in [-1, 1]), as
@@ -43,6 +44,8 @@ class MotionGenerationTrainer(keras.Model):
       adversarial_weight: lambda3 (2), the weight of `-log D_seq(k~)`.
     """
 
+    METRIC_NAMES = METRIC_NAMES
+
     def __init__(self, generator, discriminator, l1_weight=1000.0, kl_weight=1.0,
                  adversarial_weight=2.0, **kwargs):
         super().__init__(**kwargs)
@@ -51,7 +54,6 @@ class MotionGenerationTrainer(keras.Model):
         self.l1_weight = float(l1_weight)
         self.kl_weight = float(kl_weight)
         self.adversarial_weight = float(adversarial_weight)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in METRIC_NAMES}
 
     @classmethod
     def from_config_dict(cls, config) -> "MotionGenerationTrainer":
@@ -66,21 +68,9 @@ class MotionGenerationTrainer(keras.Model):
         self._discriminate(keras.ops.zeros((1, steps, k, 2)), keras.ops.zeros((1,), "int32"))
         self.built = True
 
-    def compile(self, generator_optimizer, discriminator_optimizer, **kwargs):
-        # The generator optimizer doubles as Keras' `optimizer`, so no hidden default is made;
-        # building both here on their own variables keeps Keras from building the G optimizer
-        # over D's variables too, and gives checkpoints every slot before the first step.
-        super().compile(optimizer=generator_optimizer, **kwargs)
-        self.generator_optimizer = generator_optimizer
-        self.discriminator_optimizer = discriminator_optimizer
-        if not self.built:
-            self.build()
-        generator_optimizer.build(self.generator.trainable_variables)
-        discriminator_optimizer.build(self.discriminator.trainable_variables)
-
     @property
-    def metrics(self):
-        return list(self.trackers.values())
+    def generator_variables(self):
+        return self.generator.trainable_variables
 
     def checkpoint_items(self) -> dict:
         """Trackables to checkpoint: both networks, both optimizers and M's noise stream."""
@@ -172,14 +162,6 @@ class MotionGenerationTrainer(keras.Model):
         if labels is None:
             labels = tf.zeros(tf.shape(k_seq)[:1], tf.int32)
         return k_seq, tf.cast(tf.reshape(labels, [-1]), tf.int32)
-
-    def _scale(self):
-        return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
-
-    def _update_trackers(self, **values):
-        for name, value in values.items():
-            self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
 
     # === Summaries ===
     def summary_images(self, batch, num_examples: int = 4, num_frames: int = 8,
