@@ -28,6 +28,14 @@ def main(argv):
     config = cli.resolve_config(FLAGS.workdir)
     if FLAGS.num_steps is not None:
         config.stage1.num_steps = config.stage2.num_steps = FLAGS.num_steps
+    if config.dataset == "folder":
+        from kpvp.configs import base
+        from kpvp.data import readers
+
+        # Your own videos: the classes are the sub-folders found on disk (or one class).
+        config.class_names = tuple(readers.open_source(config, "train").class_names)
+        base.finalize(config)
+        logging.info("Classes found in %s: %s", config.data.data_dir, config.class_names)
     cli.save_config(config, FLAGS.workdir)
     run_info.update_run_info(FLAGS.workdir)
     logging.info("Workdir %s, dataset %s (%s), stage %s", FLAGS.workdir, config.dataset,

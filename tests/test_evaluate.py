@@ -1,0 +1,90 @@
+"""kpvp.evaluate: metric selection, report formatting, FVD between two folders of videos."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from kpvp import evaluate
+from kpvp.data import video_io
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_parse_metrics():
+    assert evaluate.parse_metrics("all") == evaluate.METRICS
+    assert evaluate.parse_metrics("fvd, ssim") == ("fvd", "ssim")
+    with pytest.raises(ValueError, match="unknown.*'psnr'"):
+        evaluate.parse_metrics("fvd,psnr")
+
+
+def test_other_classes_never_returns_the_true_class():
+    labels = np.arange(400) % 4
+    other = evaluate.other_classes(labels, 4, seed=0)
+    assert np.all(other != labels) and set(other) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(evaluate.other_classes(labels * 0, 1, seed=0), labels * 0)
+
+
+def test_markdown_report_shows_every_number():
+    report = {"dataset": "synthetic", "variant": "tiny", "image_size": 64, "num_keypoints": 12,
+              "seed": 0, "metrics": {
+                  "fvd": {"fvd": 321.5, "fvd_real_train_vs_test": 100.25,
+                          "fvd_static_baseline": 654.75, "num_videos": 16, "num_frames": 16,
+                          "resolution": 64},
+                  "ssim": {"reconstruction": {"ssim": 0.91234, "psnr": 25.5, "num_frames": 64},
+                           "copy_source_baseline": {"ssim": 0.8, "psnr": 21.25,
+                                                    "num_frames": 64}},
+                  "keypoints": {"skipped": "no joints"}}}
+    text = evaluate.format_markdown(report)
+    for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints"):
+        assert expected in text
+
+
+def write_set(folder, videos):
+    os.makedirs(folder, exist_ok=True)
+    for i, v in enumerate(videos):
+        video_io.write_video(os.path.join(folder, f"{i:02d}.png"), v)  # lossless strips
+
+
+def test_load_video_set_cuts_pads_and_names_problems(tmp_path):
+    rng = np.random.default_rng(0)
+    write_set(tmp_path / "a", [rng.integers(0, 256, (n, 16, 16, 3), np.uint8) for n in (12, 9)])
+    with pytest.raises(ValueError, match="9 frames < --num_frames=10"):
+        evaluate.load_video_set(str(tmp_path / "a"), 10, pad=False, name="--real")
+    videos = evaluate.load_video_set(str(tmp_path / "a"), 10, pad=True)
+    assert videos.shape == (2, 10, 16, 16, 3)
+    np.testing.assert_array_equal(videos[1, 9], videos[1, 8])  # padded with the last frame
+    write_set(tmp_path / "one", [rng.integers(0, 256, (10, 16, 16, 3), np.uint8)])
+    with pytest.raises(ValueError, match="at least 2 videos"):
+        evaluate.load_video_set(str(tmp_path / "one"), 10, pad=False, name="--generated")
+    with pytest.raises(FileNotFoundError, match="--real: no such file"):
+        evaluate.load_video_set(str(tmp_path / "missing"), 10, pad=False, name="--real")
+
+
+@pytest.mark.slow
+def test_fvd_between_folders_cli_is_zero_on_itself_and_grows_with_a_shift(tmp_path):
+    """The pytorch-fid convention for videos: `--real=DIR --generated=DIR`."""
+    rng = np.random.default_rng(1)
+    base = [np.clip(rng.normal(128, 40, (10, 32, 32, 3)), 0, 255).astype(np.uint8)
+            for _ in range(4)]
+    write_set(tmp_path / "real", base)
+    write_set(tmp_path / "same", base)
+    write_set(tmp_path / "shifted", [np.clip(v.astype(int) + 80, 0, 255).astype(np.uint8)
+                                     for v in base])
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+
+    def fvd(generated):
+        result = subprocess.run(
+            [sys.executable, "-m", "kpvp.evaluate", "--metric=fvd", f"--real={tmp_path / 'real'}",
+             f"--generated={tmp_path / generated}", "--num_frames=10"],
+            capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        out = json.loads(result.stdout.strip().splitlines()[-1])
+        assert out["num_real"] == out["num_generated"] == 4 and out["num_frames"] == 10
+        return out["fvd"]
+
+    same, shifted = fvd("same"), fvd("shifted")
+    assert abs(same) < 1e-3
+    assert shifted > 1.0
