@@ -1,0 +1,168 @@
+"""Smoke tests of tools/benchmark_train.py and tools/benchmark_generation.py.
+
+Each tool runs as a script on a tiny setting for one or two steps; the tests check that the
+printed numbers are positive and agree with each other, never a speed.
+"""
+import importlib.util
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+from absl import flags
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+NUMBER = r"([-+0-9.eE]+|nan)"
+
+
+def load_tool(name):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run_tool(name, *args, timeout=900):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3",
+               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    done = subprocess.run([sys.executable, str(REPO / "tools" / f"{name}.py"), *args],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0, f"{name} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+def run_in_process(name, capsys, *args):
+    """Runs the tool's `run()` on its own flags (the CLI path is tested by `run_tool`)."""
+    tool = load_tool(name)
+    values = tool.define_flags(flags.FlagValues())
+    values([name, *args])
+    failed = tool.run(values)
+    out = capsys.readouterr().out
+    assert not failed, out
+    return out
+
+
+def table_rows(output, modes, columns):
+    """`{mode: [[first `columns` numbers of each table line of that mode], ...]}`."""
+    rows = {}
+    for line in output.splitlines():
+        fields = line.split()
+        if len(fields) > columns and fields[0] in modes and re.fullmatch(NUMBER, fields[1]):
+            values = [float("nan") if v == "-" else float(v.rstrip("%"))
+                      for v in fields[1:1 + columns]]
+            rows.setdefault(fields[0], []).append(values)
+    return rows
+
+
+def gflop_per_step(output):
+    match = re.search(r"work of one training step: " + NUMBER + " GFLOP", output)
+    assert match, output
+    return float(match.group(1))
+
+
+def test_graph_flops_counts_matmuls_and_while_loop_bodies():
+    tool = load_tool("benchmark_train")
+    steps = 5
+
+    @tf.function
+    def fn(x, w, v):
+        h = tf.linalg.matmul(x, w)  # 2 * 8 * 16 * 32 FLOPs
+        # Like Keras' RNN loops: the body is a function of its own, called once per step.
+        _, h = tf.while_loop(lambda i, h: i < steps, lambda i, h: (i + 1, tf.linalg.matmul(h, v)),
+                             (tf.constant(0), h))
+        return h
+
+    specs = [tf.TensorSpec(s, tf.float32) for s in ((8, 16), (16, 32), (32, 32))]
+    graph = fn.get_concrete_function(*specs).graph
+    matmuls = 2 * 8 * 16 * 32 + steps * 2 * 8 * 32 * 32
+    counted = tool.graph_flops(graph, loop_trip_count=steps)
+    # Loop counters and comparisons add a few scalar operations.
+    assert matmuls <= counted <= matmuls + 10 * steps
+    # Without the trip count the body counts once.
+    assert tool.graph_flops(graph) == pytest.approx(counted - (steps - 1) * 2 * 8 * 32 * 32,
+                                                    abs=10 * steps)
+
+
+def test_matmul_peak_is_positive_and_config_overrides_apply():
+    tool = load_tool("benchmark_train")
+    assert tool.matmul_flops_per_second(128, 2) > 0
+    config = tool.make_config(1, tiny=True, batch_size=3, image_size=32, num_keypoints=5)
+    assert (config.stage1.batch_size, config.image_size, config.num_keypoints) == (3, 32, 5)
+    assert config.stage1.gaussian_size == 8  # T's U-Net at image_size / 4
+    paper = tool.make_config(2)
+    assert (paper.stage2.batch_size, paper.stage2.lstm_units, paper.num_keypoints) == (32, 1024, 40)
+    assert tool.make_config(1).stage1.batch_size == 16
+    with pytest.raises(ValueError, match="image_size"):
+        tool.make_config(1, image_size=70)
+
+
+@pytest.mark.slow
+def test_train_benchmark_stage2_prints_positive_numbers():
+    batch, k, steps = 4, 6, 32
+    out = run_tool("benchmark_train", "--stage=2", "--tiny", f"--batch_size={batch}",
+                   f"--num_keypoints={k}", "--steps=1", "--warmup=1", "--modes=graph",
+                   "--matmul_size=256", "--matmul_repeats=2")
+    rows = table_rows(out, ("graph",), 6)
+    assert set(rows) == {"graph"}, out
+    for (seconds, steps_per_s, seqs_per_s, gflops, percent, warmup), in rows.values():
+        assert min(seconds, steps_per_s, seqs_per_s, gflops, percent, warmup) > 0, out
+        assert steps_per_s == pytest.approx(1 / seconds, rel=0.02)
+        assert seqs_per_s == pytest.approx(batch / seconds, rel=0.02)
+    assert float(re.search(r"fp32 matmul peak: " + NUMBER, out).group(1)) > 0
+    # The LSTM loops are counted: at least the forward matmuls of M's four 128-unit LSTMs
+    # (tiny config) over 32 steps, 2 * B * (input + units) * 4 * units FLOPs each per step.
+    config = load_tool("benchmark_train").make_config(2, tiny=True, num_keypoints=k)
+    u = config.stage2.lstm_units
+    inputs = [4 * k + config.num_classes, u, config.stage2.decoder_fc, u]
+    lstm_forward = sum(2 * batch * (i + u) * 4 * u * steps for i in inputs)
+    assert gflop_per_step(out) * 1e9 > lstm_forward
+
+
+@pytest.mark.slow
+def test_train_benchmark_stage1_bf16_keeps_losses_and_heads_float32(capsys):
+    batch, size = 1, 32
+    out = run_in_process("benchmark_train", capsys, "--stage=1", "--tiny",
+                         f"--batch_size={batch}", f"--image_size={size}", "--perceptual=random",
+                         "--steps=1", "--warmup=1", "--modes=bf16", "--matmul_size=256",
+                         "--matmul_repeats=2")
+    rows = table_rows(out, ("bf16",), 6)
+    assert set(rows) == {"bf16"}, out
+    for (seconds, steps_per_s, images_per_s, gflops, percent, warmup), in rows.values():
+        assert min(seconds, steps_per_s, images_per_s, gflops, percent, warmup) > 0, out
+        assert images_per_s == pytest.approx(batch / seconds, rel=0.02)
+    # The perceptual loss alone runs VGG19 forward on the target and on the output.
+    vgg_widths = [64, 64, 128, 128, 256, 256, 256, 256, 512, 512, 512, 512, 512, 512, 512, 512]
+    pool_before = {2, 4, 8, 12}
+    flops, side, cin = 0, size, 3
+    for i, cout in enumerate(vgg_widths):
+        side //= 2 if i in pool_before else 1
+        flops += 2 * side * side * 9 * cin * cout
+        cin = cout
+    assert gflop_per_step(out) * 1e9 > 2 * batch * flops
+    assert re.search(r"bf16 check: losses float32: yes, finite: yes; outputs that should be "
+                     r"float32 but are not: none", out), out
+
+
+@pytest.mark.slow
+def test_generation_benchmark_prints_consistent_times(capsys):
+    frames = 4
+    out = run_in_process("benchmark_generation", capsys, "--tiny", "--image_size=32",
+                         f"--num_frames={frames}", "--batch_sizes=1,2", "--modes=eager,bf16",
+                         "--repeats=1", "--warmup=1")
+    rows = table_rows(out, ("eager", "bf16"), 8)
+    assert set(rows) == {"eager", "bf16"}, out
+    assert all(len(r) == 2 for r in rows.values()), out
+    # The eager rows also time VideoGenerator.generate() itself.
+    assert all(row[-1] > 0 for row in rows["eager"]), out
+    for mode_rows in rows.values():
+        for batch, latency, frames_per_s, q, m, t, t_share, *_ in mode_rows:
+            assert min(latency, frames_per_s, q, m, t, t_share) > 0, out
+            assert frames_per_s == pytest.approx(batch * frames / latency, rel=0.02)
+            # Q, M and T are timed one after another inside the total.
+            assert q + m + t <= latency * 1.01 + 0.002
+            assert q + m + t > 0.5 * latency
+    assert re.search(r"bf16 keypoint dtypes: Q k0 float32, M k_1:T \w+; generate\(\): ", out), out
