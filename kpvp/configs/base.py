@@ -69,7 +69,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.detector_filters = (32, 64, 128, 256)  # (code) hourglass widths
     s1.translator_filters = (64, 128, 256)  # (code) image encoder to 32x32x128
     s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # (code) 6 stride-2 convs
-    s1.mixed_precision = False  # mixed_bfloat16 policy (faster on CPUs with AVX512_BF16)
+    # mixed_bfloat16: faster only where the hardware has bf16 units (AVX512_BF16/AMX CPUs, GPUs,
+    # TPUs); measured 5x SLOWER for stage 1 on an AVX2-only CPU (tools/benchmark_train.py).
+    s1.mixed_precision = False
     s1.checkpoint_every = 1000
     s1.log_every = 100
     s1.image_summary_every = 1000
