@@ -280,6 +280,9 @@ def test_a_network_saved_unbuilt_is_refused(tmp_path):
     # M saved after sample() only is unbuilt: its .keras file holds no weights, and exporting it
     # would serve whatever random weights tracing creates.
     config = save_tiny_run(tmp_path)
+    unbuilt = motion_cvae.from_config(tiny_config())
+    unbuilt.sample(np.zeros((1, K, 2), np.float32), np.zeros(1, np.int32), seed=0)
+    unbuilt.save(tmp_path / "stage2" / "motion_generator.keras")
     generator = VideoGenerator.from_workdir(str(tmp_path), config.class_names)
     with pytest.raises(ValueError, match="motion generator M has no weights"):
         export.export(generator, str(tmp_path / "out"))
