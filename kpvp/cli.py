@@ -6,8 +6,10 @@
 
     python -m kpvp.train --dataset=penn --config.stage1.batch_size=16
 """
+import difflib
 import json
 import os
+import sys
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -21,6 +23,40 @@ flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "Data set (and
 flags.DEFINE_bool("tiny", False, "Use the data set's tiny config (minutes on a laptop CPU).")
 flags.DEFINE_string("data_dir", None, "Root of the data set on disk (see datasets/README.md).")
 flags.DEFINE_string("workdir", "runs/default", "Run directory: checkpoints, logs, samples.")
+
+
+def _flatten(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = tuple(v) if isinstance(v, list) else v
+    return out
+
+
+def check_config_overrides(argv, config) -> None:
+    """Exits with a clear message if `argv` overrides a field `config` does not have.
+
+    Runs before the flag is defined: ml_collections resolves `--config.x` while defining it and
+    would otherwise fail with a bare `KeyError`.
+    """
+    known = set(_flatten(config.to_dict()))
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        if not arg.startswith("--config."):
+            continue
+        field = arg[len("--config."):].split("=", 1)[0]
+        if field not in known:
+            close = difflib.get_close_matches(field, sorted(known), n=3, cutoff=0.6)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            sys.exit(f"Unknown config field --config.{field}.{hint} Every field is listed in "
+                     "kpvp/configs/base.py.")
+
+
+check_config_overrides(sys.argv, base.get_base_config())
 config_flags.DEFINE_config_dict(
     "config", base.get_base_config(), "Overrides of config fields, e.g. --config.seed=1.",
     lock_config=True)
@@ -61,14 +97,3 @@ def save_config(config, workdir: str) -> str:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(config.to_dict(), f, indent=2, default=list)
     return path
-
-
-def _flatten(d, prefix=""):
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = tuple(v) if isinstance(v, list) else v
-    return out

@@ -1,0 +1,34 @@
+"""Command-line config overrides: known fields pass, unknown ones get a clear message."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kpvp import cli
+from kpvp.configs import base
+
+
+def test_known_overrides_pass_and_unknown_ones_name_the_field_and_suggest():
+    config = base.get_base_config()
+    cli.check_config_overrides(
+        ["prog", "--config.stage1.batch_size=4", "--config.seed", "3", "--tiny"], config)
+    with pytest.raises(SystemExit) as info:
+        cli.check_config_overrides(["prog", "--config.stage1.batchsize=4"], config)
+    message = str(info.value)
+    assert "--config.stage1.batchsize" in message
+    assert "stage1.batch_size" in message
+    # Anything after "--" is not a flag.
+    cli.check_config_overrides(["prog", "--", "--config.nonsense=1"], config)
+
+
+def test_train_cli_rejects_an_unknown_field_before_doing_anything(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-m", "kpvp.train", "--stage=1", f"--workdir={tmp_path / 'run'}",
+         "--config.stage1.learning_rat=1e-3"], capture_output=True, text=True, env=env,
+        timeout=300)
+    assert proc.returncode != 0
+    assert "Unknown config field --config.stage1.learning_rat" in proc.stderr
+    assert "stage1.learning_rate" in proc.stderr
+    assert not (tmp_path / "run").exists()
