@@ -275,7 +275,8 @@ def evaluate_keypoints(run: _Run) -> dict:
         return {"skipped": f"{config.dataset} has no ground-truth joints"}
     trained = run.stage1.detector
     keras.utils.set_random_seed(config.seed)
-    untrained = KeypointDetector(config.num_keypoints, tuple(config.stage1.detector_filters))
+    untrained = KeypointDetector(config.num_keypoints, tuple(config.stage1.detector_filters),
+                                 softmax_mode=config.stage1.softmax_mode, norm=config.stage1.norm)
     data = {split: _frames_with_joints(config, split, run.num_videos if split == "test" else 0)
             for split in ("train", "test")}
     result = {"image_size": int(config.image_size)}

@@ -88,3 +88,42 @@ def test_fvd_between_folders_cli_is_zero_on_itself_and_grows_with_a_shift(tmp_pa
     same, shifted = fvd("same"), fvd("shifted")
     assert abs(same) < 1e-3
     assert shifted > 1.0
+
+
+@pytest.mark.slow
+def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
+    """`python -m kpvp.evaluate --metric=all` end to end on an (untrained) tiny run."""
+    from kpvp import cli
+    from test_generation import save_tiny_run
+
+    import tensorflow as tf
+
+    config = save_tiny_run(tmp_path)
+    cli.save_config(config, str(tmp_path))
+    # A stage-1 checkpoint names the detector behind the pseudo-labels of the action metric.
+    tf.train.CheckpointManager(tf.train.Checkpoint(step=tf.Variable(1)),
+                               str(tmp_path / "stage1" / "checkpoints"), 1).save()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "kpvp.evaluate", f"--workdir={tmp_path}", "--metric=all",
+         "--num_videos=4", "--config.eval.num_train_videos=4", "--config.eval.fvd_num_frames=9",
+         "--config.data.synthetic_num_train=8", "--config.data.synthetic_num_test=4"],
+        capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    metrics = report["metrics"]
+    assert set(metrics) == {"fvd", "action", "keypoints", "ssim"}
+    fvd = metrics["fvd"]
+    assert fvd["num_videos"] == 4 and fvd["num_frames"] == 9
+    assert fvd["fvd"] >= 0 and fvd["fvd_static_baseline"] >= 0
+    # Accuracies are fractions of 4 test videos.
+    for name in ("keypoint_classifier", "i3d_linear_probe"):
+        for key in ("real", "generated", "generated_unconditional"):
+            assert metrics["action"][name][key] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert 0 < metrics["keypoints"]["trained"]["mean_error"] < 1
+    ssim = metrics["ssim"]
+    for key in ("reconstruction", "copy_source_baseline"):
+        assert -1 <= ssim[key]["ssim"] <= 1 and ssim[key]["num_frames"] > 0
+    markdown = (tmp_path / "report.md").read_text()
+    assert f"{fvd['fvd']:.1f}" in markdown
+    assert "FVD" in proc.stdout and "SSIM" in proc.stdout
