@@ -1,4 +1,4 @@
-"""Smoke tests of tools/benchmark_train.py and tools/benchmark_generation.py.
+"""Smoke tests of the tools: benchmark_train.py, benchmark_generation.py, translator_oracle.py.
 
 Each tool runs as a script on a tiny setting for one or two steps; the tests check that the
 printed numbers are positive and agree with each other, never a speed.
@@ -13,6 +13,8 @@ import sys
 import pytest
 import tensorflow as tf
 from absl import flags
+
+from kpvp import perceptual
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -166,3 +168,21 @@ def test_generation_benchmark_prints_consistent_times(capsys):
             assert q + m + t <= latency * 1.01 + 0.002
             assert q + m + t > 0.5 * latency
     assert re.search(r"bf16 keypoint dtypes: Q k0 float32, M k_1:T \w+; generate\(\): ", out), out
+
+
+def test_translator_oracle_trains_t_on_joints_and_reports_against_copying():
+    tool = load_tool("translator_oracle")
+    config = tool.make_config("synthetic", tiny=True, learning_rate=1e-3)
+    assert config.num_keypoints == 13 and config.stage1.learning_rate == 1e-3
+    config.image_size, config.stage1.gaussian_size, config.stage1.batch_size = 32, 8, 2
+    config.data.synthetic_num_train = config.data.synthetic_num_test = 2
+    features = perceptual.make_perceptual_network("random")
+    lines = []
+    results = tool.train(config, steps=3, eval_every=2, features=features, report=lines.append)
+    assert [r["step"] for r in results] == [2, 3] and len(lines) == 2
+    # Copying the source does not depend on T; T's reconstruction and mask are real numbers.
+    assert results[0]["copy_source"] == results[1]["copy_source"]
+    for r in results:
+        assert -1 <= r["oracle"]["ssim"] <= 1 and 0 < r["mean_mask"] < 1
+        assert r["oracle"] != r["copy_source"]
+    assert "oracle keypoints SSIM" in lines[0] and "copying the source SSIM" in lines[0]

@@ -1,0 +1,136 @@
+"""Can the translator T use keypoints at all? Trains T on ground-truth joints instead of Q's.
+
+    python tools/translator_oracle.py --tiny --steps=750 --eval_every=250
+
+Stage 1 can fail in two ways: Q finds no keypoints, or T cannot turn keypoints into the target
+frame (then Q gets no useful gradient, whatever it finds). This tool separates them. It trains
+T alone, with the perceptual loss of stage 1 (no discriminator), on the data set's ground-truth
+joints of the source and target frames as keypoints (an oracle Q), and every `--eval_every`
+steps prints SSIM / PSNR of its reconstructions of the fixed test pairs next to those of copying
+the source frame, and the mean of T's mask. If T with oracle keypoints does not beat copying
+within a budget, a stage-1 run of that length will not learn keypoints either.
+
+Needs a data set with joints (synthetic, penn).
+"""
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from kpvp import configs, losses, perceptual  # noqa: E402
+from kpvp.data import pipelines, readers  # noqa: E402
+from kpvp.metrics import frame_metrics  # noqa: E402
+from kpvp.models.translator import MaskedTranslator  # noqa: E402
+
+
+def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
+    flags.DEFINE_enum("dataset", "synthetic", ["synthetic", "penn"], "Data set with joints.",
+                      flag_values=fv)
+    flags.DEFINE_bool("tiny", False, "The data set's tiny config.", flag_values=fv)
+    flags.DEFINE_string("data_dir", None, "Root of the data set on disk.", flag_values=fv)
+    flags.DEFINE_integer("steps", 750, "Training steps.", flag_values=fv)
+    flags.DEFINE_integer("eval_every", 250, "Evaluate on the test pairs every N steps.",
+                         flag_values=fv)
+    flags.DEFINE_float("learning_rate", None, "Adam learning rate (default: the config's).",
+                       flag_values=fv)
+    flags.DEFINE_float("gaussian_inv_std", None, "Gaussian maps' inv_std (default: config's).",
+                       flag_values=fv)
+    flags.DEFINE_enum("perceptual", "auto", list(perceptual.KINDS), "Perceptual network.",
+                      flag_values=fv)
+    flags.DEFINE_integer("seed", 0, "Seed of T's initial weights and of the data order.",
+                         flag_values=fv)
+    return fv
+
+
+def make_config(dataset="synthetic", tiny=False, data_dir=None, learning_rate=None,
+                gaussian_inv_std=None):
+    config = configs.get_config(dataset, "tiny" if tiny else "full")
+    config.num_keypoints = 13  # the joints are the keypoints
+    if data_dir:
+        config.data.data_dir = data_dir
+    if learning_rate is not None:
+        config.stage1.learning_rate = float(learning_rate)
+    if gaussian_inv_std is not None:
+        config.stage1.gaussian_inv_std = float(gaussian_inv_std)
+    if not readers.open_source(config, "test").has_joints:
+        raise ValueError(f"{dataset} has no ground-truth joints; the oracle needs them")
+    return config
+
+
+def build_translator(config, seed=0) -> MaskedTranslator:
+    keras.utils.set_random_seed(seed)
+    s1 = config.stage1
+    return MaskedTranslator(config.image_size, config.num_keypoints, tuple(s1.translator_filters),
+                            gaussian_size=s1.gaussian_size, gaussian_inv_std=s1.gaussian_inv_std,
+                            norm=s1.norm)
+
+
+def oracle_inputs(batch):
+    return [batch["source"], batch["source_joints"], batch["target_joints"]]
+
+
+def evaluate(translator, config) -> dict:
+    """SSIM / PSNR of T on the fixed test pairs, of copying the source, and T's mean mask."""
+    recon, copy, masks = [], [], []
+    for batch in pipelines.stage1_dataset(config, split="test"):
+        out = translator(oracle_inputs(batch))
+        recon.append((out["image"], batch["target"]))
+        copy.append((batch["source"], batch["target"]))
+        masks.append(float(tf.reduce_mean(out["mask"])))
+    return {"oracle": frame_metrics.frame_metrics(recon),
+            "copy_source": frame_metrics.frame_metrics(copy), "mean_mask": float(np.mean(masks))}
+
+
+def train(config, steps, eval_every, features, seed=0, report=print) -> list[dict]:
+    """Trains T on oracle keypoints; returns the evaluations (step, oracle, copy, mask)."""
+    translator = build_translator(config, seed)
+    s1 = config.stage1
+    optimizer = keras.optimizers.Adam(s1.learning_rate, beta_1=s1.beta_1, beta_2=s1.beta_2)
+
+    @tf.function
+    def step(batch):
+        target_features = [tf.stop_gradient(f) for f in features(batch["target"])]
+        with tf.GradientTape() as tape:
+            out = translator(oracle_inputs(batch), training=True)
+            loss = losses.perceptual_loss(target_features, features(out["image"]))
+        variables = translator.trainable_variables
+        optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    results, start = [], time.time()
+    data = pipelines.stage1_dataset(config, "train", seed=config.seed + seed)
+    for i, batch in enumerate(data.take(steps), start=1):
+        step(batch)
+        if i % eval_every == 0 or i == steps:
+            result = dict(step=i, seconds=round(time.time() - start, 1),
+                          **evaluate(translator, config))
+            results.append(result)
+            report(f"step {i:6d} ({result['seconds']:.0f} s): T with oracle keypoints SSIM "
+                   f"{result['oracle']['ssim']:.4f} PSNR {result['oracle']['psnr']:.2f} dB | "
+                   f"copying the source SSIM {result['copy_source']['ssim']:.4f} PSNR "
+                   f"{result['copy_source']['psnr']:.2f} dB | mean mask "
+                   f"{result['mean_mask']:.3f}")
+    return results
+
+
+def main(argv):
+    del argv
+    f = flags.FLAGS
+    config = make_config(f.dataset, f.tiny, f.data_dir, f.learning_rate, f.gaussian_inv_std)
+    features = perceptual.make_perceptual_network(f.perceptual, config.stage1.vgg19_weights)
+    print(f"T on ground-truth joints: {f.dataset}{' (tiny)' if f.tiny else ''}, "
+          f"{config.image_size}x{config.image_size}, batch {config.stage1.batch_size}, lr "
+          f"{config.stage1.learning_rate:g}, gaussian inv_std {config.stage1.gaussian_inv_std:g}, "
+          f"perceptual {features.source}", flush=True)
+    train(config, f.steps, f.eval_every, features, f.seed,
+          report=lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+    define_flags()
+    app.run(main)
