@@ -9,6 +9,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from kpvp import losses
+
 
 class AdversarialTrainer(keras.Model):
     """A `keras.Model` driving alternating D / G updates through `fit()`."""
@@ -42,6 +44,23 @@ class AdversarialTrainer(keras.Model):
     def _scale(self):
         """1 / replicas: losses averaged per replica, gradients summed across replicas."""
         return 1.0 / tf.distribute.get_strategy().num_replicas_in_sync
+
+    def apply_discriminator_update(self, discriminate, real, fake):
+        """One D update (sigmoid BCE, real -> 1, detached fake -> 0).
+
+        `discriminate(x)` runs D in training mode on a batch. Returns (d_loss, real_logits,
+        fake_logits).
+        """
+        fake = tf.stop_gradient(fake)
+        with tf.GradientTape() as tape:
+            real_logits = discriminate(real)
+            fake_logits = discriminate(fake)
+            d_loss = losses.discriminator_loss(real_logits, fake_logits)
+            # Scaled inside the tape: a product taken after it would not be recorded.
+            scaled = d_loss * self._scale()
+        variables = self.discriminator.trainable_variables
+        self.discriminator_optimizer.apply(tape.gradient(scaled, variables), variables)
+        return d_loss, real_logits, fake_logits
 
     def _update_trackers(self, **values):
         for name, value in values.items():

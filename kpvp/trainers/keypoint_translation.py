@@ -103,15 +103,8 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 
     def discriminator_step(self, real, fake):
         """One D_im update on real targets vs detached fakes; returns (loss, D(real), D(fake))."""
-        with tf.GradientTape() as tape:
-            real_logits = self.discriminator(real, training=True)
-            fake_logits = self.discriminator(tf.stop_gradient(fake), training=True)
-            d_loss = losses.discriminator_loss(real_logits, fake_logits)
-            scaled = d_loss * self._scale()
-        variables = self.discriminator.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        self.discriminator_optimizer.apply(grads, variables)
-        return d_loss, real_logits, fake_logits
+        return self.apply_discriminator_update(
+            lambda x: self.discriminator(x, training=True), real, fake)
 
     def train_step(self, batch):
         source, target = batch["source"], batch["target"]

@@ -92,17 +92,8 @@ class MotionGenerationTrainer(AdversarialTrainer):
 
         Returns (d_loss, real_logits [B, 1], fake_logits [B, 1]).
         """
-        fake = tf.stop_gradient(fake)
-        with tf.GradientTape() as tape:
-            real_logits = self._discriminate(real, labels, training=True)
-            fake_logits = self._discriminate(fake, labels, training=True)
-            d_loss = losses.discriminator_loss(real_logits, fake_logits)
-            # Scaled inside the tape: a product taken after it would not be recorded.
-            scaled = d_loss * self._scale()
-        variables = self.discriminator.trainable_variables
-        grads = tape.gradient(scaled, variables)
-        self.discriminator_optimizer.apply(grads, variables)
-        return d_loss, real_logits, fake_logits
+        return self.apply_discriminator_update(
+            lambda x: self._discriminate(x, labels, training=True), real, fake)
 
     def generator_losses(self, real, outputs, labels, training=True) -> dict:
         """Eq. 5's L_M terms from M's outputs; returns dict(g_loss, l1, kl, adv, fake_logits)."""
