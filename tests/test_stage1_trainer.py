@@ -122,31 +122,3 @@ def test_summary_images_are_uint8_panels():
     images = trainer.summary_images(pair_batch(batch=2))
     (grid,) = images.values()
     assert grid.dtype == np.uint8 and grid.shape == (2, 32, 4 * 32, 3)
-
-
-def test_mask_warmup_blends_with_a_floor_falling_from_one_to_zero():
-    config = tiny_config()
-    config.stage1.mask_warmup_steps = 4
-    trainer = make_trainer(config)
-    batch = pair_batch()
-    source = batch["source"]
-    out = trainer.reconstruct(source, batch["target"])
-    crude, mask = out["crude"].numpy(), out["mask"].numpy()
-    for step, floor in ((0, 1.0), (1, 0.75), (3, 0.25), (4, 0.0), (9, 0.0)):
-        trainer.generator_optimizer.iterations.assign(step)
-        assert float(trainer.mask_floor()) == pytest.approx(floor)
-        m = floor + (1 - floor) * mask
-        expected = m * crude + (1 - m) * source.numpy()
-        np.testing.assert_allclose(trainer.training_image(source, out), expected, atol=1e-6)
-    # At step 0 the training output is T's crude image alone; after the warm-up, T's own output.
-    trainer.generator_optimizer.iterations.assign(0)
-    np.testing.assert_allclose(trainer.training_image(source, out), crude, atol=1e-6)
-    trainer.generator_optimizer.iterations.assign(4)
-    np.testing.assert_allclose(trainer.training_image(source, out), out["image"], atol=1e-6)
-    # Off (the paper): always T's own output.
-    plain = make_trainer()
-    assert plain.training_image(source, out) is out["image"]
-    with pytest.raises(ValueError, match="mask_warmup_steps"):
-        keypoint_translation.KeypointTranslationTrainer(
-            trainer.detector, trainer.translator, trainer.discriminator, TinyFeatures(),
-            mask_warmup_steps=-1)

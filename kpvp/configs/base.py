@@ -55,10 +55,6 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.lr_decay_steps = 20_000
     s1.perceptual_weight = 1.0  # lambda1
     s1.adversarial_weight = 1.0  # (code) G loss = perceptual + adversarial, 1:1
-    # Not in the paper (0 = off): for the first N steps the training blend keeps a mask floor
-    # falling from 1 to 0, so that T's mask cannot shut out the crude image (and with it every
-    # gradient to Q) before the keypoints are learned; see kpvp/trainers/keypoint_translation.py.
-    s1.mask_warmup_steps = 0
     # auto: VGG19 ImageNet if its weights are found, else the deflated I3D (offline).
     s1.perceptual_network = "auto"  # auto | vgg19 | i3d2d | random
     s1.vgg19_weights = ""  # path to a local VGG19 ImageNet .h5

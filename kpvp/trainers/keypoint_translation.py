@@ -8,14 +8,6 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
    D(v_hat) being evaluated with the D just updated. The target's perceptual features carry no
    gradient, so they are computed outside the tape.
 
-Mask warm-up (`mask_warmup_steps`, off in the paper's configs): early in training T's crude
-image is worse than the source frame, so the mask m quickly learns to keep the source
-everywhere (m ~ 0). The gradients to the crude image and, through it, to the keypoints are
-then multiplied by m ~ 0, and Q stops learning (the "copy the source" solution). During the
-first N steps the training blend uses `m' = f + (1 - f) * m` with a floor `f` falling linearly
-from 1 to 0, so that the crude image, and with it Q, is trained from the start; from step N on
-the blend is the paper's eq. 3. Evaluation and export always use T's own mask.
-
 Losses are averaged over the global batch, so gradients summed across replicas by a
 `tf.distribute` strategy equal the single-device gradients.
 """
@@ -27,7 +19,7 @@ import tensorflow as tf
 from kpvp import losses
 from kpvp.models.discriminators import ImageDiscriminator
 from kpvp.models.keypoint_detector import KeypointDetector
-from kpvp.models.translator import MaskedTranslator, masked_blend
+from kpvp.models.translator import MaskedTranslator
 from kpvp.trainers.adversarial import AdversarialTrainer
 
 METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "l1", "d_real", "d_fake")
@@ -42,8 +34,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
     METRIC_NAMES = METRIC_NAMES
 
     def __init__(self, detector, translator, discriminator, perceptual_network,
-                 perceptual_weight=1.0, adversarial_weight=1.0, mask_warmup_steps=0,
-                 **kwargs):
+                 perceptual_weight=1.0, adversarial_weight=1.0, **kwargs):
         super().__init__(**kwargs)
         self.detector = detector
         self.translator = translator
@@ -52,9 +43,6 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         self.perceptual_network.trainable = False
         self.perceptual_weight = float(perceptual_weight)
         self.adversarial_weight = float(adversarial_weight)
-        if int(mask_warmup_steps) < 0:
-            raise ValueError(f"mask_warmup_steps must be >= 0, got {mask_warmup_steps}")
-        self.mask_warmup_steps = int(mask_warmup_steps)
 
     # === Set-up ===
     def build(self, input_shape=None):
@@ -86,21 +74,6 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         out.update(source_kp=source_kp, target_kp=target_kp)
         return out
 
-    def mask_floor(self):
-        """The warm-up floor `f` of the training blend at the current step (see module doc)."""
-        if not self.mask_warmup_steps:
-            return tf.constant(0.0)
-        step = tf.cast(self.generator_optimizer.iterations, tf.float32)
-        return tf.nn.relu(1.0 - step / float(self.mask_warmup_steps))
-
-    def training_image(self, source, out):
-        """`v_hat` of a training step: eq. 3 with the warm-up floor on the mask."""
-        if not self.mask_warmup_steps:
-            return out["image"]
-        floor = self.mask_floor()
-        mask = floor + (1.0 - floor) * out["mask"]
-        return masked_blend(mask, out["crude"], tf.cast(source, tf.float32))
-
     def discriminator_step(self, real, fake):
         """One D_im update on real targets vs detached fakes; returns (loss, D(real), D(fake))."""
         return self.apply_discriminator_update(
@@ -110,7 +83,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         source, target = batch["source"], batch["target"]
         target_features = [tf.stop_gradient(f) for f in self.perceptual_network(target)]
         with tf.GradientTape() as g_tape:
-            fake = self.training_image(source, self.reconstruct(source, target, training=True))
+            fake = self.reconstruct(source, target, training=True)["image"]
         # Outside the G tape (a nested `stop_recording` would silence the D tape too); the tape
         # is re-entered below to finish the G loss on the updated D.
         d_loss, real_logits, fake_logits = self.discriminator_step(target, fake)
@@ -176,5 +149,4 @@ def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
                                       perceptual_weight=s1.perceptual_weight,
                                       adversarial_weight=s1.adversarial_weight,
-                                      mask_warmup_steps=s1.mask_warmup_steps,
                                       name="keypoint_translation")
