@@ -64,6 +64,21 @@ config_flags.DEFINE_config_dict(
 CONFIG_FILE = "config.json"
 
 
+def load_saved_config(path: str):
+    """The config a run saved as JSON in `path`; a clear error for fields kpvp does not know."""
+    with open(path, encoding="utf-8") as f:
+        values = _flatten(json.load(f))
+    config = base.get_base_config()
+    unknown = sorted(set(values) - set(_flatten(config.to_dict())))
+    if unknown:
+        raise ValueError(
+            f"{path} sets config fields this version of kpvp does not have: "
+            f"{', '.join(unknown)}. It was written by another version: delete those fields "
+            "from the file to resume, or start a new --workdir.")
+    config.update_from_flattened_dict(values)
+    return config
+
+
 def resolve_config(workdir: str | None = None):
     """The config of this run: saved one in `workdir` if any, else from --dataset/--tiny.
 
@@ -73,10 +88,7 @@ def resolve_config(workdir: str | None = None):
     overrides = config_flags.get_override_values(FLAGS["config"])
     saved = os.path.join(workdir, CONFIG_FILE) if workdir else None
     if saved and os.path.exists(saved):
-        with open(saved, encoding="utf-8") as f:
-            values = json.load(f)
-        config = base.get_base_config()
-        config.update_from_flattened_dict(_flatten(values))
+        config = load_saved_config(saved)
         if FLAGS["dataset"].present and FLAGS.dataset != config.dataset:
             raise ValueError(
                 f"--dataset={FLAGS.dataset} but workdir {workdir!r} holds a run on "

@@ -1,4 +1,5 @@
 """Command-line config overrides: known fields pass, unknown ones get a clear message."""
+import json
 import os
 import subprocess
 import sys
@@ -32,3 +33,21 @@ def test_train_cli_rejects_an_unknown_field_before_doing_anything(tmp_path):
     assert "Unknown config field --config.stage1.learning_rat" in proc.stderr
     assert "stage1.learning_rate" in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_saved_config_reloads_and_unknown_saved_fields_are_named(tmp_path):
+    config = base.finalize(base.make_tiny(base.get_base_config()))
+    config.stage1.learning_rate = 3e-4
+    path = cli.save_config(config, str(tmp_path))
+    reloaded = cli.load_saved_config(path)
+    assert reloaded.stage1.learning_rate == pytest.approx(3e-4)
+    assert reloaded.image_size == config.image_size
+    assert tuple(reloaded.stage1.translator_filters) == tuple(config.stage1.translator_filters)
+
+    with open(path, encoding="utf-8") as f:
+        values = json.load(f)
+    values["stage1"]["mask_warmup_steps"] = 300
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(values, f)
+    with pytest.raises(ValueError, match=r"stage1\.mask_warmup_steps.*new --workdir"):
+        cli.load_saved_config(path)
