@@ -26,7 +26,7 @@ import os
 import tensorflow as tf
 from absl import app, flags, logging
 
-from kpvp.generation import VideoGenerator  # (imports kpvp.models: registers the networks)
+from kpvp.generation import VideoGenerator, render_frames  # (registers the networks too)
 
 METADATA_FILE = "kpvp_export.json"
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
@@ -153,35 +153,12 @@ class ServingModule(tf.Module):
         k0 = self.detector(x0, training=False)
         z = latent_noise(seed, batch, self._latent_dim)
         future = self.motion_generator.decode(z, k0, actions, training=False)
-        frames, masks = self.render(x0, k0, future)
+        frames, masks = render_frames(self.translator, x0, k0, future)
         frames = tf.concat([x0[:, None], frames], axis=1)
         masks = tf.concat([tf.zeros_like(masks[:, :1]), masks], axis=1)
         video = tf.cast(tf.round((frames + 1.0) * 127.5), tf.uint8)
         return {"video": video, "keypoints": tf.concat([k0[:, None], future], axis=1),
                 "mask": masks}
-
-    def render(self, x0, k0, keypoints):
-        """T(x0, k0, k_t) for every t, as `VideoGenerator.render`: x0 `[B, S, S, 3]`,
-        k0 `[B, K, 2]`, keypoints `[B, T, K, 2]` -> frames `[B, T, S, S, 3]` in [-1, 1],
-        masks `[B, T, S, S, 1]`.
-
-        A loop in the graph rather than one copy of T's decoder per frame: tracing time and
-        graph size do not grow with T.
-        """
-        features = self.translator.encode_source(x0, training=False)
-
-        def frame(target):
-            out = self.translator.decode(features, x0, k0, target, training=False)
-            return out["image"], out["mask"]
-
-        size = self._size
-        frames, masks = tf.map_fn(
-            frame, tf.transpose(keypoints, [1, 0, 2, 3]),
-            fn_output_signature=(tf.TensorSpec([None, size, size, 3], tf.float32),
-                                 tf.TensorSpec([None, size, size, 1], tf.float32)))
-        frames = tf.transpose(frames, [1, 0, 2, 3, 4])
-        masks = tf.transpose(masks, [1, 0, 2, 3, 4])
-        return tf.clip_by_value(frames, -1.0, 1.0), masks
 
     def metadata(self) -> dict:
         """What a client needs to know, as written to `kpvp_export.json`."""

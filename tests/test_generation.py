@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kpvp import configs
-from kpvp.generation import VideoGenerator
+from kpvp.generation import VideoGenerator, render_frames
 from kpvp.models import motion_cvae
 from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.translator import MaskedTranslator
@@ -116,3 +116,19 @@ def test_motion_transfer_with_own_keypoints_is_static(run):
     out = generator.transfer(image, driving)
     assert out["video"].shape == (3, SIZE, SIZE, 3)
     np.testing.assert_allclose(out["keypoints"], np.repeat(out["keypoints"][:1], 3, 0), atol=1e-6)
+
+
+def test_batched_rendering_equals_one_decoder_call_per_frame():
+    keras.utils.set_random_seed(1)
+    translator = MaskedTranslator(SIZE, K, (8, 8, 8), gaussian_size=8)
+    rng = np.random.default_rng(1)
+    x0 = rng.uniform(-1, 1, (2, SIZE, SIZE, 3)).astype(np.float32)
+    k0 = rng.uniform(-0.8, 0.8, (2, K, 2)).astype(np.float32)
+    keypoints = rng.uniform(-0.8, 0.8, (2, 5, K, 2)).astype(np.float32)
+    # 5 frames in calls of 3 and 2: chunk boundaries and the remainder must keep the order.
+    frames, masks = render_frames(translator, x0, k0, keypoints, frames_per_call=3)
+    assert frames.shape == (2, 5, SIZE, SIZE, 3) and masks.shape == (2, 5, SIZE, SIZE, 1)
+    for t in range(5):
+        expected = translator([x0, k0, keypoints[:, t]], training=False)
+        np.testing.assert_allclose(frames[:, t], np.clip(expected["image"], -1, 1), atol=1e-5)
+        np.testing.assert_allclose(masks[:, t], expected["mask"], atol=1e-5)

@@ -7,7 +7,8 @@ Untrained networks at the paper's settings (Penn Action: K = 40, 128x128, M with
 LSTMs, T = `config.data.seq_len - 1` = 32 predicted frames). For each mode and batch size the
 whole path is run `--warmup` times untimed (tracing) and `--repeats` times timed; the best
 repeat is reported, split into Q (keypoints of x0), M (sampling k_1..k_T) and T (the source
-encoder once, then one decode per frame), each waited for before the next starts:
+encoder once, then the decoder on `generation.FRAMES_PER_CALL` frames per call), each waited
+for before the next starts:
 
 * eager: `kpvp.generation.VideoGenerator`'s own calls, as `generate()` runs them; the total
   time of `generate()` itself (uint8 in, uint8 video out) is printed beside it;
