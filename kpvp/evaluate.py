@@ -17,7 +17,8 @@ Metrics (`--metric`, comma-separated, or `all`):
   the paper's model without class condition: only k0 carries class information then).
 * `keypoints`: a linear regressor from Q's keypoints to ground-truth joints fitted on train
   frames, error on test frames (Thewlis et al. / Minderer et al.), beside the same regression on
-  an untrained Q: only for data sets with joints.
+  untrained Qs of `config.eval.untrained_seeds` seeds, whose spread shows how large a
+  difference is meaningful: only for data sets with joints.
 * `ssim`: SSIM / PSNR of stage-1 reconstructions T(s, Q(s), Q(v)) against the targets v on
   fixed test pairs, beside the trivial prediction v_hat = s.
 
@@ -263,7 +264,8 @@ def evaluate_action(run: _Run) -> dict:
 
 
 def evaluate_keypoints(run: _Run) -> dict:
-    """Linear regression from Q's keypoints to ground-truth joints; trained vs untrained Q."""
+    """Linear regression from Q's keypoints to ground-truth joints; trained Q vs untrained Qs
+    of `config.eval.untrained_seeds` seeds (the baseline's spread)."""
     import keras
 
     from kpvp.data import readers
@@ -273,26 +275,36 @@ def evaluate_keypoints(run: _Run) -> dict:
     config = run.config
     if not readers.open_source(config, "test").has_joints:
         return {"skipped": f"{config.dataset} has no ground-truth joints"}
-    trained = run.stage1.detector
-    keras.utils.set_random_seed(config.seed)
-    untrained = KeypointDetector(config.num_keypoints, tuple(config.stage1.detector_filters),
-                                 softmax_mode=config.stage1.softmax_mode, norm=config.stage1.norm)
     data = {split: _frames_with_joints(config, split, run.num_videos if split == "test" else 0)
             for split in ("train", "test")}
-    result = {"image_size": int(config.image_size)}
-    for name, detector in (("trained", trained), ("untrained", untrained)):
+
+    def regression_error(detector):
         kp = {split: _detect(detector, d["frames"]) for split, d in data.items()}
         errors = kr.keypoint_regression_error(
             kp["train"], data["train"]["joints"], kp["test"], data["test"]["joints"],
             visible_train=data["train"]["visible"], visible_test=data["test"]["visible"],
             image_size=config.image_size)
         errors.pop("regressor", None)
-        result[name] = errors
+        return errors
+
+    result = {"image_size": int(config.image_size),
+              "trained": regression_error(run.stage1.detector)}
+    untrained = []
+    for i in range(max(int(config.eval.untrained_seeds), 1)):
+        keras.utils.set_random_seed(config.seed + i)
+        untrained.append(regression_error(KeypointDetector(
+            config.num_keypoints, tuple(config.stage1.detector_filters),
+            softmax_mode=config.stage1.softmax_mode, norm=config.stage1.norm)))
+    spread = [u["mean_error"] for u in untrained]
+    result["untrained"] = untrained[0]
+    result["untrained_seeds"] = {"mean_errors": spread, "min": min(spread), "max": max(spread),
+                                 "mean": float(np.mean(spread))}
+    result["trained_beats_every_untrained"] = bool(result["trained"]["mean_error"] < min(spread))
     result["num_train_frames"] = int(len(data["train"]["frames"]))
     result["num_test_frames"] = int(len(data["test"]["frames"]))
     print(f"Keypoints -> joints regression error (fraction of image size): trained Q "
-          f"{result['trained']['mean_error']:.4f}, untrained Q "
-          f"{result['untrained']['mean_error']:.4f} ({result['num_test_frames']} test frames)")
+          f"{result['trained']['mean_error']:.4f}, untrained Q {min(spread):.4f}-"
+          f"{max(spread):.4f} over {len(spread)} seeds ({result['num_test_frames']} test frames)")
     return _jsonable(result)
 
 
@@ -433,8 +445,15 @@ def format_markdown(report: dict) -> str:
                   f"| trained Q | {_fmt(k['trained']['mean_error'], 4)} | "
                   f"{_fmt(k['trained']['mean_error_px'], 2)} |",
                   f"| untrained Q | {_fmt(k['untrained']['mean_error'], 4)} | "
-                  f"{_fmt(k['untrained']['mean_error_px'], 2)} |", "",
-                  f"{k['num_train_frames']} train / {k['num_test_frames']} test frames.", ""]
+                  f"{_fmt(k['untrained']['mean_error_px'], 2)} |", ""]
+        seeds = k.get("untrained_seeds")
+        if seeds and len(seeds["mean_errors"]) > 1:
+            verdict = ("beats every one of them" if k["trained_beats_every_untrained"] else
+                       "does not beat all of them: no evidence of learned keypoints")
+            lines += [f"Untrained Q over {len(seeds['mean_errors'])} seeds: "
+                      f"{_fmt(seeds['min'], 4)}-{_fmt(seeds['max'], 4)} (mean "
+                      f"{_fmt(seeds['mean'], 4)}); the trained Q {verdict}.", ""]
+        lines += [f"{k['num_train_frames']} train / {k['num_test_frames']} test frames.", ""]
     if "ssim" in m:
         s = m["ssim"]
         lines += ["## Stage-1 reconstruction of test pairs", "",

@@ -107,7 +107,8 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "kpvp.evaluate", f"--workdir={tmp_path}", "--metric=all",
          "--num_videos=4", "--config.eval.num_train_videos=4", "--config.eval.fvd_num_frames=9",
-         "--config.data.synthetic_num_train=8", "--config.data.synthetic_num_test=4"],
+         "--config.data.synthetic_num_train=8", "--config.data.synthetic_num_test=4",
+         "--config.eval.untrained_seeds=2"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
@@ -120,10 +121,18 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
     for name in ("keypoint_classifier", "i3d_linear_probe"):
         for key in ("real", "generated", "generated_unconditional"):
             assert metrics["action"][name][key] in (0.0, 0.25, 0.5, 0.75, 1.0)
-    assert 0 < metrics["keypoints"]["trained"]["mean_error"] < 1
+    keypoints = metrics["keypoints"]
+    assert 0 < keypoints["trained"]["mean_error"] < 1
+    # The untrained baseline is a spread over seeds, and the verdict follows from the numbers.
+    spread = keypoints["untrained_seeds"]["mean_errors"]
+    assert len(spread) == 2 and spread[0] == keypoints["untrained"]["mean_error"]
+    assert spread[0] != spread[1]
+    assert keypoints["trained_beats_every_untrained"] == (
+        keypoints["trained"]["mean_error"] < min(spread))
     ssim = metrics["ssim"]
     for key in ("reconstruction", "copy_source_baseline"):
         assert -1 <= ssim[key]["ssim"] <= 1 and ssim[key]["num_frames"] > 0
     markdown = (tmp_path / "report.md").read_text()
     assert f"{fvd['fvd']:.1f}" in markdown
     assert "FVD" in proc.stdout and "SSIM" in proc.stdout
+    assert "Untrained Q over 2 seeds" in markdown
