@@ -80,6 +80,9 @@ def test_i3d2d_feature_shapes_and_size_check(arrays):
                       (2, 4, 3, 1024)]
     with pytest.raises(ValueError, match="multiples of 32"):
         network(np.zeros((1, 100, 128, 3), np.float32))
+    # Its loss is calibrated to the paper's VGG19-on-[0, 255] scale; VGG19 needs no factor.
+    assert network.loss_scale == perceptual.I3D2D_LOSS_SCALE == 100.0
+    assert perceptual.PerceptualNetwork("random").loss_scale == 1.0
 
 
 def test_save_and_reload_keep_source_and_outputs(arrays, frame, tmp_path):

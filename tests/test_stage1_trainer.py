@@ -102,6 +102,21 @@ def test_generator_loss_is_weighted_sum_of_perceptual_and_adversarial():
     assert float(logs["perceptual"]) == pytest.approx(float(perceptual), rel=1e-5)
 
 
+def test_perceptual_term_is_multiplied_by_the_feature_network_loss_scale():
+    config = tiny_config()
+    plain = make_trainer(config)
+    keras.utils.set_random_seed(0)
+    features = TinyFeatures()
+    features.loss_scale = 100.0  # as the deflated I3D
+    scaled = keypoint_translation.build_trainer(config, features)
+    scaled.compile(*training.make_optimizers(config.stage1))
+    batch = pair_batch()
+    a, b = plain.test_step(batch), scaled.test_step(batch)
+    assert float(b["perceptual"]) == pytest.approx(100.0 * float(a["perceptual"]), rel=1e-5)
+    assert float(b["g_loss"]) == pytest.approx(
+        float(b["perceptual"]) + float(b["adversarial"]), rel=1e-5)
+
+
 @pytest.mark.slow
 def test_tiny_trainer_lowers_reconstruction_loss_on_one_batch():
     config = tiny_config()

@@ -43,6 +43,9 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         self.perceptual_network.trainable = False
         self.perceptual_weight = float(perceptual_weight)
         self.adversarial_weight = float(adversarial_weight)
+        # The feature network's calibration to the paper's VGG19-on-[0, 255] loss scale
+        # (`PerceptualNetwork.loss_scale`): 100 for the deflated I3D, 1 for VGG19.
+        self.perceptual_scale = float(getattr(perceptual_network, "loss_scale", 1.0))
 
     # === Set-up ===
     def build(self, input_shape=None):
@@ -74,6 +77,11 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         out.update(source_kp=source_kp, target_kp=target_kp)
         return out
 
+    def perceptual_loss(self, target_features, fake):
+        """L_perc between the target's features and those of `fake`, times `perceptual_scale`."""
+        return self.perceptual_scale * losses.perceptual_loss(
+            target_features, self.perceptual_network(fake))
+
     def discriminator_step(self, real, fake):
         """One D_im update on real targets vs detached fakes; returns (loss, D(real), D(fake))."""
         return self.apply_discriminator_update(
@@ -88,7 +96,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         # is re-entered below to finish the G loss on the updated D.
         d_loss, real_logits, fake_logits = self.discriminator_step(target, fake)
         with g_tape:
-            perceptual = losses.perceptual_loss(target_features, self.perceptual_network(fake))
+            perceptual = self.perceptual_loss(target_features, fake)
             adversarial = losses.generator_adversarial_loss(
                 self.discriminator(fake, training=True))
             g_loss = self.perceptual_weight * perceptual + self.adversarial_weight * adversarial
@@ -106,8 +114,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         fake = self.reconstruct(source, target)["image"]
         real_logits = self.discriminator(target)
         fake_logits = self.discriminator(fake)
-        perceptual = losses.perceptual_loss(self.perceptual_network(target),
-                                            self.perceptual_network(fake))
+        perceptual = self.perceptual_loss(self.perceptual_network(target), fake)
         adversarial = losses.generator_adversarial_loss(fake_logits)
         return self._update_trackers(
             d_loss=losses.discriminator_loss(real_logits, fake_logits),
