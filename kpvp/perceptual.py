@@ -35,12 +35,12 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 SIZE_MULTIPLE = 32
 # The paper's G loss adds the perceptual and adversarial terms 1:1, with VGG19 fed caffe-style
 # [0, 255] images (the authors' code): a perceptual term far larger than the deflated I3D's on
-# [-1, 1] images (about 0.1 here; VGG19's cannot be measured offline). At an unscaled 1:1 the
-# adversarial term dominates and, on tiny synthetic stage 1 (1000 steps), no keypoints were
-# learned (joint-regression error 0.21, inside untrained detectors' 0.170-0.206); with the
-# i3d2d term scaled by 100 the error was 0.134, without the adversarial term 0.161
-# (experiments/README.md). A calibration, not a unit conversion: `stage1.adversarial_weight`
-# still sets the balance on top of it.
+# [-1, 1] images (about 0.1 here, against about 0.7 for the adversarial term; VGG19's cannot be
+# measured offline). Unscaled, the image critic rather than the reconstruction drives Q and T;
+# on a moving-blob toy problem that stopped T from beating a copy of the source and made Q lose
+# the blob, and on tiny synthetic stage 1 (1000 steps) the 1:1 run learned no keypoints while
+# the adversarial term at 1/100 did once (experiments/README.md). A calibration, not a unit
+# conversion: `stage1.adversarial_weight` still sets the balance on top of it.
 I3D2D_LOSS_SCALE = 100.0
 
 

@@ -137,7 +137,8 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.synthetic_num_test = 16
     c.data.synthetic_num_frames = 40
     c.stage1.batch_size = 8
-    # 1000 steps (about 6 min on 2 idle cores) are what learned keypoints measurably here.
+    # About 7 min on 2 idle cores. Keypoints are not reliably learned at this budget yet: 1 of
+    # 3 seeds beat its untrained detectors (experiments/README.md).
     c.stage1.num_steps = 1000
     c.stage1.gaussian_size = 16
     # The paper's 14.3 is sigma = 0.05 (in [-1, 1] units): 0.8 px of its 32x32 maps, only 0.4 px
