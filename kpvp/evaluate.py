@@ -270,7 +270,7 @@ def evaluate_keypoints(run: _Run) -> dict:
 
     from kpvp.data import readers
     from kpvp.metrics import keypoint_regression as kr
-    from kpvp.models.keypoint_detector import KeypointDetector
+    from kpvp.models import keypoint_detector
 
     config = run.config
     if not readers.open_source(config, "test").has_joints:
@@ -292,9 +292,7 @@ def evaluate_keypoints(run: _Run) -> dict:
     untrained = []
     for i in range(max(int(config.eval.untrained_seeds), 1)):
         keras.utils.set_random_seed(config.seed + i)
-        untrained.append(regression_error(KeypointDetector(
-            config.num_keypoints, tuple(config.stage1.detector_filters),
-            softmax_mode=config.stage1.softmax_mode, norm=config.stage1.norm)))
+        untrained.append(regression_error(keypoint_detector.from_config(config)))
     spread = [u["mean_error"] for u in untrained]
     result["untrained"] = untrained[0]
     result["untrained_seeds"] = {"mean_errors": spread, "min": min(spread), "max": max(spread),

@@ -20,18 +20,27 @@ class SpatialSoftmax(keras.layers.Layer):
     paper) or `"marginal"` (softmax of row / column means, the authors' code); see
     `kpvp.ops.keypoints.spatial_softmax`. `call(heatmaps, return_maps=True)` also returns the
     probability maps `l` `[B, H, W, K]` (each channel sums to 1).
+
+    `temperature` divides the logits first. 1 is the paper's eq. 1. A freshly initialised
+    detector's logits are nearly flat, so at 1 every keypoint starts at the image centre and
+    hardly moves with the image (std 0.003 over images at init, in [-1, 1] units): the
+    translator gets no position to learn from. 0.1 (as in Siarohin et al.'s keypoint detector)
+    is the same network with its last layer's weights and their learning rate scaled by 10.
     """
 
-    def __init__(self, mode="joint", **kwargs):
+    def __init__(self, mode="joint", temperature=1.0, **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if mode not in kp_ops.SOFTMAX_MODES:
             raise ValueError(
                 f"SpatialSoftmax: mode must be one of {kp_ops.SOFTMAX_MODES}, got {mode!r}")
+        if not float(temperature) > 0:
+            raise ValueError(f"SpatialSoftmax: temperature must be > 0, got {temperature}")
         self.mode = mode
+        self.temperature = float(temperature)
 
     def call(self, heatmaps, return_maps=False):
-        maps = kp_ops.spatial_softmax(heatmaps, mode=self.mode)
+        maps = kp_ops.spatial_softmax(heatmaps, mode=self.mode, temperature=self.temperature)
         keypoints = kp_ops.expected_keypoints(maps)
         if return_maps:
             return keypoints, maps
@@ -42,7 +51,7 @@ class SpatialSoftmax(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update(mode=self.mode)
+        config.update(mode=self.mode, temperature=self.temperature)
         return config
 
 

@@ -104,6 +104,27 @@ def test_soft_argmax_rejects_bad_input():
         kp_ops.spatial_softmax_keypoints(np.zeros((4, 4, 3), np.float32))
     with pytest.raises(ValueError, match="mode"):
         kp_ops.spatial_softmax_keypoints(np.zeros((1, 4, 4, 3), np.float32), mode="hard")
+    for temperature in (0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature"):
+            kp_ops.spatial_softmax(np.zeros((1, 4, 4, 3), np.float32), temperature=temperature)
+
+
+@pytest.mark.parametrize("mode", ["joint", "marginal"])
+def test_temperature_divides_the_logits_and_sharpens_towards_the_argmax(mode):
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(np_(kp_ops.spatial_softmax(logits, mode, temperature=0.25)),
+                               np_(kp_ops.spatial_softmax(4 * logits, mode)), atol=1e-6)
+    # Nearly flat logits (a fresh detector) give the centre at temperature 1; a low temperature
+    # moves the keypoint to the largest logit, so the keypoint follows the image.
+    flat = 0.002 * logits
+    peak = np.zeros((2, 8, 8, 3), np.float32)
+    peak[:, 1, 6] = 1.0
+    centre = np_(kp_ops.spatial_softmax_keypoints(flat + 0.05 * peak, mode))
+    sharp = np_(kp_ops.spatial_softmax_keypoints(flat + 0.05 * peak, mode, temperature=1e-4))
+    assert np.abs(centre).max() < 0.05
+    expected = np.array([13 / 8 - 1, 3 / 8 - 1], np.float32)  # pixel (row 1, col 6) centre
+    np.testing.assert_allclose(sharp, np.broadcast_to(expected, sharp.shape), atol=0.02)
 
 
 # === gaussian maps ===

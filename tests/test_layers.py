@@ -39,12 +39,15 @@ def test_spatial_softmax_returns_maps_and_checks_its_mode():
                                np.asarray(kp_ops.spatial_softmax_keypoints(logits)), atol=1e-6)
     with pytest.raises(ValueError, match="mode"):
         layers.SpatialSoftmax("argmax")
+    with pytest.raises(ValueError, match="temperature"):
+        layers.SpatialSoftmax(temperature=0)
 
 
 def test_spatial_softmax_and_gaussian_maps_shared_checks():
     rng = np.random.default_rng(1)
     logits = rng.normal(size=(2, 8, 6, 4)).astype(np.float32)
-    model_checks.check_layer(layers.SpatialSoftmax("marginal"), logits, (2, 4, 2))
+    model_checks.check_layer(layers.SpatialSoftmax("marginal", temperature=0.1), logits,
+                             (2, 4, 2))
     keypoints = rng.uniform(-1, 1, (2, 4, 2)).astype(np.float32)
     maps = model_checks.check_layer(layers.GaussianMaps(12, 5.0), keypoints, (2, 12, 12, 4))
     np.testing.assert_allclose(np.asarray(maps["output"]),

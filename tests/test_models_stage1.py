@@ -8,6 +8,7 @@ import tensorflow as tf
 
 import model_checks
 from kpvp import configs
+from kpvp.models import keypoint_detector, translator as translator_lib
 from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.translator import MaskedTranslator, masked_blend
 from kpvp.ops import keypoints as kp_ops
@@ -26,7 +27,7 @@ def random_keypoints(batch, num_keypoints):
 # === Q ===
 
 def test_detector_shared_checks(tmp_path):
-    detector = KeypointDetector(5, filters=(8, 16, 16))
+    detector = KeypointDetector(5, filters=(8, 16, 16), softmax_temperature=0.1)
     outputs = model_checks.check_network(detector, random_images(2, 32), (2, 5, 2), tmp_path)
     keypoints = np.asarray(outputs["output"])
     assert np.all(np.abs(keypoints) < 1)  # an expectation over pixel centres
@@ -46,11 +47,31 @@ def test_detector_maps_are_the_distributions_of_its_keypoints():
         np.asarray(keypoints), atol=1e-6)
 
 
+def test_fresh_detector_keypoints_move_with_the_image_only_at_a_low_temperature():
+    # The cold start the temperature is for: a freshly initialised Q's logits are nearly flat,
+    # so at temperature 1 its keypoints barely depend on the image; at 0.1 (same weights) they
+    # spread about ten times as far, giving T positions to learn from.
+    keras.utils.set_random_seed(0)
+    paper = KeypointDetector(4, filters=(8, 16, 16))
+    sharp = KeypointDetector(4, filters=(8, 16, 16), softmax_temperature=0.1)
+    images = random_images(16, 32)
+    paper(images[:1])
+    sharp(images[:1])
+    sharp.set_weights(paper.get_weights())
+    spread_paper = np.asarray(paper(images)).std(axis=0).mean()
+    spread_sharp = np.asarray(sharp(images)).std(axis=0).mean()
+    assert spread_paper < 0.02
+    assert spread_sharp > 5 * spread_paper
+
+
 def test_detector_from_config_and_bad_images():
     config = configs.get_config("synthetic", "tiny")
-    detector = KeypointDetector(config.num_keypoints, filters=config.stage1.detector_filters)
+    config.stage1.softmax_temperature = 0.25
+    detector = keypoint_detector.from_config(config)
     keypoints = detector(random_images(1, config.image_size))
     assert keypoints.shape == (1, config.num_keypoints, 2)
+    assert detector.spatial_softmax.temperature == 0.25
+    assert detector.get_config()["filters"] == list(config.stage1.detector_filters)
     with pytest.raises(ValueError, match="images"):
         detector(random_images(1, 36))  # 36 is not a multiple of 2 ** 3
     with pytest.raises(ValueError, match="num_keypoints"):
@@ -133,10 +154,8 @@ def test_translator_rejects_bad_arguments_and_inputs():
 
 def test_paper_sized_networks_build_from_the_config():
     config = configs.get_config("penn", "full")
-    translator = MaskedTranslator(config.image_size, config.num_keypoints,
-                                  filters=config.stage1.translator_filters,
-                                  gaussian_size=config.stage1.gaussian_size,
-                                  gaussian_inv_std=config.stage1.gaussian_inv_std)
+    translator = translator_lib.from_config(config)
+    assert translator.get_config()["gaussian_inv_std"] == config.stage1.gaussian_inv_std
     features = translator.encode_source(np.zeros((1, 128, 128, 3), np.float32))
     assert features.shape == (1, 32, 32, 128)  # the authors' 32x32x128 source features
 

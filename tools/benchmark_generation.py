@@ -32,8 +32,7 @@ from absl import app, flags  # noqa: E402
 from kpvp import configs, generation  # noqa: E402
 from kpvp.configs import base  # noqa: E402
 from kpvp.models import motion_cvae  # noqa: E402
-from kpvp.models.keypoint_detector import KeypointDetector  # noqa: E402
-from kpvp.models.translator import MaskedTranslator  # noqa: E402
+from kpvp.models import keypoint_detector, translator as translator_lib  # noqa: E402
 
 MODES = ("eager", "graph", "bf16")
 
@@ -84,14 +83,8 @@ def make_config(tiny: bool = False, image_size=None, num_keypoints=None, num_fra
 def build_generator(config, seed: int = 0) -> generation.VideoGenerator:
     """Untrained Q, M, T of `config` (as the trainers build them) under the current policy;
     `seed` seeds M's noise (the script seeds the weights' initialisers globally)."""
-    s1 = config.stage1
-    detector = KeypointDetector(num_keypoints=config.num_keypoints,
-                                filters=tuple(s1.detector_filters), name="detector")
-    translator = MaskedTranslator(image_size=config.image_size,
-                                  num_keypoints=config.num_keypoints,
-                                  filters=tuple(s1.translator_filters),
-                                  gaussian_size=s1.gaussian_size,
-                                  gaussian_inv_std=s1.gaussian_inv_std, name="translator")
+    detector = keypoint_detector.from_config(config)
+    translator = translator_lib.from_config(config)
     motion = motion_cvae.from_config(config, seed=seed)
     size = config.image_size
     images = keras.ops.zeros((1, size, size, 3))

@@ -61,6 +61,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Paper eq. 1: expectation of a softmax over the whole heatmap ("joint"); the authors'
     # code uses IMM-style marginal softmaxes over rows and columns ("marginal").
     s1.softmax_mode = "joint"
+    # Divides Q's heatmap logits before the softmax; 1 is eq. 1 as printed. See SpatialSoftmax.
+    s1.softmax_temperature = 1.0
     # Normalisation in Q and T: "batch" (authors), "instance" (GroupNormalization(groups=-1);
     # gives the same result on several replicas, where batch statistics are per replica), "none".
     s1.norm = "batch"

@@ -27,11 +27,13 @@ class KeypointDetector(keras.Model):
       num_keypoints: K.
       filters: encoder widths, one per resolution (full, 1/2, 1/4, ...).
       softmax_mode: "joint" (paper) or "marginal" (authors' code); see `SpatialSoftmax`.
+      softmax_temperature: divides the heatmap logits before the softmax (1: paper eq. 1);
+        see `SpatialSoftmax`.
       norm: normalisation in every conv block: "batch" (the authors'), "instance", "none".
     """
 
     def __init__(self, num_keypoints, filters=(32, 64, 128, 256), softmax_mode="joint",
-                 norm="batch", **kwargs):
+                 norm="batch", softmax_temperature=1.0, **kwargs):
         super().__init__(**kwargs)
         if int(num_keypoints) < 1:
             raise ValueError(
@@ -41,6 +43,7 @@ class KeypointDetector(keras.Model):
         self.num_keypoints = int(num_keypoints)
         self.filters = tuple(int(f) for f in filters)
         self.softmax_mode = softmax_mode
+        self.softmax_temperature = float(softmax_temperature)
         self.norm = norm
 
         def block(width, kernel_size=3, strides=1, name=None):
@@ -58,7 +61,8 @@ class KeypointDetector(keras.Model):
         # float32 logits: under bfloat16 the softmax would see logits rounded to ~3 digits.
         self.heatmap_head = keras.layers.Conv2D(self.num_keypoints, 1, dtype="float32",
                                                 name="heatmap_logits")
-        self.spatial_softmax = layers.SpatialSoftmax(softmax_mode, name="spatial_softmax")
+        self.spatial_softmax = layers.SpatialSoftmax(softmax_mode, self.softmax_temperature,
+                                                     name="spatial_softmax")
 
     def heatmap_logits(self, images, training=None):
         """Q's last feature map before the softmax, `[B, H, W, 3] -> [B, H, W, K]`."""
@@ -96,5 +100,15 @@ class KeypointDetector(keras.Model):
     def get_config(self):
         config = super().get_config()
         config.update(num_keypoints=self.num_keypoints, filters=list(self.filters),
-                      softmax_mode=self.softmax_mode, norm=self.norm)
+                      softmax_mode=self.softmax_mode, norm=self.norm,
+                      softmax_temperature=self.softmax_temperature)
         return config
+
+
+def from_config(config, **kwargs) -> KeypointDetector:
+    """Q as a run's config describes it (`config.num_keypoints`, `config.stage1.*`)."""
+    s1 = config.stage1
+    kwargs.setdefault("name", "detector")
+    return KeypointDetector(num_keypoints=config.num_keypoints,
+                            filters=tuple(s1.detector_filters), softmax_mode=s1.softmax_mode,
+                            norm=s1.norm, softmax_temperature=s1.softmax_temperature, **kwargs)

@@ -177,3 +177,13 @@ class MaskedTranslator(keras.Model):
                       encoder_filters=list(self.encoder_filters),
                       bottleneck_depth=self.bottleneck_depth, norm=self.norm)
         return config
+
+
+def from_config(config, **kwargs) -> MaskedTranslator:
+    """T as a run's config describes it (`config.image_size`, `config.stage1.*`)."""
+    s1 = config.stage1
+    kwargs.setdefault("name", "translator")
+    return MaskedTranslator(image_size=config.image_size, num_keypoints=config.num_keypoints,
+                            filters=tuple(s1.translator_filters),
+                            gaussian_size=s1.gaussian_size,
+                            gaussian_inv_std=s1.gaussian_inv_std, norm=s1.norm, **kwargs)

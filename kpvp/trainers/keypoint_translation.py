@@ -18,8 +18,8 @@ import tensorflow as tf
 
 from kpvp import losses
 from kpvp.models.discriminators import ImageDiscriminator
-from kpvp.models.keypoint_detector import KeypointDetector
-from kpvp.models.translator import MaskedTranslator
+from kpvp.models import keypoint_detector
+from kpvp.models import translator as translator_lib
 from kpvp.trainers.adversarial import AdversarialTrainer
 
 METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "l1", "d_real", "d_fake")
@@ -142,15 +142,8 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     """Creates Q, T, D_im from `config` (see `kpvp/configs/base.py`) around a feature network."""
     s1 = config.stage1
-    detector = KeypointDetector(num_keypoints=config.num_keypoints,
-                                filters=tuple(s1.detector_filters),
-                                softmax_mode=s1.softmax_mode, norm=s1.norm, name="detector")
-    translator = MaskedTranslator(image_size=config.image_size,
-                                  num_keypoints=config.num_keypoints,
-                                  filters=tuple(s1.translator_filters),
-                                  gaussian_size=s1.gaussian_size,
-                                  gaussian_inv_std=s1.gaussian_inv_std, norm=s1.norm,
-                                  name="translator")
+    detector = keypoint_detector.from_config(config)
+    translator = translator_lib.from_config(config)
     discriminator = ImageDiscriminator(filters=tuple(s1.discriminator_filters),
                                        name="image_discriminator")
     return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
