@@ -48,8 +48,7 @@ import numpy as np  # noqa: E402
 
 from kpvp import configs, training  # noqa: E402
 from kpvp.models.discriminators import ImageDiscriminator  # noqa: E402
-from kpvp.models.keypoint_detector import KeypointDetector  # noqa: E402
-from kpvp.models.translator import MaskedTranslator  # noqa: E402
+from kpvp.models import keypoint_detector, translator as translator_lib  # noqa: E402
 from kpvp.trainers import keypoint_translation, motion_generation  # noqa: E402
 from test_stage1_trainer import TinyFeatures, tiny_config  # noqa: E402  (same stand-ins)
 
@@ -128,13 +127,9 @@ def make_stage1_trainer(norm: str, run_eagerly: bool = False):
     s1 = c.stage1
     layer_norm = "batch" if norm.startswith("batch") else norm
     with synchronized_batch_norm() if norm == "batch_synchronized" else contextlib.nullcontext():
-        detector = KeypointDetector(c.num_keypoints, filters=s1.detector_filters,
-                                    norm=layer_norm, name="detector")
-        translator = MaskedTranslator(c.image_size, c.num_keypoints,
-                                      filters=s1.translator_filters,
-                                      gaussian_size=s1.gaussian_size,
-                                      gaussian_inv_std=s1.gaussian_inv_std, norm=layer_norm,
-                                      name="translator")
+        s1.norm = layer_norm
+        detector = keypoint_detector.from_config(c)
+        translator = translator_lib.from_config(c)
     trainer = keypoint_translation.KeypointTranslationTrainer(
         detector, translator, ImageDiscriminator(filters=s1.discriminator_filters),
         TinyFeatures(), perceptual_weight=s1.perceptual_weight,

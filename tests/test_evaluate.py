@@ -33,12 +33,15 @@ def test_markdown_report_shows_every_number():
                   "fvd": {"fvd": 321.5, "fvd_real_train_vs_test": 100.25,
                           "fvd_static_baseline": 654.75, "num_videos": 16, "num_frames": 16,
                           "resolution": 64},
-                  "ssim": {"reconstruction": {"ssim": 0.91234, "psnr": 25.5, "num_frames": 64},
+                  "ssim": {"reconstruction": {"ssim": 0.91234, "psnr": 25.5, "num_frames": 64,
+                                              "changed_l1": 0.04321},
                            "copy_source_baseline": {"ssim": 0.8, "psnr": 21.25,
-                                                    "num_frames": 64}},
+                                                    "num_frames": 64, "changed_l1": 0.2468},
+                           "changed_fraction": 0.0375, "mean_mask": 0.125},
                   "keypoints": {"skipped": "no joints"}}}
     text = evaluate.format_markdown(report)
-    for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints"):
+    for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints",
+                     "0.0432", "0.2468", "3.8 %", "mask 0.125"):
         assert expected in text
 
 
@@ -132,6 +135,9 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
     ssim = metrics["ssim"]
     for key in ("reconstruction", "copy_source_baseline"):
         assert -1 <= ssim[key]["ssim"] <= 1 and ssim[key]["num_frames"] > 0
+    # Where the frame changed, copying the source is wrong by more than the 0.05 threshold.
+    assert ssim["copy_source_baseline"]["changed_l1"] > 0.05
+    assert 0 < ssim["changed_fraction"] < 1 and 0 <= ssim["mean_mask"] <= 1
     markdown = (tmp_path / "report.md").read_text()
     assert f"{fvd['fvd']:.1f}" in markdown
     assert "FVD" in proc.stdout and "SSIM" in proc.stdout

@@ -105,3 +105,32 @@ def test_bad_inputs_name_the_argument():
         fm.psnr(a[0, 0], a[0, 0])
     with pytest.raises(ValueError, match="no frames"):
         fm.frame_metrics([])
+
+
+def test_changed_region_l1_hand_values_and_copy_baseline():
+    # 4x4 frames; the target differs from the source in 2 pixels (one by 0.5, one by 1.0 in
+    # [0, 1] units on every channel) and in a third by only 0.02, below the threshold.
+    source = np.zeros((1, 4, 4, 3), np.uint8)
+    target = source.copy()
+    target[0, 0, 0] = 255
+    target[0, 1, 2] = 127
+    target[0, 3, 3] = 5
+    copy = fm.changed_region_l1([(source, target, source)])
+    assert copy["changed_fraction"] == pytest.approx(2 / 16)
+    assert copy["l1"] == pytest.approx((1.0 + 127 / 255) / 2)
+    assert copy["num_frames"] == 1
+    # A prediction that redraws the changed pixels scores 0, whatever it does elsewhere
+    # outside them (here it gets the sub-threshold pixel wrong).
+    redrawn = target.copy()
+    redrawn[0, 3, 3] = 0
+    assert fm.changed_region_l1([(redrawn, target, source)])["l1"] == pytest.approx(0.0)
+    # Float [-1, 1] predictions against uint8 frames, streamed over two batches.
+    half = target.astype(np.float32) / 127.5 - 1.0
+    half[0, 0, 0] = 0.0  # 0.5 in [0, 1] units: error 0.5 on one of the two pixels
+    both = fm.changed_region_l1([(half, target, source), (source, target, source)])
+    assert both["l1"] == pytest.approx((0.5 + 0.0 + copy["l1"] * 2) / 4, abs=1e-3)
+    assert both["num_frames"] == 2
+    unchanged = fm.changed_region_l1([(source, source, source)])
+    assert np.isnan(unchanged["l1"]) and unchanged["changed_fraction"] == 0
+    with pytest.raises(ValueError, match="no frames"):
+        fm.changed_region_l1([])

@@ -25,7 +25,7 @@ from absl import app, flags  # noqa: E402
 from kpvp import configs, losses, perceptual  # noqa: E402
 from kpvp.data import pipelines, readers  # noqa: E402
 from kpvp.metrics import frame_metrics  # noqa: E402
-from kpvp.models.translator import MaskedTranslator  # noqa: E402
+from kpvp.models import translator as translator_lib  # noqa: E402
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
@@ -62,12 +62,9 @@ def make_config(dataset="synthetic", tiny=False, data_dir=None, learning_rate=No
     return config
 
 
-def build_translator(config, seed=0) -> MaskedTranslator:
+def build_translator(config, seed=0) -> translator_lib.MaskedTranslator:
     keras.utils.set_random_seed(seed)
-    s1 = config.stage1
-    return MaskedTranslator(config.image_size, config.num_keypoints, tuple(s1.translator_filters),
-                            gaussian_size=s1.gaussian_size, gaussian_inv_std=s1.gaussian_inv_std,
-                            norm=s1.norm)
+    return translator_lib.from_config(config)
 
 
 def oracle_inputs(batch):

@@ -139,9 +139,12 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.synthetic_num_test = 16
     c.data.synthetic_num_frames = 40
     c.stage1.batch_size = 8
-    # About 7 min on 2 idle cores. Keypoints are not reliably learned at this budget yet: 1 of
-    # 3 seeds beat its untrained detectors (experiments/README.md).
+    # 7-20 min on 2 CPU cores, depending on the machine (experiments/README.md).
     c.stage1.num_steps = 1000
+    # A fresh Q's logits are nearly flat: at temperature 1 its keypoints start pinned to the
+    # image centre and these short runs never learned keypoints; at 0.1 they did
+    # (experiments/README.md, "What made stage 1 learn").
+    c.stage1.softmax_temperature = 0.1
     c.stage1.gaussian_size = 16
     # The paper's 14.3 is sigma = 0.05 (in [-1, 1] units): 0.8 px of its 32x32 maps, only 0.4 px
     # of these 16x16 maps, narrower than a map cell. 5.0 is sigma 1.1 px here. (Runs with either
