@@ -330,17 +330,20 @@ def _detect(detector, frames: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
-def evaluate_ssim(run: _Run) -> dict:
-    """SSIM/PSNR of stage-1 reconstructions on fixed test pairs, and of v_hat = s."""
+def reconstruction_metrics(config, translate) -> dict:
+    """Stage-1 reconstruction of the fixed test pairs by `translate(batch) -> T's outputs`.
+
+    Returns SSIM / PSNR / L1 where the frame changed (`frame_metrics.changed_region_l1`) of the
+    reconstructions (`"reconstruction"`) and of copying the source (`"copy_source_baseline"`),
+    the share of changed pixels and T's mean mask.
+    """
     from kpvp.data import pipelines
     from kpvp.metrics import frame_metrics
 
-    stage1 = run.stage1
     recon, copy, masks = [], [], []
-    for batch in pipelines.stage1_dataset(run.config, split="test"):
+    for batch in pipelines.stage1_dataset(config, split="test"):
         source, target = batch["source"], batch["target"]
-        k_s, k_t = stage1.detector(source), stage1.detector(target)
-        outputs = stage1.translator([source, k_s, k_t])
+        outputs = translate(batch)
         recon.append((outputs["image"], target, source))
         copy.append((source, target, source))
         masks.append(np.asarray(outputs["mask"]).mean())
@@ -351,6 +354,14 @@ def evaluate_ssim(run: _Run) -> dict:
         result[name]["changed_l1"] = changed["l1"]
     result["changed_fraction"] = changed["changed_fraction"]
     result["mean_mask"] = float(np.mean(masks))
+    return result
+
+
+def evaluate_ssim(run: _Run) -> dict:
+    """SSIM/PSNR/L1 of stage-1 reconstructions on fixed test pairs, and of v_hat = s."""
+    detector, translator = run.stage1.detector, run.stage1.translator
+    result = reconstruction_metrics(run.config, lambda batch: translator(
+        [batch["source"], detector(batch["source"]), detector(batch["target"])]))
     rec, base = result["reconstruction"], result["copy_source_baseline"]
     print(f"Stage-1 reconstruction: SSIM {rec['ssim']:.4f}, PSNR {rec['psnr']:.2f} dB, L1 where "
           f"the frame changed {rec['changed_l1']:.4f} (copying the source frame: SSIM "
