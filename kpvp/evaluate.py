@@ -330,38 +330,15 @@ def _detect(detector, frames: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(out)
 
 
-def reconstruction_metrics(config, translate) -> dict:
-    """Stage-1 reconstruction of the fixed test pairs by `translate(batch) -> T's outputs`.
-
-    Returns SSIM / PSNR / L1 where the frame changed (`frame_metrics.changed_region_l1`) of the
-    reconstructions (`"reconstruction"`) and of copying the source (`"copy_source_baseline"`),
-    the share of changed pixels and T's mean mask.
-    """
+def evaluate_ssim(run: _Run) -> dict:
+    """SSIM/PSNR/L1 of stage-1 reconstructions on fixed test pairs, and of v_hat = s."""
     from kpvp.data import pipelines
     from kpvp.metrics import frame_metrics
 
-    recon, copy, masks = [], [], []
-    for batch in pipelines.stage1_dataset(config, split="test"):
-        source, target = batch["source"], batch["target"]
-        outputs = translate(batch)
-        recon.append((outputs["image"], target, source))
-        copy.append((source, target, source))
-        masks.append(np.asarray(outputs["mask"]).mean())
-    result = {}
-    for name, triples in (("reconstruction", recon), ("copy_source_baseline", copy)):
-        result[name] = frame_metrics.frame_metrics((p, t) for p, t, _ in triples)
-        changed = frame_metrics.changed_region_l1(triples)
-        result[name]["changed_l1"] = changed["l1"]
-    result["changed_fraction"] = changed["changed_fraction"]
-    result["mean_mask"] = float(np.mean(masks))
-    return result
-
-
-def evaluate_ssim(run: _Run) -> dict:
-    """SSIM/PSNR/L1 of stage-1 reconstructions on fixed test pairs, and of v_hat = s."""
     detector, translator = run.stage1.detector, run.stage1.translator
-    result = reconstruction_metrics(run.config, lambda batch: translator(
-        [batch["source"], detector(batch["source"]), detector(batch["target"])]))
+    result = frame_metrics.reconstruction_metrics(
+        pipelines.stage1_dataset(run.config, split="test"), lambda batch: translator(
+            [batch["source"], detector(batch["source"]), detector(batch["target"])]))
     rec, base = result["reconstruction"], result["copy_source_baseline"]
     print(f"Stage-1 reconstruction: SSIM {rec['ssim']:.4f}, PSNR {rec['psnr']:.2f} dB, L1 where "
           f"the frame changed {rec['changed_l1']:.4f} (copying the source frame: SSIM "

@@ -134,3 +134,25 @@ def test_changed_region_l1_hand_values_and_copy_baseline():
     assert np.isnan(unchanged["l1"]) and unchanged["changed_fraction"] == 0
     with pytest.raises(ValueError, match="no frames"):
         fm.changed_region_l1([])
+
+
+def test_reconstruction_metrics_against_copying_the_source():
+    rng = np.random.default_rng(3)
+    batches = [{"source": rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32),
+                "target": rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)}
+               for _ in range(2)]
+
+    def copying(batch):  # T with its mask shut: the source frame
+        return {"image": batch["source"], "mask": np.zeros((2, 16, 16, 1), np.float32)}
+
+    def perfect(batch):
+        return {"image": batch["target"], "mask": np.full((2, 16, 16, 1), 0.5, np.float32)}
+
+    shut = fm.reconstruction_metrics(batches, copying)
+    assert shut["reconstruction"] == shut["copy_source_baseline"]
+    assert shut["mean_mask"] == 0 and shut["reconstruction"]["num_frames"] == 4
+    assert shut["changed_fraction"] > 0.9  # random frames differ almost everywhere
+    best = fm.reconstruction_metrics(batches, perfect)
+    assert best["reconstruction"]["changed_l1"] == 0 and best["mean_mask"] == 0.5
+    assert best["copy_source_baseline"]["changed_l1"] > 0.2
+    assert best["reconstruction"]["ssim"] == pytest.approx(1.0, abs=1e-5)

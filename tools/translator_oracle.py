@@ -23,8 +23,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from kpvp import configs, losses, perceptual  # noqa: E402
-from kpvp import evaluate as evaluate_lib  # noqa: E402
 from kpvp.data import pipelines, readers  # noqa: E402
+from kpvp.metrics import frame_metrics  # noqa: E402
 from kpvp.models import translator as translator_lib  # noqa: E402
 
 
@@ -73,8 +73,9 @@ def oracle_inputs(batch):
 
 def evaluate(translator, config) -> dict:
     """SSIM / PSNR / L1 where the frame changed, of T and of copying the source; T's mask."""
-    return evaluate_lib.reconstruction_metrics(
-        config, lambda batch: translator(oracle_inputs(batch)))
+    return frame_metrics.reconstruction_metrics(
+        pipelines.stage1_dataset(config, split="test"),
+        lambda batch: translator(oracle_inputs(batch)))
 
 
 def train(config, steps, eval_every, features, seed=0, report=print) -> list[dict]:

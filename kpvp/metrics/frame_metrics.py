@@ -179,3 +179,28 @@ def changed_region_l1(triples: Iterable, threshold: float = 0.05) -> dict:
         raise ValueError("triples yielded no frames")
     return {"l1": total / changed if changed else float("nan"),
             "changed_fraction": changed / pixels, "num_frames": frames}
+
+
+def reconstruction_metrics(batches: Iterable, translate) -> dict:
+    """Stage-1 reconstruction of `{"source", "target"}` batches by `translate(batch)`.
+
+    `translate` returns T's outputs (a dict with `"image"` and `"mask"`). Returns
+    `{"reconstruction": ..., "copy_source_baseline": ...}`, each `frame_metrics` plus
+    `"changed_l1"` (`changed_region_l1`), for T's images and for copying the source, and the
+    share of changed pixels `"changed_fraction"` and T's mean mask `"mean_mask"`.
+    """
+    recon, copy, masks = [], [], []
+    for batch in batches:
+        source, target = batch["source"], batch["target"]
+        outputs = translate(batch)
+        recon.append((outputs["image"], target, source))
+        copy.append((source, target, source))
+        masks.append(float(tf.reduce_mean(outputs["mask"])))
+    result = {}
+    for name, triples in (("reconstruction", recon), ("copy_source_baseline", copy)):
+        result[name] = frame_metrics((p, t) for p, t, _ in triples)
+        changed = changed_region_l1(triples)
+        result[name]["changed_l1"] = changed["l1"]
+    result["changed_fraction"] = changed["changed_fraction"]
+    result["mean_mask"] = sum(masks) / len(masks)
+    return result
