@@ -178,7 +178,8 @@ def test_translator_oracle_trains_t_on_joints_and_reports_against_copying():
     config.data.synthetic_num_train = config.data.synthetic_num_test = 2
     features = perceptual.make_perceptual_network("random")
     lines = []
-    results = tool.train(config, steps=3, eval_every=2, features=features, report=lines.append)
+    results = tool.train(config, steps=3, eval_every=2, features=features, report=lines.append,
+                         l1_weight=1.0)
     assert [r["step"] for r in results] == [2, 3] and len(lines) == 2
     # Copying the source does not depend on T; T's reconstruction and mask are real numbers.
     assert results[0]["copy_source_baseline"] == results[1]["copy_source_baseline"]

@@ -42,6 +42,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                        flag_values=fv)
     flags.DEFINE_enum("perceptual", "auto", list(perceptual.KINDS), "Perceptual network.",
                       flag_values=fv)
+    flags.DEFINE_float("l1_weight", 0.0, "Weight of a pixel L1 term added to the perceptual "
+                       "loss (not in the paper).", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of T's initial weights and of the data order.",
                          flag_values=fv)
     return fv
@@ -78,9 +80,15 @@ def evaluate(translator, config) -> dict:
         lambda batch: translator(oracle_inputs(batch)))
 
 
-def train(config, steps, eval_every, features, seed=0, report=print) -> list[dict]:
-    """Trains T on oracle keypoints; returns the evaluations (step, oracle, copy, mask)."""
+def train(config, steps, eval_every, features, seed=0, report=print,
+          l1_weight=0.0) -> list[dict]:
+    """Trains T on oracle keypoints; returns the evaluations (step, oracle, copy, mask).
+
+    The loss is stage 1's perceptual term (scaled as the trainer scales it) plus `l1_weight`
+    times the pixel L1 to the target (not in the paper; 0 by default).
+    """
     translator = build_translator(config, seed)
+    scale = float(getattr(features, "loss_scale", 1.0))
     s1 = config.stage1
     optimizer = keras.optimizers.Adam(s1.learning_rate, beta_1=s1.beta_1, beta_2=s1.beta_2)
 
@@ -89,7 +97,8 @@ def train(config, steps, eval_every, features, seed=0, report=print) -> list[dic
         target_features = [tf.stop_gradient(f) for f in features(batch["target"])]
         with tf.GradientTape() as tape:
             out = translator(oracle_inputs(batch), training=True)
-            loss = losses.perceptual_loss(target_features, features(out["image"]))
+            loss = scale * losses.perceptual_loss(target_features, features(out["image"]))
+            loss += l1_weight * losses.l1_loss(batch["target"], out["image"])
         variables = translator.trainable_variables
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
@@ -120,8 +129,10 @@ def main(argv):
           f"{config.image_size}x{config.image_size}, batch {config.stage1.batch_size}, lr "
           f"{config.stage1.learning_rate:g}, gaussian inv_std {config.stage1.gaussian_inv_std:g}, "
           f"perceptual {features.source}", flush=True)
+    if f.l1_weight:
+        print(f"plus {f.l1_weight:g} x pixel L1 (not in the paper)", flush=True)
     train(config, f.steps, f.eval_every, features, f.seed,
-          report=lambda line: print(line, flush=True))
+          report=lambda line: print(line, flush=True), l1_weight=f.l1_weight)
 
 
 if __name__ == "__main__":

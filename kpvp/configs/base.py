@@ -143,7 +143,7 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.num_steps = 1000
     # A fresh Q's logits are nearly flat: at temperature 1 its keypoints start pinned to the
     # image centre and these short runs never learned keypoints; at 0.1 they did
-    # (experiments/README.md, "What made stage 1 learn").
+    # (experiments/README.md, "The softmax temperature").
     c.stage1.softmax_temperature = 0.1
     c.stage1.gaussian_size = 16
     # The paper's 14.3 is sigma = 0.05 (in [-1, 1] units): 0.8 px of its 32x32 maps, only 0.4 px
