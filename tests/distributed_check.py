@@ -59,7 +59,13 @@ K2, T2 = 4, 8  # stage-2 keypoints and future frames
 
 # === Small stand-ins and data ===
 def stage1_config():
-    return tiny_config()
+    c = tiny_config()
+    # Q's heatmap bias has a zero gradient in exact arithmetic (the spatial softmax ignores a
+    # constant added to a channel), so Adam turns its rounding noise into steps of either sign;
+    # at the tiny variant's temperature 0.1 that noise is 10x larger and the two runs' biases
+    # part by ~1e-5. The check compares the steps themselves, so it uses temperature 1.
+    c.stage1.softmax_temperature = 1.0
+    return c
 
 
 def stage2_config():
