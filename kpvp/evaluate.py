@@ -449,6 +449,8 @@ def format_markdown(report: dict) -> str:
                       f"{_fmt(seeds['mean'], 4)}); the trained Q {verdict}.", ""]
         lines += [f"{k['num_train_frames']} train / {k['num_test_frames']} test frames.", ""]
     if "ssim" in m:
+        from kpvp.metrics import frame_metrics
+
         s = m["ssim"]
         rows = [(name, s[key]) for name, key in (("T(s, Q(s), Q(v))", "reconstruction"),
                                                   ("the source frame s", "copy_source_baseline"))]
@@ -458,7 +460,8 @@ def format_markdown(report: dict) -> str:
         lines += [f"| {name} | {_fmt(r['ssim'], 4)} | {_fmt(r['psnr'], 2)} | "
                   f"{_fmt(r.get('changed_l1'), 4)} |" for name, r in rows]
         lines += ["", f"{s['reconstruction']['num_frames']} test pairs. L1 in [0, 1] units over "
-                  f"the pixels where source and target differ by more than 0.05 "
+                  f"the pixels where source and target differ by more than "
+                  f"{frame_metrics.CHANGED_THRESHOLD:g} "
                   f"({_fmt(100 * s.get('changed_fraction', float('nan')), 1)} % of the pixels), "
                   f"where copying the source makes its whole error; T's mean mask "
                   f"{_fmt(s.get('mean_mask'), 3)}.", ""]

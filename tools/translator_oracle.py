@@ -8,8 +8,9 @@ T alone, with the perceptual loss of stage 1 (no discriminator), on the data set
 joints of the source and target frames as keypoints (an oracle Q), and every `--eval_every`
 steps prints SSIM / PSNR of its reconstructions of the fixed test pairs next to those of copying
 the source frame, the L1 error on the pixels where source and target differ (the full-frame
-numbers hardly see a small moving figure), and the mean of T's mask. If T with oracle keypoints does not beat copying
-within a budget, a stage-1 run of that length will not learn keypoints either.
+numbers hardly see a small moving figure), and the mean of T's mask. If T with oracle keypoints
+does not beat copying within a budget, a stage-1 run of that length will not learn keypoints
+either.
 
 Needs a data set with joints (synthetic, penn).
 """

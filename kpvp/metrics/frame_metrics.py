@@ -147,9 +147,12 @@ def frame_metrics(pairs: Iterable, max_psnr: float | None = None) -> dict:
             "num_frames": num_frames}
 
 
+# A pixel "changed" between source and target when some channel moved by more than this, in
+# [0, 1] units (`changed_region_l1`).
+CHANGED_THRESHOLD = 0.05
 
 
-def changed_region_l1(triples: Iterable, threshold: float = 0.05) -> dict:
+def changed_region_l1(triples: Iterable, threshold: float = CHANGED_THRESHOLD) -> dict:
     """Mean absolute error on the pixels that differ between source and target frames.
 
     Where the moving object covers a few percent of the frame, full-frame SSIM / PSNR hardly
