@@ -159,6 +159,29 @@ class _Run:
 
         return self._once(("generated", shuffled), make)
 
+    def motion_samples(self) -> dict:
+        """M's keypoint sequences (no rendering) from the first frame of every test video,
+        `config.eval.motion_samples` per video and per class condition: sequences
+        `[N * C * S, T + 1, K, 2]` (k0 first) and the class each was conditioned on."""
+        def make():
+            generator = self.generator
+            x0 = generator.preprocess(self.test_videos()["frames"][:, 0])
+            k0 = generator.detector(x0, training=False)
+            samples = max(1, int(self.config.eval.motion_samples))
+            sequences, labels = [], []
+            for label in range(self.config.num_classes):
+                for sample in range(samples):
+                    labels_b = np.full(len(x0), label, np.int32)
+                    future = generator.motion_generator.sample(
+                        k0, labels_b, seed=self.seed + 1000 * label + sample)
+                    sequences.append(np.concatenate(
+                        [np.asarray(k0)[:, None], np.asarray(future)], axis=1))
+                    labels.append(labels_b)
+            return {"keypoints": np.concatenate(sequences).astype(np.float32),
+                    "labels": np.concatenate(labels)}
+
+        return self._once("motion_samples", make)
+
     def pseudo_labels(self, split: str) -> list[dict]:
         from kpvp import stages
 
@@ -221,6 +244,27 @@ def _sequences(pseudo: list[dict], seq_len: int) -> tuple[np.ndarray, np.ndarray
     return np.stack(seqs).astype(np.float32), np.array([p["label"] for p in pseudo], np.int32)
 
 
+def _joint_sequences(config, seq_len: int, num_test: int) -> dict | None:
+    """Ground-truth joint sequences `{"train": (x, y), "test": (x, y)}` sampled like
+    `_sequences`, or None for a data set without joints."""
+    from kpvp.data import pipelines, readers
+
+    out = {}
+    for split, limit in (("train", 0), ("test", num_test)):
+        source = readers.open_source(config, split)
+        if not source.has_joints:
+            return None
+        seqs, labels = [], []
+        for element in readers.iter_valid(source):
+            joints = np.asarray(element["joints"], np.float32)
+            seqs.append(pipelines.temporal_sample(joints, seq_len, 0).numpy())
+            labels.append(int(element["label"]))
+            if limit and len(labels) == limit:
+                break
+        out[split] = (np.stack(seqs), np.array(labels, np.int32))
+    return out
+
+
 def evaluate_action(run: _Run) -> dict:
     """Action-recognition accuracy of real and generated test videos (paper Table 2)."""
     from kpvp.metrics import action_recognition as ar
@@ -241,6 +285,20 @@ def evaluate_action(run: _Run) -> dict:
         (shuffled["keypoints"], run.test_videos()["labels"]))
     keypoint_report["generated_follows_random_condition"] = ar.accuracy(
         classifier, shuffled["keypoints"], shuffled["labels"])
+    # Many more generated sequences than videos (M only, every class from every first frame):
+    # the accuracy of "follows its condition" without the noise of a few rendered videos.
+    motion = run.motion_samples()
+    keypoint_report["motion_samples_follow_condition"] = ar.accuracy(
+        classifier, motion["keypoints"], motion["labels"])
+    keypoint_report["num_motion_samples"] = int(len(motion["labels"]))
+    joints = _joint_sequences(config, seq_len, run.num_videos)
+    if joints is not None:
+        # The same classifier on the ground-truth joints: what the actions allow; the gap
+        # to `real` is what Q's keypoints lose.
+        joint_classifier = ar.train_sequence_classifier(*joints["train"], config.num_classes,
+                                                        seed=run.seed)
+        keypoint_report["real_ground_truth_joints"] = ar.accuracy(joint_classifier,
+                                                                  *joints["test"])
 
     train = run.train_videos()
     probe = ar.fit_linear_probe(run.features("train", lambda: train["frames"]), train["labels"],
@@ -262,6 +320,11 @@ def evaluate_action(run: _Run) -> dict:
         print(f"Action recognition ({name}): real {rep['real']:.3f}, generated "
               f"{rep['generated']:.3f}, random condition {rep['generated_unconditional']:.3f} "
               f"(chance {1.0 / config.num_classes:.3f})")
+    print(f"Keypoint classifier: {keypoint_report['num_motion_samples']} sequences of M follow "
+          f"their class condition {keypoint_report['motion_samples_follow_condition']:.3f}"
+          + (f"; on ground-truth joints of real test videos "
+             f"{keypoint_report['real_ground_truth_joints']:.3f}"
+             if "real_ground_truth_joints" in keypoint_report else ""))
     return _jsonable(result)
 
 
@@ -431,6 +494,17 @@ def format_markdown(report: dict) -> str:
         lines += ["", f"Chance {_fmt(a['chance'])}. The keypoint classifier is trained on Q's "
                   f"keypoints of {a['num_train_videos']} real training videos, the probe on I3D "
                   f"features of {a['num_probe_train_videos']}.", ""]
+        k = a["keypoint_classifier"]
+        if "motion_samples_follow_condition" in k:
+            lines += [f"Keypoint sequences sampled by M (no rendering) from every test video's "
+                      f"first frame with every class condition ({k['num_motion_samples']} "
+                      f"sequences): classified as their condition "
+                      f"{_fmt(k['motion_samples_follow_condition'])}.", ""]
+        if "real_ground_truth_joints" in k:
+            lines += [f"The same classifier trained and tested on the ground-truth joints of "
+                      f"the real videos (what the actions allow; the gap to the real test "
+                      f"videos is what Q's keypoints lose): "
+                      f"{_fmt(k['real_ground_truth_joints'])}.", ""]
     if "keypoints" in m and "skipped" not in m["keypoints"]:
         k = m["keypoints"]
         lines += ["## Keypoints -> ground-truth joints (linear regression, test error)", "",

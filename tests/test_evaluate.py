@@ -38,10 +38,23 @@ def test_markdown_report_shows_every_number():
                            "copy_source_baseline": {"ssim": 0.8, "psnr": 21.25,
                                                     "num_frames": 64, "changed_l1": 0.2468},
                            "changed_fraction": 0.0375, "mean_mask": 0.125},
+                  "action": {"chance": 0.25, "num_train_videos": 96, "num_probe_train_videos": 48,
+                             "keypoint_classifier": {
+                                 "real": 0.375, "generated": 0.3125,
+                                 "generated_unconditional": 0.1875,
+                                 "generated_follows_random_condition": 0.4375,
+                                 "motion_samples_follow_condition": 0.2656,
+                                 "num_motion_samples": 256, "real_ground_truth_joints": 0.9375},
+                             "i3d_linear_probe": {
+                                 "real": 1.0, "generated": 0.5625,
+                                 "generated_unconditional": 0.0625,
+                                 "generated_follows_random_condition": 0.6875}},
                   "keypoints": {"skipped": "no joints"}}}
     text = evaluate.format_markdown(report)
     for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints",
-                     "0.0432", "0.2468", "3.8 %", "mask 0.125"):
+                     "0.0432", "0.2468", "3.8 %", "mask 0.125", "0.375", "0.312", "0.188",
+                     "0.438", "(256 sequences)", "condition 0.266", "0.938", "0.562", "0.062",
+                     "0.688"):
         assert expected in text
 
 
@@ -111,7 +124,7 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
         [sys.executable, "-m", "kpvp.evaluate", f"--workdir={tmp_path}", "--metric=all",
          "--num_videos=4", "--config.eval.num_train_videos=4", "--config.eval.fvd_num_frames=9",
          "--config.data.synthetic_num_train=8", "--config.data.synthetic_num_test=4",
-         "--config.eval.untrained_seeds=2"],
+         "--config.eval.untrained_seeds=2", "--config.eval.motion_samples=2"],
         capture_output=True, text=True, env=env, cwd=REPO, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
@@ -124,6 +137,12 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
     for name in ("keypoint_classifier", "i3d_linear_probe"):
         for key in ("real", "generated", "generated_unconditional"):
             assert metrics["action"][name][key] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    keypoint_action = metrics["action"]["keypoint_classifier"]
+    # M's sequences: 4 first frames x 4 classes x 2 samples, each labelled with its condition.
+    assert keypoint_action["num_motion_samples"] == 4 * 4 * 2
+    assert 0 <= keypoint_action["motion_samples_follow_condition"] <= 1
+    # The synthetic actions are separable from their joints even with 8 training videos.
+    assert keypoint_action["real_ground_truth_joints"] >= 0.5
     keypoints = metrics["keypoints"]
     assert 0 < keypoints["trained"]["mean_error"] < 1
     # The untrained baseline is a spread over seeds, and the verdict follows from the numbers.

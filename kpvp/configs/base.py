@@ -109,6 +109,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     e.num_train_videos = 0  # real train videos for the I3D action probe and FVD floor; 0: all
     e.fvd_num_frames = 16  # >= 16 frames at 128x128, upsampled to 224 for I3D
     e.batch_size = 8
+    # Keypoint sequences M samples per test video and per class condition for the action
+    # metric (keypoints only, no rendering; many more than the rendered videos).
+    e.motion_samples = 4
     # Untrained detectors (seeds seed, seed + 1, ...) whose keypoint-regression errors give the
     # baseline's spread: a trained Q is only better if it beats all of them.
     e.untrained_seeds = 3
