@@ -406,7 +406,8 @@ def evaluate_ssim(run: _Run) -> dict:
     print(f"Stage-1 reconstruction: SSIM {rec['ssim']:.4f}, PSNR {rec['psnr']:.2f} dB, L1 where "
           f"the frame changed {rec['changed_l1']:.4f} (copying the source frame: SSIM "
           f"{base['ssim']:.4f}, PSNR {base['psnr']:.2f} dB, L1 {base['changed_l1']:.4f}) on "
-          f"{rec['num_frames']} test pairs; mean mask {result['mean_mask']:.3f}")
+          f"{rec['num_frames']} test pairs; mean mask {result['mean_mask']:.3f}, crude image "
+          f"L1 where changed {result['crude_changed_l1']:.4f}")
     return _jsonable(result)
 
 
@@ -533,6 +534,9 @@ def format_markdown(report: dict) -> str:
                   "|---|---|---|---|"]
         lines += [f"| {name} | {_fmt(r['ssim'], 4)} | {_fmt(r['psnr'], 2)} | "
                   f"{_fmt(r.get('changed_l1'), 4)} |" for name, r in rows]
+        if "crude_changed_l1" in s:
+            lines.append(f"| T's crude image before the blend | | | "
+                         f"{_fmt(s['crude_changed_l1'], 4)} |")
         lines += ["", f"{s['reconstruction']['num_frames']} test pairs. L1 in [0, 1] units over "
                   f"the pixels where source and target differ by more than "
                   f"{frame_metrics.CHANGED_THRESHOLD:g} "

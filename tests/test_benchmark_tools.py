@@ -10,11 +10,14 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from absl import flags
+from PIL import Image
 
-from kpvp import perceptual
+from kpvp import perceptual, visualize
+from kpvp.data import pipelines
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -170,7 +173,7 @@ def test_generation_benchmark_prints_consistent_times(capsys):
     assert re.search(r"bf16 keypoint dtypes: Q k0 float32, M k_1:T \w+; generate\(\): ", out), out
 
 
-def test_translator_oracle_trains_t_on_joints_and_reports_against_copying():
+def test_translator_oracle_trains_t_on_joints_and_reports_against_copying(tmp_path):
     tool = load_tool("translator_oracle")
     config = tool.make_config("synthetic", tiny=True, learning_rate=1e-3)
     assert config.num_keypoints == 13 and config.stage1.learning_rate == 1e-3
@@ -178,9 +181,10 @@ def test_translator_oracle_trains_t_on_joints_and_reports_against_copying():
     config.data.synthetic_num_train = config.data.synthetic_num_test = 2
     features = perceptual.make_perceptual_network("random")
     lines = []
+    samples = tmp_path / "samples.png"
     results = tool.train(config, steps=3, eval_every=2, features=features, report=lines.append,
-                         l1_weight=1.0)
-    assert [r["step"] for r in results] == [2, 3] and len(lines) == 2
+                         l1_weight=1.0, samples=str(samples))
+    assert [r["step"] for r in results] == [2, 3] and len(lines) == 3
     # Copying the source does not depend on T; T's reconstruction and mask are real numbers.
     assert results[0]["copy_source_baseline"] == results[1]["copy_source_baseline"]
     for r in results:
@@ -188,4 +192,11 @@ def test_translator_oracle_trains_t_on_joints_and_reports_against_copying():
         assert r["reconstruction"] != r["copy_source_baseline"]
     assert results[0]["copy_source_baseline"]["changed_l1"] > 0.05
     assert "oracle keypoints SSIM" in lines[0] and "copying the source SSIM" in lines[0]
-    assert "L1 where changed" in lines[0]
+    assert "L1 where changed" in lines[0] and "crude image L1" in lines[0]
+    assert 0 < results[-1]["crude_changed_l1"] <= 1
+    # Source | target | crude | mask | output of the first 6 test pairs, one row each.
+    grid = np.asarray(Image.open(samples))
+    assert grid.shape == (6 * 32, 5 * 32, 3) and lines[-1] == f"wrote {samples}"
+    first = next(iter(pipelines.stage1_dataset(config, split="test")))
+    np.testing.assert_array_equal(grid[:32, :32], visualize.to_uint8(first["source"][0]))
+    np.testing.assert_array_equal(grid[:32, 32:64], visualize.to_uint8(first["target"][0]))

@@ -37,7 +37,8 @@ def test_markdown_report_shows_every_number():
                                               "changed_l1": 0.04321},
                            "copy_source_baseline": {"ssim": 0.8, "psnr": 21.25,
                                                     "num_frames": 64, "changed_l1": 0.2468},
-                           "changed_fraction": 0.0375, "mean_mask": 0.125},
+                           "changed_fraction": 0.0375, "mean_mask": 0.125,
+                           "crude_changed_l1": 0.13579},
                   "action": {"chance": 0.25, "num_train_videos": 96, "num_probe_train_videos": 48,
                              "keypoint_classifier": {
                                  "real": 0.375, "generated": 0.3125,
@@ -52,7 +53,7 @@ def test_markdown_report_shows_every_number():
                   "keypoints": {"skipped": "no joints"}}}
     text = evaluate.format_markdown(report)
     for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints",
-                     "0.0432", "0.2468", "3.8 %", "mask 0.125", "0.375", "0.312", "0.188",
+                     "0.0432", "0.2468", "3.8 %", "mask 0.125", "0.1358", "0.375", "0.312", "0.188",
                      "0.438", "(256 sequences)", "condition 0.266", "0.938", "0.562", "0.062",
                      "0.688"):
         assert expected in text
@@ -157,6 +158,7 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
     # Where the frame changed, copying the source is wrong by more than the 0.05 threshold.
     assert ssim["copy_source_baseline"]["changed_l1"] > 0.05
     assert 0 < ssim["changed_fraction"] < 1 and 0 <= ssim["mean_mask"] <= 1
+    assert 0 < ssim["crude_changed_l1"] <= 1
     markdown = (tmp_path / "report.md").read_text()
     assert f"{fvd['fvd']:.1f}" in markdown
     assert "FVD" in proc.stdout and "SSIM" in proc.stdout

@@ -145,14 +145,22 @@ def test_reconstruction_metrics_against_copying_the_source():
     def copying(batch):  # T with its mask shut: the source frame
         return {"image": batch["source"], "mask": np.zeros((2, 16, 16, 1), np.float32)}
 
-    def perfect(batch):
-        return {"image": batch["target"], "mask": np.full((2, 16, 16, 1), 0.5, np.float32)}
+    def perfect(batch):  # and a crude image that is the source's negative
+        return {"image": batch["target"], "mask": np.full((2, 16, 16, 1), 0.5, np.float32),
+                "crude": -batch["source"]}
 
     shut = fm.reconstruction_metrics(batches, copying)
     assert shut["reconstruction"] == shut["copy_source_baseline"]
     assert shut["mean_mask"] == 0 and shut["reconstruction"]["num_frames"] == 4
+    assert "crude_changed_l1" not in shut  # no crude image among the outputs
     assert shut["changed_fraction"] > 0.9  # random frames differ almost everywhere
     best = fm.reconstruction_metrics(batches, perfect)
     assert best["reconstruction"]["changed_l1"] == 0 and best["mean_mask"] == 0.5
     assert best["copy_source_baseline"]["changed_l1"] > 0.2
     assert best["reconstruction"]["ssim"] == pytest.approx(1.0, abs=1e-5)
+    # By hand: mean |-s - t| / 2 ([0, 1] units) over the pixels where s and t differ.
+    source = np.concatenate([b["source"] for b in batches])
+    target = np.concatenate([b["target"] for b in batches])
+    changed = np.abs(target - source).max(-1) > fm.CHANGED_THRESHOLD * 2
+    expected = (np.abs(-source - target).mean(-1) / 2)[changed].mean()
+    assert best["crude_changed_l1"] == pytest.approx(expected, rel=1e-5)

@@ -8,7 +8,9 @@ T alone, with the perceptual loss of stage 1 (no discriminator), on the data set
 joints of the source and target frames as keypoints (an oracle Q), and every `--eval_every`
 steps prints SSIM / PSNR of its reconstructions of the fixed test pairs next to those of copying
 the source frame, the L1 error on the pixels where source and target differ (the full-frame
-numbers hardly see a small moving figure), and the mean of T's mask. If T with oracle keypoints
+numbers hardly see a small moving figure), the mean of T's mask and the L1 of its crude image
+(before the blend) where the frame changed. `--samples=PATH` writes a PNG of the first test
+pairs at the end: source | target | crude image | mask | T's output. If T with oracle keypoints
 does not beat copying within a budget, a stage-1 run of that length will not learn keypoints
 either.
 
@@ -20,10 +22,12 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
+from PIL import Image  # noqa: E402
 
-from kpvp import configs, losses, perceptual  # noqa: E402
+from kpvp import configs, losses, perceptual, visualize  # noqa: E402
 from kpvp.data import pipelines, readers  # noqa: E402
 from kpvp.metrics import frame_metrics  # noqa: E402
 from kpvp.models import translator as translator_lib  # noqa: E402
@@ -47,6 +51,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                        "loss (not in the paper).", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of T's initial weights and of the data order.",
                          flag_values=fv)
+    flags.DEFINE_string("samples", "", "PNG to write at the end: source | target | crude | "
+                        "mask | output of the first test pairs, one row each.", flag_values=fv)
     return fv
 
 
@@ -81,8 +87,22 @@ def evaluate(translator, config) -> dict:
         lambda batch: translator(oracle_inputs(batch)))
 
 
+def sample_grid(translator, config, rows: int = 6) -> np.ndarray:
+    """uint8 grid of the first `rows` test pairs: source | target | crude | mask | output."""
+    batches, grid = pipelines.stage1_dataset(config, split="test"), []
+    for batch in batches:
+        out = translator(oracle_inputs(batch))
+        grid.append(visualize.side_by_side(
+            visualize.to_uint8(batch["source"]), visualize.to_uint8(batch["target"]),
+            visualize.to_uint8(out["crude"]), visualize.gray_to_rgb(out["mask"]),
+            visualize.to_uint8(out["image"])))
+        if sum(len(g) for g in grid) >= rows:
+            break
+    return np.concatenate(np.concatenate(grid)[:rows], axis=0)
+
+
 def train(config, steps, eval_every, features, seed=0, report=print,
-          l1_weight=0.0) -> list[dict]:
+          l1_weight=0.0, samples="") -> list[dict]:
     """Trains T on oracle keypoints; returns the evaluations (step, oracle, copy, mask).
 
     The loss is stage 1's perceptual term (scaled as the trainer scales it) plus `l1_weight`
@@ -117,7 +137,11 @@ def train(config, steps, eval_every, features, seed=0, report=print,
                    f"{rec['ssim']:.4f} PSNR {rec['psnr']:.2f} dB L1 where changed "
                    f"{rec['changed_l1']:.4f} | copying the source SSIM {copy['ssim']:.4f} PSNR "
                    f"{copy['psnr']:.2f} dB L1 {copy['changed_l1']:.4f} | mean mask "
-                   f"{result['mean_mask']:.3f}")
+                   f"{result['mean_mask']:.3f}, crude image L1 where changed "
+                   f"{result['crude_changed_l1']:.4f}")
+    if samples:
+        Image.fromarray(sample_grid(translator, config)).save(samples)
+        report(f"wrote {samples}")
     return results
 
 
@@ -133,7 +157,7 @@ def main(argv):
     if f.l1_weight:
         print(f"plus {f.l1_weight:g} x pixel L1 (not in the paper)", flush=True)
     train(config, f.steps, f.eval_every, features, f.seed,
-          report=lambda line: print(line, flush=True), l1_weight=f.l1_weight)
+          report=lambda line: print(line, flush=True), l1_weight=f.l1_weight, samples=f.samples)
 
 
 if __name__ == "__main__":

@@ -190,14 +190,18 @@ def reconstruction_metrics(batches: Iterable, translate) -> dict:
     `translate` returns T's outputs (a dict with `"image"` and `"mask"`). Returns
     `{"reconstruction": ..., "copy_source_baseline": ...}`, each `frame_metrics` plus
     `"changed_l1"` (`changed_region_l1`), for T's images and for copying the source, and the
-    share of changed pixels `"changed_fraction"` and T's mean mask `"mean_mask"`.
+    share of changed pixels `"changed_fraction"` and T's mean mask `"mean_mask"`. When the
+    outputs have T's crude image (`"crude"`, before the blend with the source), also its L1
+    where the frame changed, `"crude_changed_l1"`: what T draws where its mask is shut.
     """
-    recon, copy, masks = [], [], []
+    recon, copy, crude, masks = [], [], [], []
     for batch in batches:
         source, target = batch["source"], batch["target"]
         outputs = translate(batch)
         recon.append((outputs["image"], target, source))
         copy.append((source, target, source))
+        if "crude" in outputs:
+            crude.append((outputs["crude"], target, source))
         masks.append(float(tf.reduce_mean(outputs["mask"])))
     result = {}
     for name, triples in (("reconstruction", recon), ("copy_source_baseline", copy)):
@@ -206,4 +210,6 @@ def reconstruction_metrics(batches: Iterable, translate) -> dict:
         result[name]["changed_l1"] = changed["l1"]
     result["changed_fraction"] = changed["changed_fraction"]
     result["mean_mask"] = sum(masks) / len(masks)
+    if crude:
+        result["crude_changed_l1"] = changed_region_l1(crude)["l1"]
     return result
