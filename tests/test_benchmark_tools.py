@@ -183,7 +183,7 @@ def test_translator_oracle_trains_t_on_joints_and_reports_against_copying(tmp_pa
     lines = []
     samples = tmp_path / "samples.png"
     results = tool.train(config, steps=3, eval_every=2, features=features, report=lines.append,
-                         l1_weight=1.0, samples=str(samples))
+                         l1_weight=1.0, samples=str(samples), crude_weight=0.5)
     assert [r["step"] for r in results] == [2, 3] and len(lines) == 3
     # Copying the source does not depend on T; T's reconstruction and mask are real numbers.
     assert results[0]["copy_source_baseline"] == results[1]["copy_source_baseline"]
@@ -200,3 +200,7 @@ def test_translator_oracle_trains_t_on_joints_and_reports_against_copying(tmp_pa
     first = next(iter(pipelines.stage1_dataset(config, split="test")))
     np.testing.assert_array_equal(grid[:32, :32], visualize.to_uint8(first["source"][0]))
     np.testing.assert_array_equal(grid[:32, 32:64], visualize.to_uint8(first["target"][0]))
+    # The crude image's loss term changes the training (same seed and data otherwise).
+    without = tool.train(config, steps=3, eval_every=3, features=features, report=lines.append,
+                         l1_weight=1.0)
+    assert without[-1]["crude_changed_l1"] != results[-1]["crude_changed_l1"]

@@ -49,6 +49,9 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                       flag_values=fv)
     flags.DEFINE_float("l1_weight", 0.0, "Weight of a pixel L1 term added to the perceptual "
                        "loss (not in the paper).", flag_values=fv)
+    flags.DEFINE_float("crude_weight", 0.0, "Weight of the perceptual loss of T's crude image "
+                       "(before the blend) added to the loss (not in the paper).",
+                       flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of T's initial weights and of the data order.",
                          flag_values=fv)
     flags.DEFINE_string("samples", "", "PNG to write at the end: source | target | crude | "
@@ -102,11 +105,12 @@ def sample_grid(translator, config, rows: int = 6) -> np.ndarray:
 
 
 def train(config, steps, eval_every, features, seed=0, report=print,
-          l1_weight=0.0, samples="") -> list[dict]:
+          l1_weight=0.0, samples="", crude_weight=0.0) -> list[dict]:
     """Trains T on oracle keypoints; returns the evaluations (step, oracle, copy, mask).
 
     The loss is stage 1's perceptual term (scaled as the trainer scales it) plus `l1_weight`
-    times the pixel L1 to the target (not in the paper; 0 by default).
+    times the pixel L1 to the target and `crude_weight` times the perceptual term of T's
+    crude image (neither in the paper; 0 by default).
     """
     translator = build_translator(config, seed)
     scale = float(getattr(features, "loss_scale", 1.0))
@@ -120,6 +124,9 @@ def train(config, steps, eval_every, features, seed=0, report=print,
             out = translator(oracle_inputs(batch), training=True)
             loss = scale * losses.perceptual_loss(target_features, features(out["image"]))
             loss += l1_weight * losses.l1_loss(batch["target"], out["image"])
+            if crude_weight:
+                loss += crude_weight * scale * losses.perceptual_loss(
+                    target_features, features(out["crude"]))
         variables = translator.trainable_variables
         optimizer.apply(tape.gradient(loss, variables), variables)
         return loss
@@ -156,8 +163,12 @@ def main(argv):
           f"perceptual {features.source}", flush=True)
     if f.l1_weight:
         print(f"plus {f.l1_weight:g} x pixel L1 (not in the paper)", flush=True)
+    if f.crude_weight:
+        print(f"plus {f.crude_weight:g} x the crude image's perceptual term (not in the paper)",
+              flush=True)
     train(config, f.steps, f.eval_every, features, f.seed,
-          report=lambda line: print(line, flush=True), l1_weight=f.l1_weight, samples=f.samples)
+          report=lambda line: print(line, flush=True), l1_weight=f.l1_weight, samples=f.samples,
+          crude_weight=f.crude_weight)
 
 
 if __name__ == "__main__":
