@@ -167,16 +167,16 @@ class _Run:
             generator = self.generator
             x0 = generator.preprocess(self.test_videos()["frames"][:, 0])
             k0 = generator.detector(x0, training=False)
+            first = np.asarray(k0)[:, None]
             samples = max(1, int(self.config.eval.motion_samples))
             sequences, labels = [], []
             for label in range(self.config.num_classes):
+                condition = np.full(len(x0), label, np.int32)
                 for sample in range(samples):
-                    labels_b = np.full(len(x0), label, np.int32)
                     future = generator.motion_generator.sample(
-                        k0, labels_b, seed=self.seed + 1000 * label + sample)
-                    sequences.append(np.concatenate(
-                        [np.asarray(k0)[:, None], np.asarray(future)], axis=1))
-                    labels.append(labels_b)
+                        k0, condition, seed=self.seed + 1000 * label + sample)
+                    sequences.append(np.concatenate([first, np.asarray(future)], axis=1))
+                    labels.append(condition)
             return {"keypoints": np.concatenate(sequences).astype(np.float32),
                     "labels": np.concatenate(labels)}
 
@@ -245,23 +245,22 @@ def _sequences(pseudo: list[dict], seq_len: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _joint_sequences(config, seq_len: int, num_test: int) -> dict | None:
-    """Ground-truth joint sequences `{"train": (x, y), "test": (x, y)}` sampled like
+    """Ground-truth joint sequences `{"train": (x, y), "test": (x, y)}` sampled by
     `_sequences`, or None for a data set without joints."""
-    from kpvp.data import pipelines, readers
+    from kpvp.data import readers
 
     out = {}
     for split, limit in (("train", 0), ("test", num_test)):
         source = readers.open_source(config, split)
         if not source.has_joints:
             return None
-        seqs, labels = [], []
+        tracks = []
         for element in readers.iter_valid(source):
-            joints = np.asarray(element["joints"], np.float32)
-            seqs.append(pipelines.temporal_sample(joints, seq_len, 0).numpy())
-            labels.append(int(element["label"]))
-            if limit and len(labels) == limit:
+            tracks.append({"keypoints": np.asarray(element["joints"], np.float32),
+                           "label": int(element["label"])})
+            if limit and len(tracks) == limit:
                 break
-        out[split] = (np.stack(seqs), np.array(labels, np.int32))
+        out[split] = _sequences(tracks, seq_len)
     return out
 
 
