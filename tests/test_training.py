@@ -150,3 +150,26 @@ def test_checkpoint_saves_every_weight_of_networks_with_layer_lists(tmp_path):
     assert non_trainable  # BatchNorm moving statistics
     for va, vb in zip(a.detector.weights, b.detector.weights):
         np.testing.assert_array_equal(va.numpy(), vb.numpy())
+
+
+def _cpu_allocator_pools(env_value):
+    """Runs a fresh interpreter that imports kpvp first; True if TF's CPU allocator keeps
+    statistics, which only the pooling (BFC) allocator does."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    if env_value is not None:
+        env["TF_CPU_ALLOCATOR_USE_BFC"] = env_value
+    code = ("import kpvp, tensorflow as tf\n"
+            "x = tf.random.normal((256, 256)); _ = x @ x\n"
+            "try:\n    tf.config.experimental.get_memory_info('CPU:0'); print('pool')\n"
+            "except ValueError:\n    print('default')\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    return out.stdout.strip().splitlines()[-1] == "pool"
+
+
+def test_importing_kpvp_makes_tensorflow_pool_cpu_memory_unless_the_user_says_otherwise():
+    assert _cpu_allocator_pools(None)
+    assert not _cpu_allocator_pools("false")
