@@ -4,7 +4,8 @@
 
 (TensorFlow Serving expects one numbered version folder per model version, hence the `/1`.)
 
-The SavedModel holds Q, M and T and two signatures:
+The SavedModel holds Q, the decoder of M (its encoder is not needed to sample) and T, and two
+signatures:
 
 * `serving_default`: `images` uint8 `[B, H, W, 3]` (any H, W), `actions` int32 `[B]`,
   `seed` int32 `[]` -> `video` uint8 `[B, T+1, S, S, 3]` (frame 0 is the input image, resized
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import types
 
 import tensorflow as tf
 from absl import app, flags, logging
@@ -109,19 +111,23 @@ class ServingModule(tf.Module):
         self._num_classes = len(class_names)
         self._size = generator.image_size
         self._latent_dim = int(motion.latent_dim)
-        self.detector = generator.detector
-        self.motion_generator = motion
-        self.translator = generator.translator
-        # Every weight listed on the module itself, as Keras's own SavedModel export does, so
-        # no weight depends on how a network holds its layers (Keras 3 keeps list-held layers
-        # out of tf.train.Checkpoint's object graph).
-        self.network_variables = [v.value if hasattr(v, "value") else v
-                                  for net in (self.detector, motion, self.translator)
-                                  for v in net.variables]
+        self._conditional = bool(motion.conditional)
+        # The networks are held where tf.Module does not track them (a SimpleNamespace), and
+        # their weights are listed once on the module itself, as Keras's own SavedModel export
+        # does: tracked as Keras models too, Q's and T's weights were saved twice (Keras 3
+        # variables and their TF variables are separate checkpoint objects), and list-held
+        # layers would depend on how each network holds them. Only M's decoder serves (z comes
+        # from the seed, not from M's encoder), so M's encoder weights stay out of the file.
+        self._nets = types.SimpleNamespace(detector=generator.detector,
+                                           translator=generator.translator,
+                                           decode_motion=motion.decode)
+        weights = (generator.detector.variables + motion.decoder_variables
+                   + generator.translator.variables)
+        self.network_variables = [v.value if hasattr(v, "value") else v for v in weights]
         self.class_names = tf.Variable(list(class_names), trainable=False, name="class_names")
         self.image_size = tf.Variable(self._size, trainable=False, name="image_size")
         self.num_steps = tf.Variable(int(motion.num_steps), trainable=False, name="num_steps")
-        self.num_keypoints = tf.Variable(int(self.detector.num_keypoints), trainable=False,
+        self.num_keypoints = tf.Variable(int(generator.detector.num_keypoints), trainable=False,
                                          name="num_keypoints")
 
     # autograph off: the code has no Python control flow on tensors, and converting the Keras
@@ -130,7 +136,7 @@ class ServingModule(tf.Module):
     def detect_keypoints(self, images):
         """Q: uint8 `[B, H, W, 3]` -> dict(keypoints float32 `[B, K, 2]`)."""
         x0 = resize_and_crop(images, self._size)
-        return {"keypoints": self.detector(x0, training=False)}
+        return {"keypoints": self._nets.detector(x0, training=False)}
 
     @tf.function(input_signature=[IMAGES_SPEC, ACTIONS_SPEC, SEED_SPEC], autograph=False)
     def generate(self, images, actions, seed):
@@ -150,10 +156,10 @@ class ServingModule(tf.Module):
         with tf.control_dependencies(checks):
             actions = tf.identity(actions)
         x0 = resize_and_crop(images, self._size)
-        k0 = self.detector(x0, training=False)
+        k0 = self._nets.detector(x0, training=False)
         z = latent_noise(seed, batch, self._latent_dim)
-        future = self.motion_generator.decode(z, k0, actions, training=False)
-        frames, masks = render_frames(self.translator, x0, k0, future)
+        future = self._nets.decode_motion(z, k0, actions, training=False)
+        frames, masks = render_frames(self._nets.translator, x0, k0, future)
         frames = tf.concat([x0[:, None], frames], axis=1)
         masks = tf.concat([tf.zeros_like(masks[:, :1]), masks], axis=1)
         video = tf.cast(tf.round((frames + 1.0) * 127.5), tf.uint8)
@@ -170,7 +176,7 @@ class ServingModule(tf.Module):
             "num_keypoints": k,
             "num_frames": frames,
             "latent_dim": self._latent_dim,
-            "class_conditional": bool(self.motion_generator.conditional),
+            "class_conditional": self._conditional,
             "signatures": {
                 "serving_default": {
                     "inputs": {"images": "uint8 [B, H, W, 3]", "actions": "int32 [B]",

@@ -181,6 +181,25 @@ def test_cli_writes_savedmodel_and_metadata(exported):
     assert set(info["signatures"]) == {"serving_default", "detect_keypoints"}
 
 
+def test_the_export_holds_q_t_and_only_the_decoder_of_m(exported, loaded, generator):
+    def size(variables):
+        return sum(int(np.prod(v.shape)) for v in variables)
+
+    m = generator.motion_generator
+    expected = (size(generator.detector.variables) + size(m.decoder_variables)
+                + size(generator.translator.variables))
+    assert size(m.variables) > size(m.decoder_variables) > 0  # M's encoder is not empty
+    assert size(loaded.network_variables) == expected
+    # The SavedModel's variables file holds these once each, besides the metadata.
+    metadata = ("_CHECKPOINTABLE_OBJECT_GRAPH", "class_names", "image_size", "num_keypoints",
+                "num_steps")
+    saved = sum(int(np.prod(shape))
+                for name, shape in tf.train.list_variables(str(exported[1] / "variables" /
+                                                               "variables"))
+                if not name.startswith(metadata))
+    assert saved == expected
+
+
 def test_fresh_process_gives_the_in_process_videos(exported, children, generator):
     _, _, config = exported
     started, folder = children

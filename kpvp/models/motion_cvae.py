@@ -100,6 +100,12 @@ class MotionCVAE(keras.Model):
         return [getattr(self, f"decoder_lstm_{i}") for i in range(self.num_layers)]
 
     @property
+    def decoder_variables(self) -> list:
+        """The variables `decode` uses (its FC, LSTMs and output layer; not the encoder's)."""
+        layers = [self.decoder_dense, *self.decoder_lstms, self.output_dense]
+        return [v for layer in layers for v in layer.variables]
+
+    @property
     def conditional(self) -> bool:
         """Whether the action class a is an input (needs `num_classes > 0`)."""
         return self.class_conditional and self.num_classes > 0
