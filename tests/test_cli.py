@@ -51,3 +51,50 @@ def test_saved_config_reloads_and_unknown_saved_fields_are_named(tmp_path):
         json.dump(values, f)
     with pytest.raises(ValueError, match=r"stage1\.mask_warmup_steps.*new --workdir"):
         cli.load_saved_config(path)
+
+
+def _train_stage1(workdir, num_steps):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, "-m", "kpvp.train", "--stage=1", "--dataset=synthetic", "--tiny",
+         f"--workdir={workdir}", f"--num_steps={num_steps}", "--config.stage1.batch_size=2",
+         "--config.stage1.checkpoint_every=2", "--config.data.synthetic_num_train=4",
+         "--config.data.synthetic_num_test=2"],
+        capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _detector_weights(workdir):
+    import keras
+
+    import kpvp.models  # noqa: F401  (registers the networks)
+
+    path = os.path.join(workdir, "stage1", "detector.keras")
+    return [w.copy() for w in keras.models.load_model(path).get_weights()]
+
+
+@pytest.mark.slow
+def test_stage1_cli_trains_exports_from_the_last_checkpoint_and_resumes(tmp_path):
+    import tensorflow as tf
+
+    workdir = str(tmp_path / "run")
+    checkpoints = os.path.join(workdir, "stage1", "checkpoints")
+    _train_stage1(workdir, 2)
+    assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-2")
+    trained = _detector_weights(workdir)
+
+    # Past num_steps already: no training, Q and T exported again from the last checkpoint.
+    for name in ("detector.keras", "translator.keras"):
+        os.remove(os.path.join(workdir, "stage1", name))
+    _train_stage1(workdir, 1)
+    assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-2")
+    again = _detector_weights(workdir)
+    assert all((a == b).all() for a, b in zip(trained, again))
+    assert os.path.exists(os.path.join(workdir, "stage1", "translator.keras"))
+
+    # Resuming trains on from step 2 and changes the weights.
+    _train_stage1(workdir, 4)
+    assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-4")
+    resumed = _detector_weights(workdir)
+    assert any((a != b).any() for a, b in zip(trained, resumed))
