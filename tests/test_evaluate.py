@@ -50,8 +50,17 @@ def test_markdown_report_shows_every_number():
                                  "real": 1.0, "generated": 0.5625,
                                  "generated_unconditional": 0.0625,
                                  "generated_follows_random_condition": 0.6875}},
-                  "keypoints": {"skipped": "no joints"}}}
+                  "keypoints": {"skipped": "no joints"},
+                  "transfer": {"transfer": {"l1": 0.01234, "changed_l1": 0.09876, "ssim": 0.8765,
+                                            "psnr": 27.125, "num_frames": 128},
+                               "static_baseline": {"l1": 0.02346, "changed_l1": 0.2345,
+                                                   "ssim": 0.8123, "psnr": 23.5,
+                                                   "num_frames": 128},
+                               "num_videos": 4, "num_frames": 33}}}
     text = evaluate.format_markdown(report)
+    for expected in ("0.0123", "0.0988", "0.8765", "27.12", "0.0235", "0.2345", "0.8123", "23.50",
+                     "4 test videos of 33 frames"):
+        assert expected in text
     for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints",
                      "0.0432", "0.2468", "3.8 %", "mask 0.125", "0.1358", "0.375", "0.312", "0.188",
                      "0.438", "(256 sequences)", "condition 0.266", "0.938", "0.562", "0.062",
@@ -130,7 +139,7 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     metrics = report["metrics"]
-    assert set(metrics) == {"fvd", "action", "keypoints", "ssim"}
+    assert set(metrics) == {"fvd", "action", "keypoints", "ssim", "transfer"}
     fvd = metrics["fvd"]
     assert fvd["num_videos"] == 4 and fvd["num_frames"] == 9
     assert fvd["fvd"] >= 0 and fvd["fvd_static_baseline"] >= 0
@@ -159,6 +168,12 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
     assert ssim["copy_source_baseline"]["changed_l1"] > 0.05
     assert 0 < ssim["changed_fraction"] < 1 and 0 <= ssim["mean_mask"] <= 1
     assert 0 < ssim["crude_changed_l1"] <= 1
+    transfer = metrics["transfer"]
+    assert transfer["num_videos"] == 4
+    for key in ("transfer", "static_baseline"):
+        assert 0 < transfer[key]["l1"] < 1 and 0 < transfer[key]["changed_l1"] < 1
+        assert transfer[key]["num_frames"] == 4 * (transfer["num_frames"] - 1)
+    assert transfer["static_baseline"]["changed_l1"] > 0.05
     markdown = (tmp_path / "report.md").read_text()
     assert f"{fvd['fvd']:.1f}" in markdown
     assert "FVD" in proc.stdout and "SSIM" in proc.stdout

@@ -12,6 +12,7 @@ from kpvp.models import keypoint_detector, translator as translator_lib
 from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.translator import MaskedTranslator, masked_blend
 from kpvp.ops import keypoints as kp_ops
+from kpvp.ops import warping
 
 RNG = np.random.default_rng(0)
 
@@ -98,6 +99,39 @@ def test_translator_shared_checks(tmp_path):
     assert crude.min() >= -1 and crude.max() <= 1
     np.testing.assert_allclose(
         np.asarray(outputs["image"]), mask * crude + (1 - mask) * inputs[0], atol=1e-6)
+
+
+def test_warping_translator_shared_checks_and_blend_with_the_warped_source(tmp_path):
+    translator = small_translator(warp=True, warp_inv_std=6.0, warp_background=0.05)
+    source, source_kp, target_kp = random_images(2, 32), random_keypoints(2, 4), \
+        random_keypoints(2, 4)
+    outputs = model_checks.check_network(
+        translator, [source, source_kp, target_kp],
+        {"image": (2, 32, 32, 3), "crude": (2, 32, 32, 3), "mask": (2, 32, 32, 1),
+         "warped": (2, 32, 32, 3)}, tmp_path)
+    warped = np.asarray(warping.keypoint_warp(source, source_kp, target_kp, 6.0, 0.05))
+    np.testing.assert_allclose(np.asarray(outputs["warped"]), warped, atol=1e-6)
+    assert np.abs(warped - source).max() > 0.1  # the keypoints moved, so did the pixels
+    mask, crude = np.asarray(outputs["mask"]), np.asarray(outputs["crude"])
+    np.testing.assert_allclose(np.asarray(outputs["image"]),
+                               mask * crude + (1 - mask) * warped, atol=1e-6)
+    # With the mask shut, the same keypoints in source and target give back the source.
+    kernel, _ = translator.mask_head.get_weights()
+    translator.mask_head.set_weights([np.zeros_like(kernel), np.full((1,), -1e4, np.float32)])
+    still = translator([source, source_kp, source_kp])
+    np.testing.assert_allclose(np.asarray(still["image"]), source, atol=1e-5)
+
+
+def test_translator_warps_only_when_the_config_says_so():
+    config = configs.get_config("synthetic", "tiny")
+    assert not translator_lib.from_config(config).warp  # the paper's T by default
+    config.stage1.translator_warp = True
+    config.stage1.warp_inv_std = 7.0
+    translator = translator_lib.from_config(config)
+    assert translator.warp and translator.warp_inv_std == 7.0
+    assert translator.warp_background == config.stage1.warp_background
+    with pytest.raises(ValueError, match="warp_background"):
+        small_translator(warp=True, warp_background=0.0)
 
 
 def test_masked_blend_hand_values():

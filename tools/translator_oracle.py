@@ -45,6 +45,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                        flag_values=fv)
     flags.DEFINE_float("gaussian_inv_std", None, "Gaussian maps' inv_std (default: config's).",
                        flag_values=fv)
+    flags.DEFINE_bool("warp", None, "Blend with the source warped by the keypoints "
+                      "(config.stage1.translator_warp; default: the config's).", flag_values=fv)
     flags.DEFINE_enum("perceptual", "auto", list(perceptual.KINDS), "Perceptual network.",
                       flag_values=fv)
     flags.DEFINE_float("l1_weight", 0.0, "Weight of a pixel L1 term added to the perceptual "
@@ -60,7 +62,7 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
 
 
 def make_config(dataset="synthetic", tiny=False, data_dir=None, learning_rate=None,
-                gaussian_inv_std=None):
+                gaussian_inv_std=None, warp=None):
     config = configs.get_config(dataset, "tiny" if tiny else "full")
     config.num_keypoints = 13  # the joints are the keypoints
     if data_dir:
@@ -69,6 +71,8 @@ def make_config(dataset="synthetic", tiny=False, data_dir=None, learning_rate=No
         config.stage1.learning_rate = float(learning_rate)
     if gaussian_inv_std is not None:
         config.stage1.gaussian_inv_std = float(gaussian_inv_std)
+    if warp is not None:
+        config.stage1.translator_warp = bool(warp)
     if not readers.open_source(config, "test").has_joints:
         raise ValueError(f"{dataset} has no ground-truth joints; the oracle needs them")
     return config
@@ -155,12 +159,13 @@ def train(config, steps, eval_every, features, seed=0, report=print,
 def main(argv):
     del argv
     f = flags.FLAGS
-    config = make_config(f.dataset, f.tiny, f.data_dir, f.learning_rate, f.gaussian_inv_std)
+    config = make_config(f.dataset, f.tiny, f.data_dir, f.learning_rate, f.gaussian_inv_std,
+                         f.warp)
     features = perceptual.make_perceptual_network(f.perceptual, config.stage1.vgg19_weights)
     print(f"T on ground-truth joints: {f.dataset}{' (tiny)' if f.tiny else ''}, "
           f"{config.image_size}x{config.image_size}, batch {config.stage1.batch_size}, lr "
           f"{config.stage1.learning_rate:g}, gaussian inv_std {config.stage1.gaussian_inv_std:g}, "
-          f"perceptual {features.source}", flush=True)
+          f"perceptual {features.source}, warp {config.stage1.translator_warp}", flush=True)
     if f.l1_weight:
         print(f"plus {f.l1_weight:g} x pixel L1 (not in the paper)", flush=True)
     if f.crude_weight:

@@ -70,6 +70,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.gaussian_inv_std = 14.3  # (code) exp(-d^2 * 14.3^2), d in [-1, 1] units
     s1.detector_filters = (32, 64, 128, 256)  # (code) hourglass widths
     s1.translator_filters = (64, 128, 256)  # (code) image encoder to 32x32x128
+    # Not in the paper: T blends its crude image with the source warped by the keypoints
+    # instead of the source itself (kpvp/ops/warping.py; experiments/README.md).
+    s1.translator_warp = False
+    s1.warp_inv_std = 10.0  # reach of each keypoint in the warp, [-1, 1] units
+    s1.warp_background = 0.01  # weight of the still background against a keypoint's peak
     s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # (code) 6 stride-2 convs
     # mixed_bfloat16: faster only where the hardware has bf16 units (AVX512_BF16/AMX CPUs, GPUs,
     # TPUs); measured 5x SLOWER for stage 1 on an AVX2-only CPU (tools/benchmark_train.py).

@@ -13,11 +13,16 @@ Architecture (the authors' widths at a 128x128 input, `filters=(64, 128, 256)`):
   * two heads at full resolution: the crude image `v_crude` (conv3x3, 3 channels, tanh so it
     lies in the image range [-1, 1]) and the mask `m` (conv3x3, 1 channel, sigmoid).
 The output is the blend `v_hat = m * v_crude + (1 - m) * s` (`masked_blend`).
+
+`warp=True` (not in the paper; experiments/README.md, "The warping translator") blends with the
+source moved by the keypoints instead, `v_hat = m * v_crude + (1 - m) * W(s; k, k')`
+(`kpvp.ops.warping.keypoint_warp`); the networks are the same.
 """
 import keras
 from keras import ops
 
 from kpvp import layers
+from kpvp.ops import warping
 
 
 def masked_blend(mask, crude, source):
@@ -38,7 +43,9 @@ class MaskedTranslator(keras.Model):
     [-1, 1] (H = W = `image_size`) and keypoints `[B, K, 2]` returns a dict:
       * `"image"`: `v_hat` `[B, H, W, 3]`, the blend of the crude image and the source;
       * `"crude"`: `v_crude` `[B, H, W, 3]` in [-1, 1] (tanh);
-      * `"mask"`: `m` `[B, H, W, 1]` in [0, 1] (sigmoid), 1 where `v_crude` is used.
+      * `"mask"`: `m` `[B, H, W, 1]` in [0, 1] (sigmoid), 1 where `v_crude` is used;
+      * with `warp=True` also `"warped"`: `W(s; k, k')` `[B, H, W, 3]`, what the blend takes
+        where the mask is 0.
     All outputs are float32. To render many targets from one source, run
     `encode_source` once and `decode` per target (batch sizes must match: repeat the
     features along the batch axis).
@@ -53,11 +60,16 @@ class MaskedTranslator(keras.Model):
       encoder_filters: source encoder widths per level (default: half of `filters`).
       bottleneck_depth: stride-2 levels of the U-Net below `gaussian_size`.
       norm: "batch" (the authors'), "instance" or "none", in every conv block.
+      warp: blend with the source warped from `k` to `k'` instead of the source (not in the
+        paper).
+      warp_inv_std, warp_background: the warp's keypoint reach and still-background weight
+        (`kpvp.ops.warping.keypoint_flow`).
     """
 
     def __init__(self, image_size, num_keypoints, filters=(64, 128, 256), gaussian_size=32,
                  gaussian_inv_std=14.3, encoder_filters=None, bottleneck_depth=2,
-                 norm="batch", **kwargs):
+                 norm="batch", warp=False, warp_inv_std=10.0, warp_background=0.01,
+                 **kwargs):
         super().__init__(**kwargs)
         self.image_size = int(image_size)
         self.num_keypoints = int(num_keypoints)
@@ -69,6 +81,9 @@ class MaskedTranslator(keras.Model):
         self.encoder_filters = tuple(int(f) for f in encoder_filters)
         self.bottleneck_depth = int(bottleneck_depth)
         self.norm = norm
+        self.warp = bool(warp)
+        self.warp_inv_std = float(warp_inv_std)
+        self.warp_background = float(warp_background)
         self._check_arguments()
 
         def block(width, kernel_size=3, strides=1, name=None):
@@ -112,6 +127,10 @@ class MaskedTranslator(keras.Model):
         if self.norm not in layers.NORMS:
             raise ValueError(f"MaskedTranslator: norm must be one of {layers.NORMS}, "
                              f"got {self.norm!r}")
+        if self.warp_inv_std <= 0 or self.warp_background <= 0:
+            raise ValueError(
+                "MaskedTranslator: warp_inv_std and warp_background must be > 0, got "
+                f"{self.warp_inv_std}, {self.warp_background}")
         if self.num_keypoints < 1 or self.gaussian_inv_std <= 0:
             raise ValueError(
                 "MaskedTranslator: num_keypoints must be >= 1 and gaussian_inv_std > 0, got "
@@ -158,8 +177,13 @@ class MaskedTranslator(keras.Model):
                 x = layer(x, training=training)
         crude = self.crude_head(x)
         mask = self.mask_head(x)
-        image = masked_blend(mask, crude, ops.cast(source_image, "float32"))
-        return {"image": image, "crude": crude, "mask": mask}
+        base = ops.cast(source_image, "float32")
+        outputs = {"crude": crude, "mask": mask}
+        if self.warp:
+            base = outputs["warped"] = warping.keypoint_warp(
+                base, source_kp, target_kp, self.warp_inv_std, self.warp_background)
+        outputs["image"] = masked_blend(mask, crude, base)
+        return outputs
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
@@ -175,7 +199,8 @@ class MaskedTranslator(keras.Model):
                       filters=list(self.filters), gaussian_size=self.gaussian_size,
                       gaussian_inv_std=self.gaussian_inv_std,
                       encoder_filters=list(self.encoder_filters),
-                      bottleneck_depth=self.bottleneck_depth, norm=self.norm)
+                      bottleneck_depth=self.bottleneck_depth, norm=self.norm, warp=self.warp,
+                      warp_inv_std=self.warp_inv_std, warp_background=self.warp_background)
         return config
 
 
@@ -186,4 +211,6 @@ def from_config(config, **kwargs) -> MaskedTranslator:
     return MaskedTranslator(image_size=config.image_size, num_keypoints=config.num_keypoints,
                             filters=tuple(s1.translator_filters),
                             gaussian_size=s1.gaussian_size,
-                            gaussian_inv_std=s1.gaussian_inv_std, norm=s1.norm, **kwargs)
+                            gaussian_inv_std=s1.gaussian_inv_std, norm=s1.norm,
+                            warp=s1.translator_warp, warp_inv_std=s1.warp_inv_std,
+                            warp_background=s1.warp_background, **kwargs)

@@ -1,0 +1,90 @@
+"""Moving the source image's pixels with its keypoints: a keypoint-driven backward warp.
+
+Not in the paper. T there redraws the target from encoded source features and keypoint maps
+alone; `MaskedTranslator(warp=True)` blends its crude image with this warp of the source
+instead of the source itself (experiments/README.md, "The warping translator").
+
+The flow follows Siarohin et al.'s Monkey-Net: each pixel `u` of the target frame moves with the
+target keypoints near it and the background stays still,
+
+    u -> u + sum_k w_k(u) (k_k - k'_k),    w(u) = softmax([-|u - k'_1|^2 c, ..., -|u - k'_K|^2 c,
+                                                         log(background)]),  c = inv_std^2,
+
+and the warped image samples the source at the moved position (bilinear, the border pixels
+repeated beyond the edges). Coordinates follow `kpvp.ops.keypoints`: `(x, y)` in [-1, 1],
+corners at +-1. Everything is differentiable in the keypoints, so Q learns through the warp.
+"""
+import math
+
+from keras import ops
+
+from kpvp.ops import keypoints as kp_ops
+
+
+def bilinear_sample(images, coords):
+    """Samples `images` `[B, H, W, C]` at `coords` `[B, h, w, 2]` (x, y) -> `[B, h, w, C]`.
+
+    Bilinear interpolation between pixel centres; outside the image the nearest border pixel
+    is used. Differentiable in `images` and `coords`.
+    """
+    if len(images.shape) != 4 or images.shape[1] is None or images.shape[2] is None:
+        raise ValueError(f"images must be [B, H, W, C] with a static H and W, got shape "
+                         f"{tuple(images.shape)}")
+    if len(coords.shape) != 4 or coords.shape[-1] != 2:
+        raise ValueError(f"coords must be [B, h, w, 2] (x, y), got shape {tuple(coords.shape)}")
+    height, width, channels = images.shape[1], images.shape[2], images.shape[3]
+    out_h, out_w = coords.shape[1], coords.shape[2]
+    images = ops.cast(images, "float32")
+    coords = ops.cast(coords, "float32")
+    # Pixel-index coordinates: the centre of column i is at i.
+    x = (coords[..., 0] + 1.0) * (width / 2.0) - 0.5
+    y = (coords[..., 1] + 1.0) * (height / 2.0) - 0.5
+    x0, y0 = ops.floor(x), ops.floor(y)
+    wx, wy = (x - x0)[..., None], (y - y0)[..., None]
+    flat = ops.reshape(images, (-1, height * width, channels))
+
+    def corner(row, col):
+        row = ops.cast(ops.clip(row, 0, height - 1), "int32")
+        col = ops.cast(ops.clip(col, 0, width - 1), "int32")
+        index = ops.reshape(row * width + col, (-1, out_h * out_w, 1))
+        values = ops.take_along_axis(flat, ops.repeat(index, channels, axis=-1), axis=1)
+        return ops.reshape(values, (-1, out_h, out_w, channels))
+
+    top = (1.0 - wx) * corner(y0, x0) + wx * corner(y0, x0 + 1.0)
+    bottom = (1.0 - wx) * corner(y0 + 1.0, x0) + wx * corner(y0 + 1.0, x0 + 1.0)
+    return (1.0 - wy) * top + wy * bottom
+
+
+def keypoint_flow(source_kp, target_kp, size, inv_std, background):
+    """Where each target pixel comes from in the source: `[B, size, size, 2]` (x, y).
+
+    `source_kp` `k`, `target_kp` `k'`: `[B, K, 2]`. `inv_std` sets the reach of each keypoint
+    (as in `kp_ops.gaussian_maps`); `background` (> 0) is the weight of the still background
+    against a keypoint's peak weight 1.
+    """
+    if background <= 0 or inv_std <= 0:
+        raise ValueError(f"keypoint_flow: background and inv_std must be > 0, got "
+                         f"{background}, {inv_std}")
+    source_kp = ops.cast(source_kp, "float32")
+    target_kp = ops.cast(target_kp, "float32")
+    maps = kp_ops.gaussian_maps(target_kp, size, inv_std)  # [B, h, w, K], exp of the logits
+    logits = ops.log(ops.maximum(maps, 1e-30))
+    logits = ops.concatenate([logits, ops.full_like(logits[..., :1], math.log(background))],
+                             axis=-1)
+    weights = ops.softmax(logits, axis=-1)  # [B, h, w, K + 1]
+    shift = source_kp - target_kp  # [B, K, 2]
+    flow = ops.einsum("bhwk,bkc->bhwc", weights[..., :-1], shift)
+    centres = kp_ops.pixel_centers(size)
+    grid_x, grid_y = ops.meshgrid(centres, centres)  # [h, w] each, x along columns
+    return ops.stack([grid_x, grid_y], axis=-1)[None] + flow
+
+
+def keypoint_warp(images, source_kp, target_kp, inv_std, background):
+    """The source `images` `[B, H, W, C]` moved from `source_kp` to `target_kp` (`[B, K, 2]`).
+
+    Returns `[B, H, W, C]` float32: pixel `u` takes the source's value at `keypoint_flow(u)`.
+    """
+    if images.shape[1] != images.shape[2]:
+        raise ValueError(f"keypoint_warp: images must be square, got {tuple(images.shape)}")
+    coords = keypoint_flow(source_kp, target_kp, images.shape[1], inv_std, background)
+    return bilinear_sample(images, coords)
