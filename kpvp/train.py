@@ -6,7 +6,8 @@
   report, in one workdir (the README's end-to-end job).
 
 Every stage resumes from the last checkpoint in `--workdir`; the run's resolved config, package
-versions and git revision are stored there.
+versions and git revision are stored there. `--export_only` writes the `.keras` files of each
+`--stage` from its last checkpoint without training, to use a run that was stopped early.
 """
 from __future__ import annotations
 
@@ -18,7 +19,26 @@ flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy for the trainers.")
 flags.DEFINE_integer("num_steps", None, "Shortcut for --config.stage1/2.num_steps (both stages).")
+flags.DEFINE_bool("export_only", False, "Write the networks of --stage from its last "
+                  "checkpoint in --workdir without training (use a stopped run); the workdir's "
+                  "config is left as it is.")
 FLAGS = flags.FLAGS
+
+
+def _export_only_steps(config, workdir: str, stage: str) -> None:
+    """Sets each stage's num_steps to its last checkpoint's step (in memory) for --export_only."""
+    import os
+
+    import tensorflow as tf
+
+    for number in ((1, 2) if stage == "all" else (int(stage),)):
+        directory = os.path.join(stages.stage_dir(workdir, number), "checkpoints")
+        latest = tf.train.latest_checkpoint(directory)
+        if latest is None:
+            raise FileNotFoundError(f"--export_only: no stage-{number} checkpoint in {directory}; "
+                                    "train that stage first")
+        config[f"stage{number}"].num_steps = int(latest.rsplit("-", 1)[-1])
+
 
 def main(argv):
     if len(argv) > 1:
@@ -36,7 +56,12 @@ def main(argv):
         config.class_names = tuple(readers.open_source(config, "train").class_names)
         base.finalize(config)
         logging.info("Classes found in %s: %s", config.data.data_dir, config.class_names)
-    cli.save_config(config, FLAGS.workdir)
+    if FLAGS.export_only:
+        if FLAGS.num_steps is not None:
+            raise app.UsageError("--export_only trains nothing: leave out --num_steps")
+        _export_only_steps(config, FLAGS.workdir, FLAGS.stage)
+    else:
+        cli.save_config(config, FLAGS.workdir)
     run_info.update_run_info(FLAGS.workdir)
     logging.info("Workdir %s, dataset %s (%s), stage %s", FLAGS.workdir, config.dataset,
                  config.variant, FLAGS.stage)
@@ -45,7 +70,7 @@ def main(argv):
         stages.run_stage1(config, FLAGS.workdir, strategy)
     if FLAGS.stage in ("2", "all"):
         stages.run_stage2(config, FLAGS.workdir, strategy)
-    if FLAGS.stage == "all":
+    if FLAGS.stage == "all" and not FLAGS.export_only:
         stages.finish_all(config, FLAGS.workdir)
 
 if __name__ == "__main__":

@@ -53,16 +53,25 @@ def test_saved_config_reloads_and_unknown_saved_fields_are_named(tmp_path):
         cli.load_saved_config(path)
 
 
-def _train_stage1(workdir, num_steps):
+def _train_stage1(workdir, num_steps=None, check=True):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    steps = ["--export_only"] if num_steps is None else [f"--num_steps={num_steps}"]
     proc = subprocess.run(
         [sys.executable, "-m", "kpvp.train", "--stage=1", "--dataset=synthetic", "--tiny",
-         f"--workdir={workdir}", f"--num_steps={num_steps}", "--config.stage1.batch_size=2",
+         f"--workdir={workdir}", *steps, "--config.stage1.batch_size=2",
          "--config.stage1.checkpoint_every=2", "--config.data.synthetic_num_train=4",
          "--config.data.synthetic_num_test=2"],
         capture_output=True, text=True, env=env, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    if check:
+        assert proc.returncode == 0, proc.stderr[-3000:]
     return proc
+
+
+def test_export_only_without_a_checkpoint_names_the_missing_directory(tmp_path):
+    proc = _train_stage1(str(tmp_path / "run"), check=False)
+    assert proc.returncode != 0
+    assert "--export_only: no stage-1 checkpoint in" in proc.stderr
+    assert not os.path.exists(tmp_path / "run" / "stage1" / "detector.keras")
 
 
 def _detector_weights(workdir):
@@ -84,14 +93,21 @@ def test_stage1_cli_trains_exports_from_the_last_checkpoint_and_resumes(tmp_path
     assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-2")
     trained = _detector_weights(workdir)
 
-    # Past num_steps already: no training, Q and T exported again from the last checkpoint.
+    # --export_only: no training, Q and T exported again from the last checkpoint, and the
+    # workdir's config keeps its num_steps.
     for name in ("detector.keras", "translator.keras"):
         os.remove(os.path.join(workdir, "stage1", name))
-    _train_stage1(workdir, 1)
+    _train_stage1(workdir)
     assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-2")
     again = _detector_weights(workdir)
     assert all((a == b).all() for a, b in zip(trained, again))
     assert os.path.exists(os.path.join(workdir, "stage1", "translator.keras"))
+    with open(os.path.join(workdir, "config.json"), encoding="utf-8") as f:
+        assert json.load(f)["stage1"]["num_steps"] == 2
+
+    # Past num_steps already: the same without the flag.
+    _train_stage1(workdir, 1)
+    assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-2")
 
     # Resuming trains on from step 2 and changes the weights.
     _train_stage1(workdir, 4)
