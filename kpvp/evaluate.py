@@ -423,14 +423,14 @@ def evaluate_transfer(run: _Run) -> dict:
     transferred = np.stack([run.stage1.transfer(video[0], video)["video"] for video in real])
     static = np.repeat(real[:, :1], real.shape[1], axis=1)
     future = real[:, 1:]
+    future_unit = frame_metrics.to_unit_range(future)
 
     def scores(videos):
         videos = videos[:, 1:]
         # A frame equal to the real one (a still moment copied by the static baseline) counts
         # as one grey level off everywhere (48.1 dB), not as +inf.
         result = frame_metrics.frame_metrics([(videos, future)], max_psnr=20 * np.log10(255.0))
-        unit = lambda x: frame_metrics.to_unit_range(x).numpy()  # noqa: E731
-        result["l1"] = float(np.mean(np.abs(unit(videos) - unit(future))))
+        result["l1"] = float(np.mean(np.abs(frame_metrics.to_unit_range(videos) - future_unit)))
         result["changed_l1"] = frame_metrics.changed_region_l1(
             [(videos, future, static[:, 1:])])["l1"]
         return result

@@ -26,18 +26,18 @@ FLAGS = flags.FLAGS
 
 
 def _export_only_steps(config, workdir: str, stage: str) -> None:
-    """Sets each stage's num_steps to its last checkpoint's step (in memory) for --export_only."""
+    """For --export_only: checks each stage has a checkpoint and sets its num_steps to 0 (in
+    memory), so that the stage restores its last checkpoint, trains nothing and exports."""
     import os
 
     import tensorflow as tf
 
     for number in ((1, 2) if stage == "all" else (int(stage),)):
         directory = os.path.join(stages.stage_dir(workdir, number), "checkpoints")
-        latest = tf.train.latest_checkpoint(directory)
-        if latest is None:
+        if tf.train.latest_checkpoint(directory) is None:
             raise FileNotFoundError(f"--export_only: no stage-{number} checkpoint in {directory}; "
                                     "train that stage first")
-        config[f"stage{number}"].num_steps = int(latest.rsplit("-", 1)[-1])
+        config[f"stage{number}"].num_steps = 0
 
 
 def main(argv):

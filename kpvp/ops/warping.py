@@ -7,15 +7,15 @@ instead of the source itself (experiments/README.md, "The warping translator").
 The flow follows Siarohin et al.'s Monkey-Net: each pixel `u` of the target frame moves with the
 target keypoints near it and the background stays still,
 
-    u -> u + sum_k w_k(u) (k_k - k'_k),    w(u) = softmax([-|u - k'_1|^2 c, ..., -|u - k'_K|^2 c,
-                                                         log(background)]),  c = inv_std^2,
+    u -> u + sum_k w_k(u) (k_k - k'_k),    w_k(u) = g_k(u) / (sum_j g_j(u) + background),
+
+with `g_k(u) = exp(-|u - k'_k|^2 inv_std^2)` the gaussian map of target keypoint k (a softmax
+over the keypoints' log-gaussians and `log(background)` for the still background),
 
 and the warped image samples the source at the moved position (bilinear, the border pixels
 repeated beyond the edges). Coordinates follow `kpvp.ops.keypoints`: `(x, y)` in [-1, 1],
 corners at +-1. Everything is differentiable in the keypoints, so Q learns through the warp.
 """
-import math
-
 from keras import ops
 
 from kpvp.ops import keypoints as kp_ops
@@ -67,13 +67,10 @@ def keypoint_flow(source_kp, target_kp, size, inv_std, background):
                          f"{background}, {inv_std}")
     source_kp = ops.cast(source_kp, "float32")
     target_kp = ops.cast(target_kp, "float32")
-    maps = kp_ops.gaussian_maps(target_kp, size, inv_std)  # [B, h, w, K], exp of the logits
-    logits = ops.log(ops.maximum(maps, 1e-30))
-    logits = ops.concatenate([logits, ops.full_like(logits[..., :1], math.log(background))],
-                             axis=-1)
-    weights = ops.softmax(logits, axis=-1)  # [B, h, w, K + 1]
+    maps = kp_ops.gaussian_maps(target_kp, size, inv_std)  # [B, h, w, K]
+    weights = maps / (ops.sum(maps, axis=-1, keepdims=True) + background)
     shift = source_kp - target_kp  # [B, K, 2]
-    flow = ops.einsum("bhwk,bkc->bhwc", weights[..., :-1], shift)
+    flow = ops.einsum("bhwk,bkc->bhwc", weights, shift)
     centres = kp_ops.pixel_centers(size)
     grid_x, grid_y = ops.meshgrid(centres, centres)  # [h, w] each, x along columns
     return ops.stack([grid_x, grid_y], axis=-1)[None] + flow
