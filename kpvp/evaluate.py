@@ -161,24 +161,13 @@ class _Run:
 
     def motion_samples(self) -> dict:
         """M's keypoint sequences (no rendering) from the first frame of every test video,
-        `config.eval.motion_samples` per video and per class condition: sequences
-        `[N * C * S, T + 1, K, 2]` (k0 first) and the class each was conditioned on."""
+        `config.eval.motion_samples` per video and per class condition (`sample_motions`)."""
         def make():
             generator = self.generator
             x0 = generator.preprocess(self.test_videos()["frames"][:, 0])
             k0 = generator.detector(x0, training=False)
-            first = np.asarray(k0)[:, None]
-            samples = max(1, int(self.config.eval.motion_samples))
-            sequences, labels = [], []
-            for label in range(self.config.num_classes):
-                condition = np.full(len(x0), label, np.int32)
-                for sample in range(samples):
-                    future = generator.motion_generator.sample(
-                        k0, condition, seed=self.seed + 1000 * label + sample)
-                    sequences.append(np.concatenate([first, np.asarray(future)], axis=1))
-                    labels.append(condition)
-            return {"keypoints": np.concatenate(sequences).astype(np.float32),
-                    "labels": np.concatenate(labels)}
+            return sample_motions(generator.motion_generator, k0, self.config.num_classes,
+                                  int(self.config.eval.motion_samples), self.seed)
 
         return self._once("motion_samples", make)
 
@@ -187,6 +176,24 @@ class _Run:
 
         return self._once(("pseudo", split),
                           lambda: stages.pseudo_label(self.config, self.workdir, split))
+
+
+def sample_motions(motion_generator, k0, num_classes: int, samples: int, seed: int) -> dict:
+    """M's sequences from each first pose `k0 [N, K, 2]` under every class condition,
+    `samples` (at least 1) per pose and class: `keypoints [N * C * S, T + 1, K, 2]` (k0
+    first), `labels`, the class each was conditioned on, and `videos`, the index of the pose
+    each started from."""
+    k0 = np.asarray(k0, np.float32)
+    sequences, labels = [], []
+    for label in range(max(1, num_classes)):
+        condition = np.full(len(k0), label, np.int32)
+        for sample in range(max(1, int(samples))):
+            future = motion_generator.sample(k0, condition, seed=seed + 1000 * label + sample)
+            sequences.append(np.concatenate([k0[:, None], np.asarray(future)], axis=1))
+            labels.append(condition)
+    return {"keypoints": np.concatenate(sequences).astype(np.float32),
+            "labels": np.concatenate(labels),
+            "videos": np.tile(np.arange(len(k0)), len(labels))}
 
 
 def other_classes(labels, num_classes: int, seed: int) -> np.ndarray:
@@ -236,31 +243,40 @@ def evaluate_fvd(run: _Run) -> dict:
     return result
 
 
-def _sequences(pseudo: list[dict], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pseudo-label tracks sampled like stage 2's evaluation batches (stride from length)."""
+def fixed_length_sequences(tracks: list[dict], seq_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Keypoint tracks `{keypoints [T_i, K, 2], label}` sampled like stage 2's evaluation
+    batches (start 0, stride from the length): `[N, seq_len, K, 2]` and labels `[N]`."""
     from kpvp.data import pipelines
 
-    seqs = [pipelines.temporal_sample(p["keypoints"], seq_len, 0).numpy() for p in pseudo]
-    return np.stack(seqs).astype(np.float32), np.array([p["label"] for p in pseudo], np.int32)
+    seqs = [pipelines.temporal_sample(p["keypoints"], seq_len, 0).numpy() for p in tracks]
+    return np.stack(seqs).astype(np.float32), np.array([p["label"] for p in tracks], np.int32)
+
+
+def joint_tracks(config, split: str, limit: int = 0) -> list[dict] | None:
+    """The ground-truth joints of the readable videos of `split` (the first `limit`, 0 for
+    all) as tracks `{keypoints [T, J, 2], label}`, or None for a data set without joints."""
+    from kpvp.data import readers
+
+    source = readers.open_source(config, split)
+    if not source.has_joints:
+        return None
+    tracks = []
+    for element in readers.iter_valid(source):
+        tracks.append({"keypoints": np.asarray(element["joints"], np.float32),
+                       "label": int(element["label"])})
+        if limit and len(tracks) == limit:
+            break
+    return tracks
 
 
 def _joint_sequences(config, seq_len: int, num_test: int) -> dict | None:
-    """Ground-truth joint sequences `{"train": (x, y), "test": (x, y)}` sampled by
-    `_sequences`, or None for a data set without joints."""
-    from kpvp.data import readers
-
+    """Ground-truth joint sequences `{"train": (x, y), "test": (x, y)}`, or None."""
     out = {}
     for split, limit in (("train", 0), ("test", num_test)):
-        source = readers.open_source(config, split)
-        if not source.has_joints:
+        tracks = joint_tracks(config, split, limit)
+        if tracks is None:
             return None
-        tracks = []
-        for element in readers.iter_valid(source):
-            tracks.append({"keypoints": np.asarray(element["joints"], np.float32),
-                           "label": int(element["label"])})
-            if limit and len(tracks) == limit:
-                break
-        out[split] = _sequences(tracks, seq_len)
+        out[split] = fixed_length_sequences(tracks, seq_len)
     return out
 
 
@@ -272,30 +288,35 @@ def evaluate_action(run: _Run) -> dict:
     if config.num_classes < 2:
         return {"skipped": f"{config.dataset} has a single class"}
     seq_len = int(config.data.seq_len)
-    train_x, train_y = _sequences(run.pseudo_labels("train"), seq_len)
+    train_x, train_y = fixed_length_sequences(run.pseudo_labels("train"), seq_len)
     test_pseudo = run.pseudo_labels("test")[:run.num_videos or None]
-    test_x, test_y = _sequences(test_pseudo, seq_len)
+    test_x, test_y = fixed_length_sequences(test_pseudo, seq_len)
     generated = run.generated()
     shuffled = run.generated(shuffled=True)
+    motion_only = bool(config.eval.classifier_motion_only)
     classifier = ar.train_sequence_classifier(train_x, train_y, config.num_classes,
-                                              seed=run.seed)
+                                              seed=run.seed, motion_only=motion_only)
     keypoint_report = ar.action_recognition_report(
         classifier, (test_x, test_y), (generated["keypoints"], generated["labels"]),
         (shuffled["keypoints"], run.test_videos()["labels"]))
     keypoint_report["generated_follows_random_condition"] = ar.accuracy(
         classifier, shuffled["keypoints"], shuffled["labels"])
+    # The first frame alone tells part of the class (a pose, a view): the classifier on each
+    # test video's first keypoints held still is what ignoring the condition can score.
+    held = np.repeat(test_x[:, :1], seq_len, axis=1)
+    keypoint_report["first_frame_held"] = ar.accuracy(classifier, held, test_y)
     # Many more generated sequences than videos (M only, every class from every first frame):
-    # the accuracy of "follows its condition" without the noise of a few rendered videos.
+    # whether M follows its condition, without the noise of a few rendered videos.
     motion = run.motion_samples()
-    keypoint_report["motion_samples_follow_condition"] = ar.accuracy(
-        classifier, motion["keypoints"], motion["labels"])
-    keypoint_report["num_motion_samples"] = int(len(motion["labels"]))
+    own = run.test_videos()["labels"][motion["videos"]]
+    keypoint_report["motion_samples"] = ar.condition_report(
+        ar.predict_labels(classifier, motion["keypoints"]), motion["labels"], own)
     joints = _joint_sequences(config, seq_len, run.num_videos)
     if joints is not None:
         # The same classifier on the ground-truth joints: what the actions allow; the gap
         # to `real` is what Q's keypoints lose.
         joint_classifier = ar.train_sequence_classifier(*joints["train"], config.num_classes,
-                                                        seed=run.seed)
+                                                        seed=run.seed, motion_only=motion_only)
         keypoint_report["real_ground_truth_joints"] = ar.accuracy(joint_classifier,
                                                                   *joints["test"])
 
@@ -311,6 +332,7 @@ def evaluate_action(run: _Run) -> dict:
         (features["shuffled"], run.test_videos()["labels"]))
     video_report["generated_follows_random_condition"] = probe.accuracy(
         features["shuffled"], shuffled["labels"])
+    keypoint_report["motion_only"] = motion_only
     result = {"keypoint_classifier": keypoint_report, "i3d_linear_probe": video_report,
               "num_train_videos": int(len(train_y)),
               "num_probe_train_videos": int(len(train["labels"])),
@@ -319,8 +341,11 @@ def evaluate_action(run: _Run) -> dict:
         print(f"Action recognition ({name}): real {rep['real']:.3f}, generated "
               f"{rep['generated']:.3f}, random condition {rep['generated_unconditional']:.3f} "
               f"(chance {1.0 / config.num_classes:.3f})")
-    print(f"Keypoint classifier: {keypoint_report['num_motion_samples']} sequences of M follow "
-          f"their class condition {keypoint_report['motion_samples_follow_condition']:.3f}"
+    m = keypoint_report["motion_samples"]
+    print(f"Keypoint classifier: {m['num_own'] + m['num_other']} sequences of M follow their "
+          f"class condition {m['follows_condition']:.3f} (own class {m['own_class']:.3f}, "
+          f"another class {m['other_follows_condition']:.3f}); first frame held still "
+          f"{keypoint_report['first_frame_held']:.3f}"
           + (f"; on ground-truth joints of real test videos "
              f"{keypoint_report['real_ground_truth_joints']:.3f}"
              if "real_ground_truth_joints" in keypoint_report else ""))
@@ -528,14 +553,22 @@ def format_markdown(report: dict) -> str:
                          f"{_fmt(r.get('generated_unconditional'))} | "
                          f"{_fmt(r.get('generated_follows_random_condition'))} |")
         lines += ["", f"Chance {_fmt(a['chance'])}. The keypoint classifier is trained on Q's "
-                  f"keypoints of {a['num_train_videos']} real training videos, the probe on I3D "
-                  f"features of {a['num_probe_train_videos']}.", ""]
+                  f"keypoints of {a['num_train_videos']} real training videos"
+                  + (" and sees only how they move from the first frame"
+                     if a["keypoint_classifier"].get("motion_only") else "")
+                  + f", the probe on I3D features of {a['num_probe_train_videos']}.", ""]
         k = a["keypoint_classifier"]
-        if "motion_samples_follow_condition" in k:
+        if "motion_samples" in k:
+            ms = k["motion_samples"]
             lines += [f"Keypoint sequences sampled by M (no rendering) from every test video's "
-                      f"first frame with every class condition ({k['num_motion_samples']} "
-                      f"sequences): classified as their condition "
-                      f"{_fmt(k['motion_samples_follow_condition'])}.", ""]
+                      f"first frame with every class condition "
+                      f"({ms['num_own'] + ms['num_other']} sequences), classified as their "
+                      f"condition: {_fmt(ms['follows_condition'])} (chance "
+                      f"{_fmt(a['chance'])}, also for an M that ignores the class); under the "
+                      f"video's own class {_fmt(ms['own_class'])} (the first frame held still: "
+                      f"{_fmt(k.get('first_frame_held'))}); under another class "
+                      f"{_fmt(ms['other_follows_condition'])}, classified as the first frame's "
+                      f"class instead {_fmt(ms['other_follows_first_frame'])}.", ""]
         if "real_ground_truth_joints" in k:
             lines += [f"The same classifier trained and tested on the ground-truth joints of "
                       f"the real videos (what the actions allow; the gap to the real test "

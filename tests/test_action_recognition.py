@@ -52,6 +52,25 @@ def test_normalization_matches_hand_computation_and_is_invariant():
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(layer(still))))
 
 
+def test_motion_only_normalization_keeps_the_movement_and_drops_the_pose():
+    # The two points of the hand-computed case; in frame 1 the right one also moves by 0.1.
+    seq = np.array([[[[0.0, 0.0], [0.2, 0.0]], [[0.0, -0.1], [0.3, -0.1]]]], np.float32)
+    out = keras.ops.convert_to_numpy(ar.KeypointSequenceNormalization(motion_only=True)(seq))
+    # Centred poses (-0.1, 0), (0.1, 0) then (-0.15, 0), (0.15, 0): RMS over the sequence.
+    s = np.sqrt((0.01 + 0.01 + 0.0225 + 0.0225) / 8)
+    expected = np.array([[[0, 0, 0, 0, 0, 0], [-0.05, 0, 0.05, 0, 0.05, -0.1]]]) / s
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    # A held pose gives zeros, whatever the pose; the classifier then says the same for all.
+    rng = np.random.default_rng(1)
+    held = np.repeat(rng.uniform(-0.8, 0.8, (6, 1, 5, 2)), 9, axis=1).astype(np.float32)
+    np.testing.assert_allclose(ar.KeypointSequenceNormalization(motion_only=True)(held), 0,
+                               atol=1e-6)
+    model = ar.KeypointSequenceClassifier(3, motion_only=True)
+    logits = keras.ops.convert_to_numpy(model(held))
+    np.testing.assert_allclose(logits, np.broadcast_to(logits[:1], logits.shape), atol=1e-6)
+    assert ar.KeypointSequenceClassifier.from_config(model.get_config()).motion_only
+
+
 def test_sequence_classifier_separates_motion_directions(toy_data, trained):
     _, (xt, yt) = toy_data
     assert ar.accuracy(trained, xt, yt) >= 0.95
@@ -173,3 +192,23 @@ def test_bad_inputs_name_the_argument():
         ar.action_recognition_report(probe, (np.eye(4), [0, 1, 0, 1]), (np.eye(4), [0, 1, 2, 3]))
     with pytest.raises(TypeError, match="LinearProbe or a keras.Model"):
         ar.accuracy(object(), np.eye(4), [0, 1, 0, 1])
+
+
+def test_condition_report_counts_by_hand():
+    # Two first frames (classes 0 and 1) under conditions 0, 1, 2.
+    cond = np.array([0, 0, 1, 1, 2, 2])
+    own = np.array([0, 1, 0, 1, 0, 1])
+    pred = np.array([0, 1, 1, 1, 0, 2])
+    r = ar.condition_report(pred, cond, own)
+    assert r["num_own"] == 2 and r["num_other"] == 4
+    assert r["follows_condition"] == pytest.approx(4 / 6)  # rows 0, 2, 3, 5
+    assert r["own_class"] == 1.0  # rows 0 and 3
+    assert r["other_follows_condition"] == pytest.approx(2 / 4)  # rows 2, 5 of 1, 2, 4, 5
+    assert r["other_follows_first_frame"] == pytest.approx(2 / 4)  # rows 1, 4
+    # Ignoring the condition: one prediction per first frame.
+    ignore = ar.condition_report(own, cond, own)
+    assert ignore["own_class"] == ignore["other_follows_first_frame"] == 1.0
+    assert ignore["other_follows_condition"] == 0.0
+    assert np.isnan(ar.condition_report([1], [1], [1])["other_follows_condition"])
+    with pytest.raises(ValueError, match="one length"):
+        ar.condition_report([0, 1], [0], [0, 1])

@@ -1,4 +1,5 @@
-"""Smoke tests of the tools: benchmark_train.py, benchmark_generation.py, translator_oracle.py.
+"""Smoke tests of the tools: benchmark_train.py, benchmark_generation.py, translator_oracle.py,
+motion_oracle.py.
 
 Each tool runs as a script on a tiny setting for one or two steps; the tests check that the
 printed numbers are positive and agree with each other, never a speed.
@@ -16,8 +17,9 @@ import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from kpvp import perceptual, visualize
+from kpvp import configs, evaluate, perceptual, visualize
 from kpvp.data import pipelines
+from kpvp.metrics import action_recognition
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -204,3 +206,62 @@ def test_translator_oracle_trains_t_on_joints_and_reports_against_copying(tmp_pa
     without = tool.train(config, steps=3, eval_every=3, features=features, report=lines.append,
                          l1_weight=1.0)
     assert without[-1]["crude_changed_l1"] != results[-1]["crude_changed_l1"]
+
+
+class _Replay:
+    """A stand-in M for the test videos `sequences`: from a video's first pose under its own
+    class it replays that video's real future; under another class c, or always when `still`,
+    it holds the first pose."""
+
+    def __init__(self, sequences, labels, still=False):
+        self.sequences, self.labels, self.still = sequences, labels, still
+
+    def sample(self, k0, labels, seed=None):
+        k0 = np.asarray(k0)
+        out = np.repeat(k0[:, None], self.sequences.shape[1] - 1, axis=1)
+        for i, (first, c) in enumerate(zip(k0, labels)):
+            video = int(np.argmin(np.abs(self.sequences[:, 0] - first).sum(axis=(1, 2))))
+            if not self.still and c == self.labels[video]:
+                out[i] = self.sequences[video, 1:]
+        return out
+
+
+def test_motion_oracle_scores_generators_by_the_class_they_follow():
+    tool = load_tool("motion_oracle")
+    config = configs.get_config("synthetic", "tiny")
+    tracks = tool.load_joints(config, num_test=16)
+    assert config.num_keypoints == 13 and len(tracks["train"]) == 96
+    x, y = evaluate.fixed_length_sequences(tracks["train"], config.data.seq_len)
+    test_x, test_y = evaluate.fixed_length_sequences(tracks["test"], config.data.seq_len)
+    classifier = action_recognition.train_sequence_classifier(x, y, config.num_classes)
+    ceiling = action_recognition.accuracy(classifier, test_x, test_y)
+    assert ceiling >= 0.75
+    # The real videos under their own class: own-class accuracy is the classifier's on them.
+    replay = tool.evaluate_motion(_Replay(test_x, test_y), classifier, test_x, test_y,
+                                  config.num_classes, samples=2)
+    assert replay["num_samples"] == 2 * 16 * config.num_classes
+    assert replay["own_class"] == pytest.approx(ceiling)
+    # A generator that ignores the class gives every condition the same sequence, so exactly
+    # one condition in C is followed, and the class of the first pose as often under another
+    # condition as under its own, whatever the classifier says.
+    still = tool.evaluate_motion(_Replay(test_x, test_y, still=True), classifier, test_x,
+                                 test_y, config.num_classes, samples=2)
+    assert still["follows_condition"] == pytest.approx(1 / config.num_classes)
+    assert still["own_class"] == pytest.approx(still["other_follows_first_frame"])
+
+
+def test_motion_oracle_trains_stage_2_on_joints():
+    tool = load_tool("motion_oracle")
+    config = configs.get_config("synthetic", "tiny")
+    config.data.synthetic_num_train, config.data.synthetic_num_test = 8, 4
+    config.stage2.lstm_units, config.stage2.batch_size = 8, 4
+    config.stage2.offsets = True
+    tracks = tool.load_joints(config, num_test=0)
+    lines = []
+    results = tool.train(config, tracks, steps=3, eval_every=2, samples=1, report=lines.append)
+    assert [r["step"] for r in results] == [2, 3] and len(lines) == 3
+    assert "real test sequences" in lines[0] and "follow their condition" in lines[1]
+    for r in results:
+        assert r["num_samples"] == 4 * config.num_classes
+        assert 0 <= r["follows_condition"] <= 1 and 0 < r["test_l1"] < 1
+        assert r["train_logs"]["l1"] > 0 and r["train_logs"]["kl"] >= 0

@@ -44,8 +44,13 @@ def test_markdown_report_shows_every_number():
                                  "real": 0.375, "generated": 0.3125,
                                  "generated_unconditional": 0.1875,
                                  "generated_follows_random_condition": 0.4375,
-                                 "motion_samples_follow_condition": 0.2656,
-                                 "num_motion_samples": 256, "real_ground_truth_joints": 0.9375},
+                                 "first_frame_held": 0.8125,
+                                 "motion_samples": {"follows_condition": 0.2656,
+                                                    "own_class": 0.5469,
+                                                    "other_follows_condition": 0.1719,
+                                                    "other_follows_first_frame": 0.4844,
+                                                    "num_own": 64, "num_other": 192},
+                                 "real_ground_truth_joints": 0.9375, "motion_only": True},
                              "i3d_linear_probe": {
                                  "real": 1.0, "generated": 0.5625,
                                  "generated_unconditional": 0.0625,
@@ -63,7 +68,8 @@ def test_markdown_report_shows_every_number():
         assert expected in text
     for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints",
                      "0.0432", "0.2468", "3.8 %", "mask 0.125", "0.1358", "0.375", "0.312", "0.188",
-                     "0.438", "(256 sequences)", "condition 0.266", "0.938", "0.562", "0.062",
+                     "0.438", "(256 sequences)", "condition: 0.266", "own class 0.547",
+                     "held still: 0.812", "how they move from the first frame", "another class 0.172", "instead 0.484", "0.938", "0.562", "0.062",
                      "0.688"):
         assert expected in text
 
@@ -149,8 +155,10 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
             assert metrics["action"][name][key] in (0.0, 0.25, 0.5, 0.75, 1.0)
     keypoint_action = metrics["action"]["keypoint_classifier"]
     # M's sequences: 4 first frames x 4 classes x 2 samples, each labelled with its condition.
-    assert keypoint_action["num_motion_samples"] == 4 * 4 * 2
-    assert 0 <= keypoint_action["motion_samples_follow_condition"] <= 1
+    motion = keypoint_action["motion_samples"]
+    assert (motion["num_own"], motion["num_other"]) == (4 * 2, 4 * 3 * 2)
+    assert 0 <= motion["follows_condition"] <= 1 and 0 <= motion["own_class"] <= 1
+    assert keypoint_action["first_frame_held"] in (0.0, 0.25, 0.5, 0.75, 1.0)
     # The synthetic actions are separable from their joints even with 8 training videos.
     assert keypoint_action["real_ground_truth_joints"] >= 0.5
     keypoints = metrics["keypoints"]

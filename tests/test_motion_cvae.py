@@ -182,4 +182,29 @@ def test_from_config_follows_the_run_config():
     assert model.num_layers == config.stage2.lstm_layers
     assert model.latent_dim == config.stage2.latent_dim
     assert model.num_steps == config.data.seq_len - 1 == 32
+    assert not model.offsets
+    config.stage2.offsets = True
+    assert motion_cvae.from_config(config).offsets
     assert not motion_cvae.from_config(configs.get_config("mgif", "tiny")).conditional
+
+
+def test_offsets_model_starts_at_the_first_pose_and_moves_it(tmp_path):
+    k_seq, labels = _sequences()
+    model = _model(offsets=True)
+    # Zero-initialised displacements: untrained, every future frame is k_0, even beyond [-1, 1].
+    k0 = k_seq[:, 0] * 1.2
+    held = model.sample(k0, labels, seed=1)
+    np.testing.assert_allclose(held, np.repeat(k0[:, None], T, axis=1), atol=1e-6)
+    # The kernel is still zero, so the displacement is the output bias at every step.
+    kernel, bias = model.output_dense.get_weights()
+    model.output_dense.set_weights([kernel, np.linspace(-0.3, 0.3, bias.size)])
+    moved = np.asarray(model.sample(k0, labels, seed=1))
+    np.testing.assert_allclose(moved - k0[:, None],
+                               np.broadcast_to(np.linspace(-0.3, 0.3, 2 * K).reshape(K, 2),
+                                               moved.shape), atol=1e-6)
+    # It survives saving with its option.
+    path = tmp_path / "offsets.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    assert reloaded.offsets
+    np.testing.assert_array_equal(reloaded.sample(k0, labels, seed=1), moved)

@@ -102,6 +102,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     s2.latent_dim = 64  # (code) z is 64-d
     s2.encoder_fc = 128  # (code) FC128 after the encoder LSTM
     s2.decoder_fc = 32  # (code) FC32 input at step 1
+    # Not in the paper: M decodes each keypoint's displacement from k_0 instead of absolute
+    # coordinates (kpvp/models/motion_cvae.py; experiments/README.md).
+    s2.offsets = False
     s2.discriminator_units = 1024
     s2.checkpoint_every = 1000
     s2.log_every = 100
@@ -117,6 +120,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Keypoint sequences M samples per test video and per class condition for the action
     # metric (keypoints only, no rendering; many more than the rendered videos).
     e.motion_samples = 4
+    # The keypoint-sequence action classifier sees only how the keypoints move from the first
+    # frame, not the poses: a first pose alone (a walker's side view) would otherwise tell the
+    # class, and a generator that holds it still would score high (experiments/README.md).
+    e.classifier_motion_only = True
     # Untrained detectors (seeds seed, seed + 1, ...) whose keypoint-regression errors give the
     # baseline's spread: a trained Q is only better if it beats all of them.
     e.untrained_seeds = 3

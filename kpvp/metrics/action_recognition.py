@@ -38,11 +38,16 @@ class KeypointSequenceNormalization(keras.layers.Layer):
     otherwise divide by ~0). Centring per frame alone would erase a figure moving as a
     whole, hence the separate motion term; one scale per sequence (not per frame) keeps a
     figure growing or shrinking over time (e.g. squats) visible.
+
+    With `motion_only` the centred pose of the first frame is subtracted from every frame's,
+    so only how the keypoints move is left: a sequence that holds its first pose gives zeros,
+    whatever that pose (a classifier on it cannot tell the action from the first frame alone).
     """
 
-    def __init__(self, min_scale: float = 1e-2, **kwargs):
+    def __init__(self, min_scale: float = 1e-2, motion_only: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.min_scale = min_scale
+        self.motion_only = bool(motion_only)
 
     def call(self, keypoints):
         centre = ops.mean(keypoints, axis=2, keepdims=True)  # [B, T, 1, 2]
@@ -50,6 +55,8 @@ class KeypointSequenceNormalization(keras.layers.Layer):
         scale = ops.sqrt(ops.mean(ops.square(pose), axis=(1, 2, 3), keepdims=True))
         scale = ops.maximum(scale, self.min_scale)
         motion = (centre - centre[:, :1]) / scale
+        if self.motion_only:
+            pose = pose - pose[:, :1]
         pose = pose / scale
         batch, time = ops.shape(keypoints)[0], ops.shape(keypoints)[1]
         # The static K keeps the feature size known to the dense layer that follows.
@@ -63,7 +70,8 @@ class KeypointSequenceNormalization(keras.layers.Layer):
         return (input_shape[0], input_shape[1], None if k is None else 2 * k + 2)
 
     def get_config(self):
-        return {**super().get_config(), "min_scale": self.min_scale}
+        return {**super().get_config(), "min_scale": self.min_scale,
+                "motion_only": self.motion_only}
 
 
 # === Models ===
@@ -76,12 +84,13 @@ class KeypointSequenceClassifier(keras.Model):
     `KeypointSequenceNormalization`, a per-frame dense embedding, `num_conv_layers` temporal
     convolutions (kernel `kernel_size`, ReLU), then mean and max pooling over time (so any
     T >= 1 works) and a linear layer to `num_classes` logits. All weights and dropout are
-    seeded from `seed`.
+    seeded from `seed`. `motion_only` classifies how the keypoints move from the first frame,
+    not the poses (see `KeypointSequenceNormalization`).
     """
 
     def __init__(self, num_classes: int, filters: int = 64, kernel_size: int = 5,
                  num_conv_layers: int = 2, dropout: float = 0.2, min_scale: float = 1e-2,
-                 seed: int = 0, **kwargs):
+                 motion_only: bool = False, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
@@ -91,12 +100,14 @@ class KeypointSequenceClassifier(keras.Model):
         self.num_conv_layers = num_conv_layers
         self.dropout = dropout
         self.min_scale = min_scale
+        self.motion_only = bool(motion_only)
         self.seed = seed
 
         def init(i):
             return keras.initializers.GlorotUniform(seed=seed * 1000 + i)
 
-        self.normalize = KeypointSequenceNormalization(min_scale, name="normalize")
+        self.normalize = KeypointSequenceNormalization(min_scale, self.motion_only,
+                                                       name="normalize")
         self.embed = keras.layers.Dense(filters, activation="relu", kernel_initializer=init(0),
                                         name="embed")
         self.convs = [
@@ -120,7 +131,8 @@ class KeypointSequenceClassifier(keras.Model):
         return {**super().get_config(), "num_classes": self.num_classes,
                 "filters": self.filters, "kernel_size": self.kernel_size,
                 "num_conv_layers": self.num_conv_layers, "dropout": self.dropout,
-                "min_scale": self.min_scale, "seed": self.seed}
+                "min_scale": self.min_scale, "motion_only": self.motion_only,
+                "seed": self.seed}
 
 
 def _check_labels(labels, n: int, num_classes: int, name: str = "labels") -> np.ndarray:
@@ -331,6 +343,40 @@ def accuracy(classifier, inputs, labels) -> float:
     if len(y) == 0:
         raise ValueError("accuracy needs at least one example; inputs is empty")
     return float(np.mean(predict_labels(classifier, inputs) == y))
+
+
+def condition_report(pred, conditions, own_labels) -> dict:
+    """How generated sequences follow their class condition against their first frame.
+
+    Args:
+      pred: classes `[N]` a classifier predicts for generated sequences.
+      conditions: the class `[N]` each sequence was generated under.
+      own_labels: the class `[N]` of the real video whose first frame each started from.
+    Returns:
+      dict of the fractions of sequences classified as
+      `follows_condition`: their condition, over all sequences;
+      `own_class`: the video's class, among those generated under it (paper Table 2);
+      `other_follows_condition` / `other_follows_first_frame`: their condition / the video's
+      class, among those generated under another class (NaN when there are none);
+    and the counts `num_own`, `num_other`. A first frame can tell much of the class by
+    itself (a pose, a view), so a generator that ignores its condition scores high on
+    `own_class` and `other_follows_first_frame`, the same on both, and exactly 1 / C on
+    `follows_condition` when every class condition is sampled equally often.
+    """
+    pred, cond, own = (np.asarray(a).reshape(-1) for a in (pred, conditions, own_labels))
+    if not len(pred) == len(cond) == len(own) or len(pred) == 0:
+        raise ValueError(f"pred, conditions and own_labels must be non-empty and of one length, "
+                         f"got {len(pred)}, {len(cond)}, {len(own)}")
+    mine = cond == own
+
+    def frac(hits, rows):
+        return float(np.mean(hits[rows])) if rows.any() else float("nan")
+
+    return {"follows_condition": float(np.mean(pred == cond)),
+            "own_class": frac(pred == own, mine),
+            "other_follows_condition": frac(pred == cond, ~mine),
+            "other_follows_first_frame": frac(pred == own, ~mine),
+            "num_own": int(mine.sum()), "num_other": int((~mine).sum())}
 
 
 def _per_class(pred: np.ndarray, y: np.ndarray, num_classes: int) -> list[float]:

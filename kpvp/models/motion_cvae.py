@@ -12,7 +12,10 @@ Choices the paper leaves open (the authors' code settles the sizes):
 * Decoder inputs: step 1 gets `FC([z, k_0, a])`, later steps get zeros. The decoder therefore
   never sees its own outputs: training and sampling run exactly the same computation (no
   teacher forcing, no exposure bias), and the whole sequence is one LSTM call.
-* Output: `tanh` of a dense layer = absolute keypoint coordinates in [-1, 1].
+* Output: `tanh` of a dense layer = absolute keypoint coordinates in [-1, 1] (the authors'
+  code). Not in the paper: with `offsets=True` the dense layer (linear, zero-initialised)
+  gives each keypoint's displacement from k_0 instead, `k_t = k_0 + d_t`, so an untrained M
+  holds the first pose and training only has to learn the motion.
 * Without class conditioning (`num_classes=0` or `class_conditional=False`, as for UvA-NEMO
   and MGIF) `a` is dropped everywhere and only `k_0` conditions M; labels are then ignored.
 """
@@ -44,12 +47,14 @@ class MotionCVAE(keras.Model):
       encoder_fc: width of the FC layer between the encoder LSTM and (mu, log_var) (128).
       decoder_fc: width of the FC layer that turns `[z, k_0, a]` into the first decoder input (32).
       num_steps: T, the default number of future steps the decoder unrolls (32).
+      offsets: decode displacements from k_0 instead of absolute coordinates (not in the
+        paper; see the module docstring).
       seed: seed of the noise `eps` used in training and by `sample()` without a seed.
     """
 
     def __init__(self, num_keypoints, num_classes=0, class_conditional=True, units=1024,
                  num_layers=2, latent_dim=64, encoder_fc=128, decoder_fc=32, num_steps=32,
-                 seed=None, **kwargs):
+                 offsets=False, seed=None, **kwargs):
         super().__init__(**kwargs)
         if int(num_keypoints) < 1:
             raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
@@ -66,6 +71,7 @@ class MotionCVAE(keras.Model):
         self.encoder_fc = int(encoder_fc)
         self.decoder_fc = int(decoder_fc)
         self.num_steps = int(num_steps)
+        self.offsets = bool(offsets)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
 
@@ -88,8 +94,12 @@ class MotionCVAE(keras.Model):
         for i in range(self.num_layers):
             setattr(self, f"decoder_lstm_{i}", keras.layers.LSTM(
                 self.units, return_sequences=True, name=f"decoder_lstm_{i}"))
-        self.output_dense = keras.layers.Dense(2 * self.num_keypoints, activation="tanh",
-                                               name="keypoints")
+        if self.offsets:
+            self.output_dense = keras.layers.Dense(2 * self.num_keypoints,
+                                                   kernel_initializer="zeros", name="offsets")
+        else:
+            self.output_dense = keras.layers.Dense(2 * self.num_keypoints, activation="tanh",
+                                                   name="keypoints")
 
     @property
     def encoder_lstms(self) -> list:
@@ -178,7 +188,8 @@ class MotionCVAE(keras.Model):
 
     # === Decoder ===
     def decode(self, z, k0, labels=None, num_steps=None, training=None):
-        """p(k_1:T | z, k_0, a): z `[B, D]`, k0 `[B, K, 2]` -> keypoints `[B, T, K, 2]` in [-1, 1].
+        """p(k_1:T | z, k_0, a): z `[B, D]`, k0 `[B, K, 2]` -> keypoints `[B, T, K, 2]` (in
+        [-1, 1] unless `offsets`).
 
         `num_steps` is T (default: the constructor's `num_steps`).
         """
@@ -191,8 +202,10 @@ class MotionCVAE(keras.Model):
         x = ops.pad(ops.expand_dims(first, 1), [[0, 0], [0, steps - 1], [0, 0]])
         for lstm in self.decoder_lstms:
             x = lstm(x, training=training)
-        x = self.output_dense(x)
-        return ops.reshape(x, (-1, steps, self.num_keypoints, 2))
+        x = ops.reshape(self.output_dense(x), (-1, steps, self.num_keypoints, 2))
+        if self.offsets:
+            x = x + ops.expand_dims(ops.convert_to_tensor(k0, x.dtype), 1)
+        return x
 
     def sample(self, k0, labels=None, seed=None, z=None, num_steps=None):
         """Test-time generation: z ~ N(0, I) (or the given `z [B, D]`) -> k_1:T `[B, T, K, 2]`.
@@ -249,7 +262,7 @@ class MotionCVAE(keras.Model):
                       class_conditional=self.class_conditional, units=self.units,
                       num_layers=self.num_layers, latent_dim=self.latent_dim,
                       encoder_fc=self.encoder_fc, decoder_fc=self.decoder_fc,
-                      num_steps=self.num_steps, seed=self.seed)
+                      num_steps=self.num_steps, offsets=self.offsets, seed=self.seed)
         return config
 
 
@@ -261,7 +274,7 @@ def from_config(config, seed=None) -> MotionCVAE:
         class_conditional=config.class_conditional, units=s2.lstm_units,
         num_layers=s2.lstm_layers, latent_dim=s2.latent_dim, encoder_fc=s2.encoder_fc,
         decoder_fc=s2.decoder_fc, num_steps=config.data.seq_len - 1,
-        seed=config.seed if seed is None else seed, name="motion_generator")
+        offsets=s2.offsets, seed=config.seed if seed is None else seed, name="motion_generator")
 
 
 def _replica_id():
