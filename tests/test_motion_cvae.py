@@ -183,8 +183,10 @@ def test_from_config_follows_the_run_config():
     assert model.latent_dim == config.stage2.latent_dim
     assert model.num_steps == config.data.seq_len - 1 == 32
     assert not model.offsets
-    config.stage2.offsets = True
+    assert not model.condition_every_step
+    config.stage2.offsets = config.stage2.condition_every_step = True
     assert motion_cvae.from_config(config).offsets
+    assert motion_cvae.from_config(config).condition_every_step
     assert not motion_cvae.from_config(configs.get_config("mgif", "tiny")).conditional
 
 
@@ -208,3 +210,23 @@ def test_offsets_model_starts_at_the_first_pose_and_moves_it(tmp_path):
     reloaded = keras.models.load_model(path)
     assert reloaded.offsets
     np.testing.assert_array_equal(reloaded.sample(k0, labels, seed=1), moved)
+
+
+def test_condition_every_step_changes_only_the_later_decoder_inputs(tmp_path):
+    k_seq, labels = _sequences()
+    first_only = _model()
+    every = _model(condition_every_step=True)
+    every.set_weights(first_only.get_weights())
+    z = np.random.default_rng(0).normal(size=(4, D)).astype("float32")
+    k0 = k_seq[:, 0]
+    # Step 1 sees FC([z, k_0, a]) in both; after it one model sees zeros, the other the same.
+    np.testing.assert_allclose(first_only.decode(z, k0, labels, num_steps=1),
+                               every.decode(z, k0, labels, num_steps=1), atol=1e-6)
+    a, b = first_only.decode(z, k0, labels), every.decode(z, k0, labels)
+    np.testing.assert_allclose(a[:, 0], b[:, 0], atol=1e-6)
+    assert _differ(a[:, 1:], b[:, 1:]) > 1e-4
+    path = tmp_path / "every.keras"
+    every.save(path)
+    reloaded = keras.models.load_model(path)
+    assert reloaded.condition_every_step
+    np.testing.assert_array_equal(reloaded.decode(z, k0, labels), b)

@@ -26,13 +26,13 @@ def _toy_sequences(n, seed):
     return seq.astype("float32"), labels.astype("int32")
 
 
-def _trainer(seed=0, g_lr=3e-3, d_lr=1e-3, num_classes=2):
+def _trainer(seed=0, g_lr=3e-3, d_lr=1e-3, num_classes=2, kl_warmup_steps=0):
     keras.utils.set_random_seed(seed)
     generator = MotionCVAE(K, num_classes, units=32, num_layers=2, latent_dim=4, encoder_fc=16,
                            decoder_fc=16, num_steps=T, seed=seed)
     discriminator = SequenceDiscriminator(units=16, num_classes=num_classes)
     trainer = MotionGenerationTrainer(generator, discriminator, l1_weight=1000.0, kl_weight=2.0,
-                                      adversarial_weight=1.0)
+                                      adversarial_weight=1.0, kl_warmup_steps=kl_warmup_steps)
     trainer.build()
     trainer.compile(keras.optimizers.Adam(g_lr, beta_1=0.5),
                     keras.optimizers.Adam(d_lr, beta_1=0.5))
@@ -87,6 +87,24 @@ def test_test_step_losses_equal_hand_computed_values():
     np.testing.assert_allclose(logs["g_loss"], 1000.0 * l1 + 2.0 * kl + adv, rtol=1e-5)
     np.testing.assert_allclose(logs["d_real_acc"], np.mean(real_logits > 0))
     np.testing.assert_allclose(logs["d_fake_acc"], np.mean(fake_logits <= 0))
+
+
+def test_kl_warmup_scales_the_kl_term_by_the_steps_done():
+    trainer = _trainer(kl_warmup_steps=4)
+    mu_bias = trainer.generator.mu_dense.bias
+    mu_bias.assign(np.linspace(-1.0, 1.0, mu_bias.shape[0]).astype("float32"))
+    batch = _batch()
+    for done, weight in ((0, 0.0), (1, 0.5), (3, 1.5), (4, 2.0), (9, 2.0)):
+        trainer.generator_optimizer.iterations.assign(done)
+        trainer.reset_metrics()  # the logs are running means
+        logs = {k: float(v) for k, v in trainer.test_step(batch).items()}
+        np.testing.assert_allclose(
+            logs["g_loss"], 1000.0 * logs["l1"] + weight * logs["kl"] + logs["adv"], rtol=1e-5)
+    # A training step counts: the weight follows the optimizer's iterations.
+    trainer.generator_optimizer.iterations.assign(0)
+    trainer.train_step(batch)
+    assert float(trainer.current_kl_weight()) == pytest.approx(0.5)
+    assert MotionGenerationTrainer.from_config(trainer.get_config()).kl_warmup_steps == 4
 
 
 def test_train_step_updates_d_then_g_and_never_the_other():
@@ -182,6 +200,7 @@ def test_build_trainer_from_configs():
     assert trainer.discriminator.units == config.stage2.discriminator_units
     assert (trainer.l1_weight, trainer.kl_weight, trainer.adversarial_weight) == (
         config.stage2.l1_weight, config.stage2.kl_weight, config.stage2.adversarial_weight)
+    assert trainer.kl_warmup_steps == config.stage2.kl_warmup_steps == 0
     same = MotionGenerationTrainer.from_config_dict(config)
     assert len(same.weights) == len(trainer.weights)
 

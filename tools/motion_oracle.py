@@ -61,7 +61,14 @@ def evaluate_motion(generator, classifier, test_x, test_y, num_classes: int, sam
     motion = evaluate.sample_motions(generator, test_x[:, 0], num_classes, samples, seed)
     pred = ar.predict_labels(classifier, motion["keypoints"])
     report = ar.condition_report(pred, motion["labels"], np.asarray(test_y)[motion["videos"]])
-    return dict(report, pred=pred, num_samples=int(len(pred)), num_videos=int(len(test_x)))
+    return dict(report, pred=pred, keypoints=motion["keypoints"], num_samples=int(len(pred)),
+                num_videos=int(len(test_x)))
+
+
+def _movement(sequences) -> float:
+    """Mean distance of the keypoints from where they were in the first frame."""
+    x = np.asarray(sequences)
+    return float(np.mean(np.linalg.norm(x - x[:, :1], axis=-1)))
 
 
 def train(config, tracks, steps: int, eval_every: int, samples: int, report=print) -> list:
@@ -78,7 +85,6 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
     keras.utils.set_random_seed(config.seed)
     trainer = motion_generation.build_trainer(config)
     trainer.compile(*training.make_optimizers(config.stage2))
-    test_batch = {"keypoints": test_x, "label": test_y}
     results, start, done = [], time.time(), 0
     while done < steps:
         chunk = min(eval_every, steps - done)
@@ -88,10 +94,15 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
         history = trainer.fit(data, steps_per_epoch=chunk, epochs=1, verbose=0)
         logs = {k: v[-1] for k, v in history.history.items()}
         done += chunk
-        recon = trainer.generator([test_x, test_y], training=False)["keypoints"]
-        l1 = float(np.mean(np.abs(np.asarray(recon) - test_x[:, 1:])))
+        recon = np.asarray(trainer.generator([test_x, test_y], training=False)["keypoints"])
+        l1 = float(np.mean(np.abs(recon - test_x[:, 1:])))
+        recon = np.concatenate([test_x[:, :1], recon], axis=1)
         motion = evaluate_motion(trainer.generator, classifier, test_x, test_y, config.num_classes,
                                  samples, seed=config.seed)
+        # Reconstructions from the posterior mean: is the decoder, or the prior, what fails?
+        motion["reconstructions_classified"] = ar.accuracy(classifier, recon, test_y)
+        motion["movement"] = {name: _movement(x) for name, x in (
+            ("real", test_x), ("reconstructions", recon), ("samples", motion.pop("keypoints")))}
         results.append(dict(step=done, seconds=round(time.time() - start, 1),
                             test_l1=l1, ceiling=ceiling, **{k: v for k, v in motion.items()
                                                            if k != "pred"},
@@ -102,7 +113,10 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
                f"{motion['own_class']:.3f}; other class: condition "
                f"{motion['other_follows_condition']:.3f}, first pose's class "
                f"{motion['other_follows_first_frame']:.3f}; predicted classes "
-               f"{counts.tolist()} | test reconstruction L1 {l1:.4f} | "
+               f"{counts.tolist()}; reconstructions (z = mu) classified "
+               f"{motion['reconstructions_classified']:.3f}; movement from k_0: "
+               + ", ".join(f"{k} {v:.3f}" for k, v in motion["movement"].items())
+               + f" | test reconstruction L1 {l1:.4f} | "
                + ", ".join(f"{k} {float(v):.4g}" for k, v in logs.items()))
     return results
 

@@ -97,6 +97,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     s2.l1_weight = 1000.0  # lambda2
     s2.kl_weight = 1.0  # KL has no lambda in eq. 5 (the authors' code also uses 1)
     s2.adversarial_weight = 2.0  # lambda3
+    # Not in the paper: the KL weight rises from 0 over this many steps (0: off).
+    s2.kl_warmup_steps = 0
     s2.lstm_units = 1024  # (code) 2 x 1024 LSTM
     s2.lstm_layers = 2
     s2.latent_dim = 64  # (code) z is 64-d
@@ -105,6 +107,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Not in the paper: M decodes each keypoint's displacement from k_0 instead of absolute
     # coordinates (kpvp/models/motion_cvae.py; experiments/README.md).
     s2.offsets = False
+    # The paper conditions the decoder LSTM on [z, k_0, a]; the authors' code feeds FC([z, k_0,
+    # a]) at step 1 only (False). True feeds it at every step (kpvp/models/motion_cvae.py).
+    s2.condition_every_step = False
     s2.discriminator_units = 1024
     s2.checkpoint_every = 1000
     s2.log_every = 100

@@ -11,7 +11,9 @@ Choices the paper leaves open (the authors' code settles the sizes):
   state.
 * Decoder inputs: step 1 gets `FC([z, k_0, a])`, later steps get zeros. The decoder therefore
   never sees its own outputs: training and sampling run exactly the same computation (no
-  teacher forcing, no exposure bias), and the whole sequence is one LSTM call.
+  teacher forcing, no exposure bias), and the whole sequence is one LSTM call. The paper only
+  says the decoder LSTM is conditioned on `[z, k_0, a]`; `condition_every_step=True` feeds
+  `FC([z, k_0, a])` at every step instead of step 1 only (not the authors' code).
 * Output: `tanh` of a dense layer = absolute keypoint coordinates in [-1, 1] (the authors'
   code). Not in the paper: with `offsets=True` the dense layer (linear, zero-initialised)
   gives each keypoint's displacement from k_0 instead, `k_t = k_0 + d_t`, so an untrained M
@@ -49,12 +51,14 @@ class MotionCVAE(keras.Model):
       num_steps: T, the default number of future steps the decoder unrolls (32).
       offsets: decode displacements from k_0 instead of absolute coordinates (not in the
         paper; see the module docstring).
+      condition_every_step: feed `FC([z, k_0, a])` to the decoder at every step, not only
+        at step 1 (see the module docstring).
       seed: seed of the noise `eps` used in training and by `sample()` without a seed.
     """
 
     def __init__(self, num_keypoints, num_classes=0, class_conditional=True, units=1024,
                  num_layers=2, latent_dim=64, encoder_fc=128, decoder_fc=32, num_steps=32,
-                 offsets=False, seed=None, **kwargs):
+                 offsets=False, condition_every_step=False, seed=None, **kwargs):
         super().__init__(**kwargs)
         if int(num_keypoints) < 1:
             raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
@@ -72,6 +76,7 @@ class MotionCVAE(keras.Model):
         self.decoder_fc = int(decoder_fc)
         self.num_steps = int(num_steps)
         self.offsets = bool(offsets)
+        self.condition_every_step = bool(condition_every_step)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
 
@@ -198,8 +203,12 @@ class MotionCVAE(keras.Model):
         if len(z.shape) != 2 or z.shape[-1] != self.latent_dim:
             raise ValueError(f"z must have shape [B, {self.latent_dim}], got {tuple(z.shape)}")
         first = self.decoder_dense(ops.concatenate([z, self.condition(k0, labels)], axis=-1))
-        # FC([z, k_0, a]) at step 1, zeros after it (see the module docstring).
-        x = ops.pad(ops.expand_dims(first, 1), [[0, 0], [0, steps - 1], [0, 0]])
+        # FC([z, k_0, a]) at step 1, zeros after it, or at every step (module docstring).
+        x = ops.expand_dims(first, 1)
+        if self.condition_every_step:
+            x = ops.repeat(x, steps, axis=1)
+        else:
+            x = ops.pad(x, [[0, 0], [0, steps - 1], [0, 0]])
         for lstm in self.decoder_lstms:
             x = lstm(x, training=training)
         x = ops.reshape(self.output_dense(x), (-1, steps, self.num_keypoints, 2))
@@ -262,7 +271,8 @@ class MotionCVAE(keras.Model):
                       class_conditional=self.class_conditional, units=self.units,
                       num_layers=self.num_layers, latent_dim=self.latent_dim,
                       encoder_fc=self.encoder_fc, decoder_fc=self.decoder_fc,
-                      num_steps=self.num_steps, offsets=self.offsets, seed=self.seed)
+                      num_steps=self.num_steps, offsets=self.offsets,
+                      condition_every_step=self.condition_every_step, seed=self.seed)
         return config
 
 
@@ -274,7 +284,7 @@ def from_config(config, seed=None) -> MotionCVAE:
         class_conditional=config.class_conditional, units=s2.lstm_units,
         num_layers=s2.lstm_layers, latent_dim=s2.latent_dim, encoder_fc=s2.encoder_fc,
         decoder_fc=s2.decoder_fc, num_steps=config.data.seq_len - 1,
-        offsets=s2.offsets, seed=config.seed if seed is None else seed, name="motion_generator")
+        offsets=s2.offsets, condition_every_step=s2.condition_every_step, seed=config.seed if seed is None else seed, name="motion_generator")
 
 
 def _replica_id():

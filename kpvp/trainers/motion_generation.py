@@ -42,18 +42,22 @@ class MotionGenerationTrainer(AdversarialTrainer):
       l1_weight: lambda2 (1000).
       kl_weight: weight of the KL term (1 in eq. 5).
       adversarial_weight: lambda3 (2), the weight of `-log D_seq(k~)`.
+      kl_warmup_steps: not in the paper; the KL weight rises linearly from 0 to `kl_weight`
+        over this many G updates (0: constant), so the encoder starts using z before the KL
+        term can collapse q onto the prior (the warm-up of Bowman et al., 2016).
     """
 
     METRIC_NAMES = METRIC_NAMES
 
     def __init__(self, generator, discriminator, l1_weight=1000.0, kl_weight=1.0,
-                 adversarial_weight=2.0, **kwargs):
+                 adversarial_weight=2.0, kl_warmup_steps=0, **kwargs):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
         self.l1_weight = float(l1_weight)
         self.kl_weight = float(kl_weight)
         self.adversarial_weight = float(adversarial_weight)
+        self.kl_warmup_steps = int(kl_warmup_steps)
 
     @classmethod
     def from_config_dict(cls, config) -> "MotionGenerationTrainer":
@@ -102,8 +106,15 @@ class MotionGenerationTrainer(AdversarialTrainer):
         kl = losses.kl_divergence(outputs["mu"], outputs["log_var"])
         fake_logits = self._discriminate(fake, labels, training=training)
         adv = losses.generator_adversarial_loss(fake_logits)
-        g_loss = self.l1_weight * l1 + self.kl_weight * kl + self.adversarial_weight * adv
+        g_loss = self.l1_weight * l1 + self.current_kl_weight() * kl + self.adversarial_weight * adv
         return dict(g_loss=g_loss, l1=l1, kl=kl, adv=adv, fake_logits=fake_logits)
+
+    def current_kl_weight(self):
+        """`kl_weight`, scaled by the warm-up fraction of G updates done so far."""
+        if self.kl_warmup_steps <= 0:
+            return self.kl_weight
+        done = tf.cast(self.generator_optimizer.iterations, tf.float32)
+        return self.kl_weight * tf.minimum(1.0, done / float(self.kl_warmup_steps))
 
     def train_step(self, batch):
         k_seq, labels = self._unpack(batch)
@@ -184,6 +195,7 @@ class MotionGenerationTrainer(AdversarialTrainer):
         config.update(generator=keras.saving.serialize_keras_object(self.generator),
                       discriminator=keras.saving.serialize_keras_object(self.discriminator),
                       l1_weight=self.l1_weight, kl_weight=self.kl_weight,
+                      kl_warmup_steps=self.kl_warmup_steps,
                       adversarial_weight=self.adversarial_weight)
         return config
 
@@ -215,6 +227,7 @@ def build_trainer(config) -> MotionGenerationTrainer:
         name="sequence_discriminator")
     trainer = MotionGenerationTrainer(generator, discriminator, l1_weight=s2.l1_weight,
                                       kl_weight=s2.kl_weight,
+                                      kl_warmup_steps=s2.kl_warmup_steps,
                                       adversarial_weight=s2.adversarial_weight,
                                       name="motion_generation")
     trainer.build()
