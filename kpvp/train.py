@@ -18,11 +18,16 @@ from kpvp import cli, stages
 flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                   "tf.distribute strategy for the trainers.")
-flags.DEFINE_integer("num_steps", None, "Shortcut for --config.stage1/2.num_steps (both stages).")
+flags.DEFINE_integer("num_steps", None, "Shortcut for --config.stageN.num_steps of the stages "
+                     "that --stage runs (both for --stage=all).")
 flags.DEFINE_bool("export_only", False, "Write the networks of --stage from its last "
                   "checkpoint in --workdir without training (use a stopped run); the workdir's "
                   "config is left as it is.")
 FLAGS = flags.FLAGS
+
+
+def _stage_numbers(stage: str) -> tuple[int, ...]:
+    return (1, 2) if stage == "all" else (int(stage),)
 
 
 def _export_only_steps(config, workdir: str, stage: str) -> None:
@@ -32,7 +37,7 @@ def _export_only_steps(config, workdir: str, stage: str) -> None:
 
     import tensorflow as tf
 
-    for number in ((1, 2) if stage == "all" else (int(stage),)):
+    for number in _stage_numbers(stage):
         directory = os.path.join(stages.stage_dir(workdir, number), "checkpoints")
         if tf.train.latest_checkpoint(directory) is None:
             raise FileNotFoundError(f"--export_only: no stage-{number} checkpoint in {directory}; "
@@ -47,7 +52,8 @@ def main(argv):
 
     config = cli.resolve_config(FLAGS.workdir)
     if FLAGS.num_steps is not None:
-        config.stage1.num_steps = config.stage2.num_steps = FLAGS.num_steps
+        for number in _stage_numbers(FLAGS.stage):
+            config[f"stage{number}"].num_steps = FLAGS.num_steps
     if config.dataset == "folder":
         from kpvp.configs import base
         from kpvp.data import readers
