@@ -16,7 +16,8 @@ from kpvp.generation import VideoGenerator
 from kpvp.models import motion_cvae
 from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.translator import MaskedTranslator
-from test_generation import K, SIZE, random_images, save_tiny_run, tiny_config
+from test_generation import (K, SIZE, random_images, save_tiny_run, tiny_config,
+                             untrained_motion_generator)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -57,8 +58,7 @@ def save_built_tiny_run(workdir):
     config = tiny_config()
     detector = KeypointDetector(K, (8, 8, 8, 8))
     translator = MaskedTranslator(SIZE, K, (8, 8, 8), gaussian_size=8)
-    generator = motion_cvae.from_config(config)
-    generator.build()
+    generator = untrained_motion_generator(config)
     images = np.zeros((1, SIZE, SIZE, 3), np.float32)
     kp = detector(images)
     translator([images, kp, kp])

@@ -23,17 +23,28 @@ def tiny_config():
     return c
 
 
+def untrained_motion_generator(config):
+    """A built, untrained M of `config`. The tiny config's M decodes displacements from k0,
+    whose zero-initialised output layer would hold k0 whatever z and the class: a random one
+    (as any trained M has) makes samples depend on them."""
+    generator = motion_cvae.from_config(config)
+    generator.build()  # sampling alone does not build M: its weights would not be saved
+    if generator.offsets:
+        kernel = generator.output_dense.kernel
+        kernel.assign(np.random.default_rng(0).normal(0, 0.1, kernel.shape).astype(np.float32))
+    return generator
+
+
 def save_tiny_run(workdir, mask_bias=None):
     """Writes untrained tiny Q, T, M exports the way `kpvp.train` lays them out."""
     keras.utils.set_random_seed(0)
     config = tiny_config()
     detector = KeypointDetector(K, (8, 8, 8, 8))
     translator = MaskedTranslator(SIZE, K, (8, 8, 8), gaussian_size=8)
-    generator = motion_cvae.from_config(config)
+    generator = untrained_motion_generator(config)
     images = np.zeros((1, SIZE, SIZE, 3), np.float32)
     kp = detector(images)
     translator([images, kp, kp])
-    generator.build()  # sampling alone does not build M: its weights would not be saved
     if mask_bias is not None:  # a mask head that never redraws: every frame is the source
         translator.mask_head.bias.assign(np.full((1,), mask_bias, np.float32))
     os.makedirs(workdir / "stage1")
