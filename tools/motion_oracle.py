@@ -57,11 +57,13 @@ def load_joints(config, num_test: int) -> dict:
 def evaluate_motion(generator, classifier, test_x, test_y, num_classes: int, samples: int,
                     seed: int = 0) -> dict:
     """Samples M from the first pose of every test sequence under every class condition and
-    classifies the samples: `action_recognition.condition_report` of them, plus `pred`."""
+    classifies the samples: `action_recognition.condition_report` of them, how often each
+    class is predicted (`predicted_counts`) and how far the samples move from k_0."""
     motion = evaluate.sample_motions(generator, test_x[:, 0], num_classes, samples, seed)
     pred = ar.predict_labels(classifier, motion["keypoints"])
     report = ar.condition_report(pred, motion["labels"], np.asarray(test_y)[motion["videos"]])
-    return dict(report, pred=pred, keypoints=motion["keypoints"], num_samples=int(len(pred)),
+    return dict(report, predicted_counts=np.bincount(pred, minlength=num_classes).tolist(),
+                samples_movement=_movement(motion["keypoints"]), num_samples=int(len(pred)),
                 num_videos=int(len(test_x)))
 
 
@@ -85,6 +87,7 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
     keras.utils.set_random_seed(config.seed)
     trainer = motion_generation.build_trainer(config)
     trainer.compile(*training.make_optimizers(config.stage2))
+    real_movement = _movement(test_x)
     results, start, done = [], time.time(), 0
     while done < steps:
         chunk = min(eval_every, steps - done)
@@ -101,19 +104,17 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
                                  samples, seed=config.seed)
         # Reconstructions from the posterior mean: is the decoder, or the prior, what fails?
         motion["reconstructions_classified"] = ar.accuracy(classifier, recon, test_y)
-        motion["movement"] = {name: _movement(x) for name, x in (
-            ("real", test_x), ("reconstructions", recon), ("samples", motion.pop("keypoints")))}
+        motion["movement"] = {"real": real_movement, "reconstructions": _movement(recon),
+                              "samples": motion.pop("samples_movement")}
         results.append(dict(step=done, seconds=round(time.time() - start, 1),
-                            test_l1=l1, ceiling=ceiling, **{k: v for k, v in motion.items()
-                                                           if k != "pred"},
+                            test_l1=l1, ceiling=ceiling, **motion,
                             train_logs={k: float(v) for k, v in logs.items()}))
-        counts = np.bincount(motion["pred"], minlength=config.num_classes)
         report(f"step {done:6d} ({results[-1]['seconds']:.0f} s): {motion['num_samples']} "
                f"samples follow their condition {motion['follows_condition']:.3f}; own class "
                f"{motion['own_class']:.3f}; other class: condition "
                f"{motion['other_follows_condition']:.3f}, first pose's class "
                f"{motion['other_follows_first_frame']:.3f}; predicted classes "
-               f"{counts.tolist()}; reconstructions (z = mu) classified "
+               f"{motion['predicted_counts']}; reconstructions (z = mu) classified "
                f"{motion['reconstructions_classified']:.3f}; movement from k_0: "
                + ", ".join(f"{k} {v:.3f}" for k, v in motion["movement"].items())
                + f" | test reconstruction L1 {l1:.4f} | "

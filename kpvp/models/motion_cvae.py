@@ -284,7 +284,8 @@ def from_config(config, seed=None) -> MotionCVAE:
         class_conditional=config.class_conditional, units=s2.lstm_units,
         num_layers=s2.lstm_layers, latent_dim=s2.latent_dim, encoder_fc=s2.encoder_fc,
         decoder_fc=s2.decoder_fc, num_steps=config.data.seq_len - 1,
-        offsets=s2.offsets, condition_every_step=s2.condition_every_step, seed=config.seed if seed is None else seed, name="motion_generator")
+        offsets=s2.offsets, condition_every_step=s2.condition_every_step,
+        seed=config.seed if seed is None else seed, name="motion_generator")
 
 
 def _replica_id():
