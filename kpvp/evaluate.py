@@ -454,7 +454,8 @@ def evaluate_transfer(run: _Run) -> dict:
         videos = videos[:, 1:]
         # A frame equal to the real one (a still moment copied by the static baseline) counts
         # as one grey level off everywhere (48.1 dB), not as +inf.
-        result = frame_metrics.frame_metrics([(videos, future)], max_psnr=20 * np.log10(255.0))
+        result = frame_metrics.frame_metrics([(videos, future)],
+                                             max_psnr=frame_metrics.UINT8_MAX_PSNR)
         result["l1"] = float(np.mean(np.abs(frame_metrics.to_unit_range(videos) - future_unit)))
         result["changed_l1"] = frame_metrics.changed_region_l1(
             [(videos, future, static[:, 1:])])["l1"]

@@ -250,7 +250,7 @@ def test_motion_oracle_scores_generators_by_the_class_they_follow():
     assert still["own_class"] == pytest.approx(still["other_follows_first_frame"])
 
 
-def test_motion_oracle_trains_stage_2_on_joints():
+def test_motion_oracle_trains_stage_2_on_joints(tmp_path):
     tool = load_tool("motion_oracle")
     config = configs.get_config("synthetic", "tiny")
     config.data.synthetic_num_train, config.data.synthetic_num_test = 8, 4
@@ -258,10 +258,26 @@ def test_motion_oracle_trains_stage_2_on_joints():
     config.stage2.offsets = True
     tracks = tool.load_joints(config, num_test=0)
     lines = []
-    results = tool.train(config, tracks, steps=3, eval_every=2, samples=1, report=lines.append)
-    assert [r["step"] for r in results] == [2, 3] and len(lines) == 3
+    output = str(tmp_path / "m.keras")
+    results = tool.train(config, tracks, steps=3, eval_every=2, samples=1, report=lines.append,
+                         output=output)
+    assert [r["step"] for r in results] == [2, 3] and len(lines) == 4
+    assert lines[-1] == f"saved M to {output}"
     assert "real test sequences" in lines[0] and "follow their condition" in lines[1]
     for r in results:
         assert r["num_samples"] == 4 * config.num_classes
         assert 0 <= r["follows_condition"] <= 1 and 0 < r["test_l1"] < 1
         assert r["train_logs"]["l1"] > 0 and r["train_logs"]["kl"] >= 0
+    # The saved M is the trained one: its reconstruction L1 on the test joints is the last
+    # evaluation's.
+    import keras
+
+    import kpvp.models  # noqa: F401  (registers M for load_model)
+
+    reloaded = keras.models.load_model(output)
+    test_x, test_y = evaluate.fixed_length_sequences(tracks["test"], config.data.seq_len)
+    recon = np.asarray(reloaded([test_x, test_y], training=False)["keypoints"])
+    assert np.mean(np.abs(recon - test_x[:, 1:])) == pytest.approx(results[-1]["test_l1"],
+                                                                   rel=1e-5)
+    with pytest.raises(ValueError, match="must be a .keras file"):
+        tool.train(config, tracks, steps=1, eval_every=1, samples=1, output="m.h5")

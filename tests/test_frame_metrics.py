@@ -164,3 +164,17 @@ def test_reconstruction_metrics_against_copying_the_source():
     changed = np.abs(target - source).max(-1) > fm.CHANGED_THRESHOLD * 2
     expected = (np.abs(-source - target).mean(-1) / 2)[changed].mean()
     assert best["crude_changed_l1"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_reconstruction_metrics_cap_the_psnr_of_an_exact_copy():
+    frame = np.random.default_rng(4).uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32)
+    batches = [{"source": frame, "target": frame}]  # nothing moved: copying is exact
+
+    def copying(batch):
+        return {"image": batch["source"], "mask": np.zeros((2, 16, 16, 1), np.float32)}
+
+    capped = fm.reconstruction_metrics(batches, copying)
+    assert capped["copy_source_baseline"]["psnr"] == pytest.approx(fm.UINT8_MAX_PSNR)
+    assert fm.UINT8_MAX_PSNR == pytest.approx(48.13, abs=0.01)
+    assert fm.reconstruction_metrics(batches, copying, max_psnr=None)[
+        "copy_source_baseline"]["psnr"] == np.inf

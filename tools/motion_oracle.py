@@ -14,7 +14,8 @@ condition, next to its accuracy on the real test sequences (the ceiling) and cha
 It also prints the L1 of M's reconstructions of the test sequences (z = mu).
 
 Any stage-2 setting can be changed as in training, e.g. `--config.stage2.kl_weight=10`; the
-seed is `--config.seed`. Needs a data set with joints (synthetic, penn).
+seed is `--config.seed`. Needs a data set with joints (synthetic, penn). `--output=m.keras`
+keeps the trained M (its keypoints are the data set's joints, not a Q's).
 """
 import os
 import time
@@ -39,6 +40,8 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                          "(default: config.eval.motion_samples).", flag_values=fv)
     flags.DEFINE_integer("num_test", None, "Test videos (default: config.eval.num_videos; "
                          "0 for all).", flag_values=fv)
+    flags.DEFINE_string("output", None, "Save the trained M here (a .keras file).",
+                        flag_values=fv)
     return fv
 
 
@@ -73,8 +76,12 @@ def _movement(sequences) -> float:
     return float(np.mean(np.linalg.norm(x - x[:, :1], axis=-1)))
 
 
-def train(config, tracks, steps: int, eval_every: int, samples: int, report=print) -> list:
-    """Trains stage 2 on the joint tracks; returns the evaluations."""
+def train(config, tracks, steps: int, eval_every: int, samples: int, report=print,
+          output: str | None = None) -> list:
+    """Trains stage 2 on the joint tracks; returns the evaluations. Saves M to `output`
+    (a `.keras` path) when given."""
+    if output is not None and not output.endswith(".keras"):
+        raise ValueError(f"--output must be a .keras file, got {output!r}")
     seq_len = int(config.data.seq_len)
     train_x, train_y = evaluate.fixed_length_sequences(tracks["train"], seq_len)
     test_x, test_y = evaluate.fixed_length_sequences(tracks["test"], seq_len)
@@ -94,7 +101,7 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
         # A new data order per chunk, seeded by the step (as `training.fit_stage` does).
         data = pipelines.stage2_dataset(tracks["train"], config, training=True,
                                         seed=config.seed + done)
-        history = trainer.fit(data, steps_per_epoch=chunk, epochs=1, verbose=0)
+        history = trainer.fit(data, steps_per_epoch=chunk, epochs=1, verbose=0, shuffle=False)
         logs = {k: v[-1] for k, v in history.history.items()}
         done += chunk
         recon = np.asarray(trainer.generator([test_x, test_y], training=False)["keypoints"])
@@ -119,6 +126,9 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
                + ", ".join(f"{k} {v:.3f}" for k, v in motion["movement"].items())
                + f" | test reconstruction L1 {l1:.4f} | "
                + ", ".join(f"{k} {float(v):.4g}" for k, v in logs.items()))
+    if output is not None:
+        trainer.generator.save(output)
+        report(f"saved M to {output}")
     return results
 
 
@@ -136,7 +146,7 @@ def main(argv):
           f"{s2.latent_dim}, weights L1 {s2.l1_weight:g} / KL {s2.kl_weight:g} / adversarial "
           f"{s2.adversarial_weight:g}", flush=True)
     train(config, tracks, f.steps, f.eval_every, samples,
-          report=lambda line: print(line, flush=True))
+          report=lambda line: print(line, flush=True), output=f.output)
 
 
 if __name__ == "__main__":

@@ -13,18 +13,23 @@ so a uint8 frame and its exact float counterpart give the same numbers.
 SSIM uses the standard 11x11 gaussian window (sigma 1.5, k1 0.01, k2 0.03), averaged over the
 colour channels; images smaller than 11 pixels on a side use a window as large as the image.
 PSNR of identical frames is +inf (MSE 0); pass `max_psnr` to cap it so that a dataset mean
-stays finite. As Minderer et al. (2019) note, frame-wise similarity says little about the
+stays finite (`UINT8_MAX_PSNR`, what kpvp's reports use, counts an exact copy as one grey
+level off everywhere). As Minderer et al. (2019) note, frame-wise similarity says little about the
 quality of long stochastic predictions; these metrics are meant for reconstructions
 (stage 1: `T(s, Q(s), Q(v))` against `v`).
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import keras
 import tensorflow as tf
 
 SSIM_FILTER_SIZE = 11
+# PSNR of frames one uint8 grey level apart everywhere (48.13 dB): the reports' cap for exact
+# copies, which a still frame or a shut mask produce.
+UINT8_MAX_PSNR = 20.0 * math.log10(255.0)
 
 
 def to_unit_range(images, name: str = "images") -> tf.Tensor:
@@ -184,13 +189,16 @@ def changed_region_l1(triples: Iterable, threshold: float = CHANGED_THRESHOLD) -
             "changed_fraction": changed / pixels, "num_frames": frames}
 
 
-def reconstruction_metrics(batches: Iterable, translate) -> dict:
+def reconstruction_metrics(batches: Iterable, translate,
+                           max_psnr: float | None = UINT8_MAX_PSNR) -> dict:
     """Stage-1 reconstruction of `{"source", "target"}` batches by `translate(batch)`.
 
     `translate` returns T's outputs (a dict with `"image"` and `"mask"`). Returns
     `{"reconstruction": ..., "copy_source_baseline": ...}`, each `frame_metrics` plus
     `"changed_l1"` (`changed_region_l1`), for T's images and for copying the source, and the
-    share of changed pixels `"changed_fraction"` and T's mean mask `"mean_mask"`. When the
+    share of changed pixels `"changed_fraction"` and T's mean mask `"mean_mask"`; PSNR is
+    capped at `max_psnr` (a pair whose target equals its source would otherwise give the copy
+    baseline +inf). When the
     outputs have T's crude image (`"crude"`, before the blend with the source), also its L1
     where the frame changed, `"crude_changed_l1"`: what T draws where its mask is shut.
     """
@@ -205,7 +213,7 @@ def reconstruction_metrics(batches: Iterable, translate) -> dict:
         masks.append(float(tf.reduce_mean(outputs["mask"])))
     result = {}
     for name, triples in (("reconstruction", recon), ("copy_source_baseline", copy)):
-        result[name] = frame_metrics((p, t) for p, t, _ in triples)
+        result[name] = frame_metrics(((p, t) for p, t, _ in triples), max_psnr=max_psnr)
         changed = changed_region_l1(triples)
         result[name]["changed_l1"] = changed["l1"]
     result["changed_fraction"] = changed["changed_fraction"]
