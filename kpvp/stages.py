@@ -24,8 +24,11 @@ def stage_dir(workdir: str, stage: int) -> str:
     return os.path.join(workdir, f"stage{stage}")
 
 
-def run_stage1(config, workdir: str, strategy) -> dict:
-    """Trains stage 1 to `config.stage1.num_steps`; exports Q and T as `.keras` files."""
+def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dict:
+    """Trains stage 1 to `config.stage1.num_steps`; exports Q and T as `.keras` files.
+
+    `export_only`: restore the last checkpoint and export it, without training or data.
+    """
     from kpvp import perceptual, run_info, training
     from kpvp.data import pipelines
     from kpvp.trainers import keypoint_translation
@@ -50,6 +53,10 @@ def run_stage1(config, workdir: str, strategy) -> dict:
     logging.info("Stage 1 perceptual features: %s", features.source)
     run_info.update_run_info(workdir, quiet_invocation=True,
                              perceptual_network=features.source)
+    if export_only:
+        result = _restore_for_export(trainer, directory)
+        export_stage1(trainer, directory)
+        return result
     test_pairs = pipelines.stage1_dataset(config, split="test")
     image_batch = next(iter(test_pairs))
     result = training.fit_stage(
@@ -65,26 +72,45 @@ def export_stage1(trainer, directory: str) -> None:
     logging.info("Exported detector.keras and translator.keras to %s", directory)
 
 
-def run_stage2(config, workdir: str, strategy) -> dict:
-    """Labels the training videos with Q (resumable), then trains M to `stage2.num_steps`."""
+def _restore_for_export(trainer, directory: str) -> dict:
+    from kpvp import training
+
+    step = training.restore_latest(trainer, os.path.join(directory, "checkpoints"))
+    logging.info("Restored step %d from %s for export", step, directory)
+    return {"step": step, "resumed_from": step, "logs": {}}
+
+
+def run_stage2(config, workdir: str, strategy, export_only: bool = False) -> dict:
+    """Labels the training videos with Q (resumable), then trains M to `stage2.num_steps`.
+
+    `export_only`: restore the last checkpoint and export M, without labelling or training.
+    """
     from kpvp import training
     from kpvp.data import pipelines
     from kpvp.trainers import motion_generation
 
-    sequences = pseudo_label(config, workdir, "train")
     directory = stage_dir(workdir, 2)
     with strategy.scope():
         trainer = motion_generation.build_trainer(config)
         trainer.compile(*training.make_optimizers(config.stage2))
+    if export_only:
+        result = _restore_for_export(trainer, directory)
+        _export_stage2(trainer, directory)
+        return result
+    sequences = pseudo_label(config, workdir, "train")
     image_batch = next(iter(pipelines.stage2_dataset(sequences, config, training=False)))
     result = training.fit_stage(
         trainer,
         lambda step: pipelines.stage2_dataset(sequences, config, training=True,
                                               seed=config.seed + step),
         config.stage2, directory, image_batch=image_batch)
+    _export_stage2(trainer, directory)
+    return result
+
+
+def _export_stage2(trainer, directory: str) -> None:
     trainer.generator.save(os.path.join(directory, "motion_generator.keras"))
     logging.info("Exported motion_generator.keras to %s", directory)
-    return result
 
 
 def detector_id(workdir: str) -> str:

@@ -30,9 +30,8 @@ def _stage_numbers(stage: str) -> tuple[int, ...]:
     return (1, 2) if stage == "all" else (int(stage),)
 
 
-def _export_only_steps(config, workdir: str, stage: str) -> None:
-    """For --export_only: checks each stage has a checkpoint and sets its num_steps to 0 (in
-    memory), so that the stage restores its last checkpoint, trains nothing and exports."""
+def _check_checkpoints(workdir: str, stage: str) -> None:
+    """For --export_only: every stage of --stage must have a checkpoint to export."""
     import os
 
     import tensorflow as tf
@@ -42,7 +41,6 @@ def _export_only_steps(config, workdir: str, stage: str) -> None:
         if tf.train.latest_checkpoint(directory) is None:
             raise FileNotFoundError(f"--export_only: no stage-{number} checkpoint in {directory}; "
                                     "train that stage first")
-        config[f"stage{number}"].num_steps = 0
 
 
 def main(argv):
@@ -65,7 +63,7 @@ def main(argv):
     if FLAGS.export_only:
         if FLAGS.num_steps is not None:
             raise app.UsageError("--export_only trains nothing: leave out --num_steps")
-        _export_only_steps(config, FLAGS.workdir, FLAGS.stage)
+        _check_checkpoints(FLAGS.workdir, FLAGS.stage)
     else:
         cli.save_config(config, FLAGS.workdir)
     run_info.update_run_info(FLAGS.workdir)
@@ -73,9 +71,9 @@ def main(argv):
                  config.variant, FLAGS.stage)
     strategy = training.make_strategy(FLAGS.strategy)
     if FLAGS.stage in ("1", "all"):
-        stages.run_stage1(config, FLAGS.workdir, strategy)
+        stages.run_stage1(config, FLAGS.workdir, strategy, export_only=FLAGS.export_only)
     if FLAGS.stage in ("2", "all"):
-        stages.run_stage2(config, FLAGS.workdir, strategy)
+        stages.run_stage2(config, FLAGS.workdir, strategy, export_only=FLAGS.export_only)
     if FLAGS.stage == "all" and not FLAGS.export_only:
         stages.finish_all(config, FLAGS.workdir)
 

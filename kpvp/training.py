@@ -139,7 +139,10 @@ def restore_latest(trainer, directory: str) -> int:
     manager = make_checkpoint_manager(trainer, directory)
     if manager.latest_checkpoint is None:
         raise FileNotFoundError(f"No checkpoint found in {directory!r}: train this stage first")
-    manager.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+    # Every variable the trainer has must come from the checkpoint; the optimizer's slots,
+    # created lazily, stay unread (expect_partial silences that).
+    manager.checkpoint.restore(
+        manager.latest_checkpoint).assert_existing_objects_matched().expect_partial()
     return global_step(trainer)
 
 

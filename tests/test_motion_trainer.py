@@ -257,3 +257,33 @@ def test_tiny_motion_generator_learns_opposite_motions():
         assert sign * dx.mean() > 0.5 * expected, (label, dx.mean())
         assert np.mean(sign * dx > 0) > 0.9
         assert np.abs(samples[..., 1] - k0.numpy()[:, None, :, 1]).mean() < 0.5 * expected
+
+
+def test_export_only_stage2_writes_m_from_the_checkpoint_without_pseudo_labelling(tmp_path):
+    """`--export_only --stage=2` restores M and exports it; it never labels videos, so it works
+    in a workdir with no stage 1 (labelling would need Q and fail there)."""
+    from kpvp import stages, training
+
+    import kpvp.models  # noqa: F401  (registers M for load_model)
+
+    config = configs.get_config("synthetic", "tiny")
+    config.stage2.lstm_units = 8
+    trainer = motion_generation.build_trainer(config)
+    trainer.compile(*training.make_optimizers(config.stage2))
+    # "Trained" weights that a freshly built M (same seed) does not have, at step 7.
+    for variable in trainer.generator.weights:
+        variable.assign(variable + 0.5)
+    trainer.generator_optimizer.iterations.assign(7)
+    manager = training.make_checkpoint_manager(
+        trainer, str(tmp_path / "stage2" / "checkpoints"))
+    manager.save(checkpoint_number=7)
+
+    result = stages.run_stage2(config, str(tmp_path), tf.distribute.get_strategy(),
+                               export_only=True)
+    assert result["step"] == 7
+    assert not (tmp_path / "pseudo_labels").exists()
+    exported = keras.models.load_model(str(tmp_path / "stage2" / "motion_generator.keras"))
+    saved = trainer.generator.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, exported.get_weights()))
+    with pytest.raises(FileNotFoundError, match="stage 1"):  # what training would need
+        stages.run_stage2(config, str(tmp_path), tf.distribute.get_strategy())
