@@ -123,8 +123,12 @@ def test_warping_translator_shared_checks_and_blend_with_the_warped_source(tmp_p
 
 
 def test_translator_warps_only_when_the_config_says_so():
+    for dataset in ("penn", "nemo", "mgif", "synthetic"):  # the paper's T in the full configs
+        assert not translator_lib.from_config(configs.get_config(dataset)).warp
     config = configs.get_config("synthetic", "tiny")
-    assert not translator_lib.from_config(config).warp  # the paper's T by default
+    assert translator_lib.from_config(config).warp  # the CPU-sized variant warps
+    config.stage1.translator_warp = False
+    assert not translator_lib.from_config(config).warp
     config.stage1.translator_warp = True
     config.stage1.warp_inv_std = 7.0
     translator = translator_lib.from_config(config)

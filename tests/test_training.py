@@ -154,11 +154,15 @@ def test_checkpoint_saves_every_weight_of_networks_with_layer_lists(tmp_path):
 
 def _cpu_allocator_pools(env_value):
     """Runs a fresh interpreter that imports kpvp first; True if TF's CPU allocator keeps
-    statistics, which only the pooling (BFC) allocator does."""
+    statistics, which only the pooling (BFC) allocator does.
+
+    With oneDNN's custom ops on (TensorFlow's default on CPUs with AVX-512), the CPU allocator
+    keeps statistics either way, so the probe turns them off."""
     import subprocess
     import sys
 
     env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+    env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     if env_value is not None:
         env["TF_CPU_ALLOCATOR_USE_BFC"] = env_value
     code = ("import kpvp, tensorflow as tf\n"
