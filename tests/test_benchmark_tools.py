@@ -172,7 +172,9 @@ def test_generation_benchmark_prints_consistent_times(capsys):
             # Q, M and T are timed one after another inside the total.
             assert q + m + t <= latency * 1.01 + 0.002
             assert q + m + t > 0.5 * latency
-    assert re.search(r"bf16 keypoint dtypes: Q k0 float32, M k_1:T \w+; generate\(\): ", out), out
+    # Under mixed_bfloat16 Q's and M's keypoint heads stay float32, and generate() works.
+    assert ("bf16 keypoint dtypes: Q k0 float32, M k_1:T float32; generate(): works, output "
+            "dtypes as documented") in out, out
 
 
 def test_translator_oracle_trains_t_on_joints_and_reports_against_copying(tmp_path):

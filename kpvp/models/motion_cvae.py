@@ -89,8 +89,10 @@ class MotionCVAE(keras.Model):
                 self.units, return_sequences=i < self.num_layers - 1, name=f"encoder_lstm_{i}"))
         self.encoder_dense = keras.layers.Dense(self.encoder_fc, activation="relu",
                                                 name="encoder_fc")
-        self.mu_dense = keras.layers.Dense(self.latent_dim, name="mu")
-        self.log_var_dense = keras.layers.Dense(self.latent_dim, name="log_var")
+        # Heads in float32 under a mixed policy: z, the KL and keypoints need the precision.
+        self.mu_dense = keras.layers.Dense(self.latent_dim, dtype="float32", name="mu")
+        self.log_var_dense = keras.layers.Dense(self.latent_dim, dtype="float32",
+                                                name="log_var")
 
         # === Decoder p(k_1:T | z, k_0, a) ===
         # No activation: the LSTM gates supply the nonlinearity, and a ReLU here could switch
@@ -100,11 +102,11 @@ class MotionCVAE(keras.Model):
             setattr(self, f"decoder_lstm_{i}", keras.layers.LSTM(
                 self.units, return_sequences=True, name=f"decoder_lstm_{i}"))
         if self.offsets:
-            self.output_dense = keras.layers.Dense(2 * self.num_keypoints,
+            self.output_dense = keras.layers.Dense(2 * self.num_keypoints, dtype="float32",
                                                    kernel_initializer="zeros", name="offsets")
         else:
             self.output_dense = keras.layers.Dense(2 * self.num_keypoints, activation="tanh",
-                                                   name="keypoints")
+                                                   dtype="float32", name="keypoints")
 
     @property
     def encoder_lstms(self) -> list:
