@@ -85,3 +85,31 @@ def kl_divergence(mu, log_var):
                          f"{tuple(mu.shape)} and {tuple(log_var.shape)}")
     per_example = 0.5 * ops.sum(ops.exp(log_var) + ops.square(mu) - 1.0 - log_var, axis=-1)
     return ops.mean(per_example)
+
+
+def temporal_separation_loss(keypoints, sigma):
+    """Minderer et al.'s temporal separation loss (not in the paper) -> scalar in [0, 1].
+
+    `keypoints` `[B, T, K, 2]` (stage 1 gives T = 2: source and target). Each keypoint's
+    trajectory is centred on its temporal mean; `d_kk'` is the mean over time of the squared
+    distance between the centred trajectories of k and k'; the loss is the batch mean of
+    `exp(-d_kk' / (2 sigma^2))` averaged over the `K (K - 1)` pairs k != k'. It is 1 when all
+    keypoints move alike (up to a constant offset) and falls to 0 as their motions differ, so
+    it discourages several keypoints doing one keypoint's work. For T = 2,
+    `d_kk' = |delta_k - delta_k'|^2 / 4` with `delta` a keypoint's displacement.
+    """
+    keypoints = _f32(keypoints)
+    if len(keypoints.shape) != 4 or keypoints.shape[-1] != 2:
+        raise ValueError(f"temporal_separation_loss: keypoints must be [B, T, K, 2], got "
+                         f"{tuple(keypoints.shape)}")
+    if sigma <= 0:
+        raise ValueError(f"temporal_separation_loss: sigma must be > 0, got {sigma}")
+    num_keypoints = keypoints.shape[2]
+    if num_keypoints is None or num_keypoints < 2:
+        raise ValueError(f"temporal_separation_loss: needs a static K >= 2, got {num_keypoints}")
+    centred = keypoints - ops.mean(keypoints, axis=1, keepdims=True)
+    differences = centred[:, :, :, None, :] - centred[:, :, None, :, :]  # [B, T, K, K, 2]
+    distances = ops.mean(ops.sum(ops.square(differences), axis=-1), axis=1)  # [B, K, K]
+    similarity = ops.mean(ops.exp(-distances / (2.0 * sigma ** 2)), axis=0)  # [K, K]
+    # The diagonal is always 1: drop it, and average over the K (K - 1) pairs.
+    return (ops.sum(similarity) - num_keypoints) / (num_keypoints * (num_keypoints - 1))

@@ -74,3 +74,30 @@ def test_losses_accept_bfloat16_and_return_float32():
     logits = keras.ops.cast(np.array([[0.25], [-0.5]], np.float32), "bfloat16")
     loss = losses.generator_adversarial_loss(logits)
     assert keras.backend.standardize_dtype(loss.dtype) == "float32"
+
+
+def test_temporal_separation_loss_hand_values():
+    # Two keypoints, two frames: k0 moves by (0.2, 0), k1 stays. d = |0.2|^2 / 4 = 0.01, and
+    # exp(-0.01 / (2 * 0.1^2)) = exp(-0.5) for both ordered pairs.
+    kp = np.array([[[[0.0, 0.0], [0.5, 0.5]], [[0.2, 0.0], [0.5, 0.5]]]], np.float32)
+    assert float(losses.temporal_separation_loss(kp, 0.1)) == pytest.approx(math.exp(-0.5),
+                                                                              rel=1e-5)
+    # Moving alike, whatever their offsets: 1 (all keypoints do one keypoint's work).
+    together = np.array([[[[0.0, 0.0], [0.5, -0.3], [-0.4, 0.1]]]], np.float32)
+    together = np.concatenate([together, together + [0.3, -0.1]], axis=1)
+    assert float(losses.temporal_separation_loss(together, 0.1)) == pytest.approx(1.0)
+    # Very different motions: about 0. The batch mean: half of each.
+    apart = np.array([[[[0.0, 0.0], [0.0, 0.0]], [[0.9, 0.0], [-0.9, 0.0]]]], np.float32)
+    assert float(losses.temporal_separation_loss(apart, 0.1)) < 1e-6
+    both = np.concatenate([kp, apart])
+    assert float(losses.temporal_separation_loss(both, 0.1)) == pytest.approx(
+        0.5 * math.exp(-0.5), rel=1e-5)
+
+
+def test_temporal_separation_loss_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"\[B, T, K, 2\]"):
+        losses.temporal_separation_loss(np.zeros((2, 3, 2), np.float32), 0.1)
+    with pytest.raises(ValueError, match="sigma"):
+        losses.temporal_separation_loss(np.zeros((1, 2, 3, 2), np.float32), 0.0)
+    with pytest.raises(ValueError, match="K >= 2"):
+        losses.temporal_separation_loss(np.zeros((1, 2, 1, 2), np.float32), 0.1)

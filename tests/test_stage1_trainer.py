@@ -102,6 +102,35 @@ def test_generator_loss_is_weighted_sum_of_perceptual_and_adversarial():
     assert float(logs["perceptual"]) == pytest.approx(float(perceptual), rel=1e-5)
 
 
+def test_separation_term_enters_the_generator_loss_only_when_weighted():
+    batch = pair_batch()
+    plain = make_trainer()
+    logs = plain.test_step(batch)
+    out = plain.reconstruct(batch["source"], batch["target"])
+    expected = losses.temporal_separation_loss(
+        np.stack([out["source_kp"], out["target_kp"]], axis=1), 0.1)
+    assert float(logs["separation"]) == pytest.approx(float(expected), rel=1e-5)
+    assert 0.0 < float(logs["separation"]) <= 1.0
+    assert float(logs["g_loss"]) == pytest.approx(
+        float(logs["perceptual"]) + float(logs["adversarial"]), rel=1e-5)
+
+    config = tiny_config()
+    config.stage1.separation_weight = 3.0
+    config.stage1.separation_sigma = 0.2
+    weighted = make_trainer(config)
+    logs = weighted.test_step(batch)
+    assert float(logs["g_loss"]) == pytest.approx(
+        float(logs["perceptual"]) + float(logs["adversarial"])
+        + 3.0 * float(logs["separation"]), rel=1e-5)
+    # The G step follows it: the separation term alone moves Q's weights.
+    config.stage1.perceptual_weight = 0.0
+    config.stage1.adversarial_weight = 0.0
+    only = make_trainer(config)
+    before = snapshot(only.detector.trainable_variables)
+    only.train_step(batch)
+    assert changed(before, only.detector.trainable_variables)
+
+
 def test_perceptual_term_is_multiplied_by_the_feature_network_loss_scale():
     config = tiny_config()
     plain = make_trainer(config)

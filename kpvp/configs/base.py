@@ -75,6 +75,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.translator_warp = False
     s1.warp_inv_std = 10.0  # reach of each keypoint in the warp, [-1, 1] units
     s1.warp_background = 0.01  # weight of the still background against a keypoint's peak
+    # Not in the paper: Minderer et al.'s temporal separation loss on (k_s, k_v), weight and
+    # gaussian radius in [-1, 1] units (0 = off; their Human3.6M settings were 10 and 0.1).
+    s1.separation_weight = 0.0
+    s1.separation_sigma = 0.1
     s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # (code) 6 stride-2 convs
     # mixed_bfloat16: faster only where the hardware has bf16 units (AVX512_BF16/AMX CPUs, GPUs,
     # TPUs); measured 5x SLOWER for stage 1 on an AVX2-only CPU (tools/benchmark_train.py).

@@ -4,8 +4,9 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
 
 1. G forward: k_s = Q(s), k_v = Q(v), v_hat = T(s, k_s, k_v), recorded on the G tape.
 2. D update on (v, v_hat) with v_hat detached (the same fakes: no second G forward).
-3. G update of Q and T with lambda1 * L_perc(v, v_hat) + adversarial_weight * L_adv(D(v_hat)),
-   D(v_hat) being evaluated with the D just updated. The target's perceptual features carry no
+3. G update of Q and T with lambda1 * L_perc(v, v_hat) + adversarial_weight * L_adv(D(v_hat))
+   (+ separation_weight * L_sep(k_s, k_v) if set: Minderer et al.'s temporal separation loss,
+   not in the paper), D(v_hat) being evaluated with the D just updated. The target's perceptual features carry no
    gradient, so they are computed outside the tape.
 
 Losses are averaged over the global batch, so gradients summed across replicas by a
@@ -22,7 +23,8 @@ from kpvp.models import keypoint_detector
 from kpvp.models import translator as translator_lib
 from kpvp.trainers.adversarial import AdversarialTrainer
 
-METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "l1", "d_real", "d_fake")
+METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "separation", "l1", "d_real",
+                "d_fake")
 
 
 class KeypointTranslationTrainer(AdversarialTrainer):
@@ -34,7 +36,8 @@ class KeypointTranslationTrainer(AdversarialTrainer):
     METRIC_NAMES = METRIC_NAMES
 
     def __init__(self, detector, translator, discriminator, perceptual_network,
-                 perceptual_weight=1.0, adversarial_weight=1.0, **kwargs):
+                 perceptual_weight=1.0, adversarial_weight=1.0, separation_weight=0.0,
+                 separation_sigma=0.1, **kwargs):
         super().__init__(**kwargs)
         self.detector = detector
         self.translator = translator
@@ -43,6 +46,8 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         self.perceptual_network.trainable = False
         self.perceptual_weight = float(perceptual_weight)
         self.adversarial_weight = float(adversarial_weight)
+        self.separation_weight = float(separation_weight)
+        self.separation_sigma = float(separation_sigma)
         # The feature network's calibration to the paper's VGG19-on-[0, 255] loss scale
         # (`PerceptualNetwork.loss_scale`): 100 for the deflated I3D, 1 for VGG19.
         self.perceptual_scale = float(getattr(perceptual_network, "loss_scale", 1.0))
@@ -82,6 +87,18 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         return self.perceptual_scale * losses.perceptual_loss(
             target_features, self.perceptual_network(fake))
 
+    def separation_loss(self, out) -> tf.Tensor:
+        """L_sep of the source and target keypoints of `reconstruct`'s output (logged always,
+        in the G loss only with `separation_weight` > 0)."""
+        return losses.temporal_separation_loss(
+            tf.stack([out["source_kp"], out["target_kp"]], axis=1), self.separation_sigma)
+
+    def generator_loss(self, perceptual, adversarial, separation):
+        loss = self.perceptual_weight * perceptual + self.adversarial_weight * adversarial
+        if self.separation_weight:
+            loss += self.separation_weight * separation
+        return loss
+
     def discriminator_step(self, real, fake):
         """One D_im update on real targets vs detached fakes; returns (loss, D(real), D(fake))."""
         return self.apply_discriminator_update(
@@ -91,7 +108,9 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         source, target = batch["source"], batch["target"]
         target_features = [tf.stop_gradient(f) for f in self.perceptual_network(target)]
         with tf.GradientTape() as g_tape:
-            fake = self.reconstruct(source, target, training=True)["image"]
+            out = self.reconstruct(source, target, training=True)
+            fake = out["image"]
+            separation = self.separation_loss(out)
         # Outside the G tape (a nested `stop_recording` would silence the D tape too); the tape
         # is re-entered below to finish the G loss on the updated D.
         d_loss, real_logits, fake_logits = self.discriminator_step(target, fake)
@@ -99,27 +118,31 @@ class KeypointTranslationTrainer(AdversarialTrainer):
             perceptual = self.perceptual_loss(target_features, fake)
             adversarial = losses.generator_adversarial_loss(
                 self.discriminator(fake, training=True))
-            g_loss = self.perceptual_weight * perceptual + self.adversarial_weight * adversarial
+            g_loss = self.generator_loss(perceptual, adversarial, separation)
             scaled = g_loss * self._scale()
         variables = self.generator_variables
         grads = g_tape.gradient(scaled, variables)
         self.generator_optimizer.apply(grads, variables)
         return self._update_trackers(
             d_loss=d_loss, g_loss=g_loss, perceptual=perceptual, adversarial=adversarial,
-            l1=losses.l1_loss(target, fake), d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
+            separation=separation, l1=losses.l1_loss(target, fake),
+            d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
             d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
 
     def test_step(self, batch):
         source, target = batch["source"], batch["target"]
-        fake = self.reconstruct(source, target)["image"]
+        out = self.reconstruct(source, target)
+        fake = out["image"]
+        separation = self.separation_loss(out)
         real_logits = self.discriminator(target)
         fake_logits = self.discriminator(fake)
         perceptual = self.perceptual_loss(self.perceptual_network(target), fake)
         adversarial = losses.generator_adversarial_loss(fake_logits)
         return self._update_trackers(
             d_loss=losses.discriminator_loss(real_logits, fake_logits),
-            g_loss=self.perceptual_weight * perceptual + self.adversarial_weight * adversarial,
-            perceptual=perceptual, adversarial=adversarial, l1=losses.l1_loss(target, fake),
+            g_loss=self.generator_loss(perceptual, adversarial, separation),
+            perceptual=perceptual, adversarial=adversarial, separation=separation,
+            l1=losses.l1_loss(target, fake),
             d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
             d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
 
@@ -149,4 +172,6 @@ def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
                                       perceptual_weight=s1.perceptual_weight,
                                       adversarial_weight=s1.adversarial_weight,
+                                      separation_weight=s1.separation_weight,
+                                      separation_sigma=s1.separation_sigma,
                                       name="keypoint_translation")
