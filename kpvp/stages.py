@@ -36,6 +36,8 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
     import keras
 
     directory = stage_dir(workdir, 1)
+    # Q's, T's and D_im's initial weights follow config.seed (the data pipelines take it too).
+    keras.utils.set_random_seed(config.seed)
     # The policy is read when layers are made: networks built here compute in bfloat16 (their
     # keypoint layers and output heads stay float32); later stages are unaffected.
     policy = "mixed_bfloat16" if config.stage1.mixed_precision else "float32"
@@ -67,6 +69,7 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
 
 
 def export_stage1(trainer, directory: str) -> None:
+    os.makedirs(directory, exist_ok=True)
     trainer.detector.save(os.path.join(directory, "detector.keras"))
     trainer.translator.save(os.path.join(directory, "translator.keras"))
     logging.info("Exported detector.keras and translator.keras to %s", directory)
@@ -89,7 +92,10 @@ def run_stage2(config, workdir: str, strategy, export_only: bool = False) -> dic
     from kpvp.data import pipelines
     from kpvp.trainers import motion_generation
 
+    import keras
+
     directory = stage_dir(workdir, 2)
+    keras.utils.set_random_seed(config.seed)  # M's and D_seq's initial weights
     with strategy.scope():
         trainer = motion_generation.build_trainer(config)
         trainer.compile(*training.make_optimizers(config.stage2))

@@ -166,3 +166,28 @@ def test_summary_images_are_uint8_panels():
     images = trainer.summary_images(pair_batch(batch=2))
     (grid,) = images.values()
     assert grid.dtype == np.uint8 and grid.shape == (2, 32, 4 * 32, 3)
+
+
+def _initial_detector_weights(tmp_path, name, seed):
+    """Stage 1 through `stages.run_stage1` with 0 steps: the exported Q is the initial one."""
+    import kpvp.models  # noqa: F401  (registers Q for load_model)
+    from kpvp import stages
+
+    config = tiny_config()
+    config.seed = seed
+    config.stage1.num_steps = 0
+    config.stage1.perceptual_network = "i3d2d"
+    config.data.synthetic_num_train = 2
+    config.data.synthetic_num_test = 2
+    workdir = str(tmp_path / name)
+    stages.run_stage1(config, workdir, tf.distribute.get_strategy())
+    keras.utils.set_random_seed(123)  # what a caller did last must not matter
+    return keras.models.load_model(f"{workdir}/stage1/detector.keras").get_weights()
+
+
+def test_stage1_initial_weights_follow_the_config_seed(tmp_path):
+    a = _initial_detector_weights(tmp_path, "a", seed=0)
+    b = _initial_detector_weights(tmp_path, "b", seed=0)
+    c = _initial_detector_weights(tmp_path, "c", seed=1)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
