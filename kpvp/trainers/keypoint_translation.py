@@ -6,8 +6,8 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
 2. D update on (v, v_hat) with v_hat detached (the same fakes: no second G forward).
 3. G update of Q and T with lambda1 * L_perc(v, v_hat) + adversarial_weight * L_adv(D(v_hat))
    (+ separation_weight * L_sep(k_s, k_v) if set: Minderer et al.'s temporal separation loss,
-   not in the paper), D(v_hat) being evaluated with the D just updated. The target's perceptual features carry no
-   gradient, so they are computed outside the tape.
+   not in the paper), D(v_hat) being evaluated with the D just updated. The target's
+   perceptual features carry no gradient, so they are computed outside the tape.
 
 Losses are averaged over the global batch, so gradients summed across replicas by a
 `tf.distribute` strategy equal the single-device gradients.
