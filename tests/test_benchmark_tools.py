@@ -1,5 +1,5 @@
 """Smoke tests of the tools: benchmark_train.py, benchmark_generation.py, translator_oracle.py,
-motion_oracle.py.
+motion_oracle.py, keypoint_sheet.py.
 
 Each tool runs as a script on a tiny setting for one or two steps; the tests check that the
 printed numbers are positive and agree with each other, never a speed.
@@ -283,3 +283,49 @@ def test_motion_oracle_trains_stage_2_on_joints(tmp_path):
                                                                    rel=1e-5)
     with pytest.raises(ValueError, match="must be a .keras file"):
         tool.train(config, tracks, steps=1, eval_every=1, samples=1, output="m.h5")
+
+
+def test_keypoint_sheet_draws_the_detectors_keypoints_on_each_class(tmp_path):
+    import keras
+
+    from kpvp import cli
+    from kpvp.models import KeypointDetector
+
+    config = configs.get_config("synthetic", "tiny")
+    config.image_size, config.num_keypoints = 32, 3
+    config.data.synthetic_num_test, config.data.eval_num_frames = 12, 8
+    workdir = tmp_path / "run"
+    (workdir / "stage1").mkdir(parents=True)
+    cli.save_config(config, str(workdir))
+    keras.utils.set_random_seed(0)
+    detector = KeypointDetector(num_keypoints=3, filters=(4, 4, 4, 4),
+                                softmax_temperature=0.1)
+    detector(np.zeros((1, 32, 32, 3), np.float32))
+    detector.save(workdir / "stage1" / "detector.keras")
+    output = tmp_path / "sheet.png"
+    run_tool("keypoint_sheet", f"--workdir={workdir}", f"--output={output}",
+             "--videos_per_class=1", "--columns=2", "--zoom=4")
+    sheet = np.asarray(Image.open(output).convert("RGB"))
+    cell, label_w = 32 * 4, 110
+    assert sheet.shape == (config.num_classes * cell, label_w + 2 * cell, 3)
+    # Row r is the first test video of class r; its frames 0 and 7 carry the detector's
+    # keypoints as dots in the keypoint colours, centred where the keypoints are.
+    tool = load_tool("keypoint_sheet")
+    videos = tool.videos_per_class(config, "test", 1)
+    assert [int(v["label"]) for v in videos] == list(range(config.num_classes))
+    colors = visualize.keypoint_colors(3)
+    for row, video in enumerate(videos):
+        frames = video["frames"][[0, 7]]
+        kps = detector(frames.astype(np.float32) / 127.5 - 1.0, training=False).numpy()
+        for col in range(2):
+            tile = sheet[row * cell:(row + 1) * cell, label_w + col * cell:][:, :cell]
+            # The last keypoint is drawn on top of the others.
+            x, y = ((kps[col, -1] + 1) * cell / 2).astype(int)
+            np.testing.assert_array_equal(tile[np.clip(y, 0, cell - 1), np.clip(x, 0, cell - 1)],
+                                          colors[-1])
+            # Rows away from every dot are the frame enlarged 4 times.
+            big = np.repeat(np.repeat(frames[col], 4, axis=0), 4, axis=1)
+            dot_rows = (kps[col, :, 1] + 1) * cell / 2
+            far = np.abs(np.arange(cell)[:, None] - dot_rows).min(axis=-1) > 6
+            assert far.sum() > cell // 2
+            np.testing.assert_array_equal(tile[far], big[far])
