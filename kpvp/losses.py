@@ -113,3 +113,41 @@ def temporal_separation_loss(keypoints, sigma):
     similarity = ops.mean(ops.exp(-distances / (2.0 * sigma ** 2)), axis=0)  # [K, K]
     # The diagonal is always 1: drop it, and average over the K (K - 1) pairs.
     return (ops.sum(similarity) - num_keypoints) / (num_keypoints * (num_keypoints - 1))
+
+
+def motion_coverage_loss(source, target, source_kp, target_kp, sigma, size=32):
+    """The share of the motion between two frames that no keypoint is near (not in the paper)
+    -> scalar in [0, 1].
+
+    `source`, `target` `[B, H, W, 3]`: a frame pair; `source_kp`, `target_kp` `[B, K, 2]`:
+    their keypoints. The motion is `|target - source|` averaged over the channels and pooled
+    to `size x size` cells, normalised per pair to a distribution `w` over cells (a still pair
+    contributes 0). A cell `u` is covered by a keypoint `k` to the degree
+    `g_k(u) = exp(-|u - k|^2 / (2 sigma^2))` (`sigma` in [-1, 1] units), and left uncovered by
+    all keypoints of both frames to the degree `prod_k (1 - g_k(u))`. The loss is the batch
+    mean of `sum_u w(u) prod_k (1 - g_k(u))`: 1 when every moving pixel is far from every
+    keypoint, 0 when every moving pixel sits on one. Its gradient pulls keypoints towards the
+    parts that move, which the reconstruction loss alone rewards too little for thin limbs.
+    """
+    from kpvp.ops import keypoints as kp_ops
+
+    source, target = _f32(source), _f32(target)
+    if len(source.shape) != 4 or not _same_shape(source, target):
+        raise ValueError(f"motion_coverage_loss: source and target must be [B, H, W, C] of one "
+                         f"shape, got {tuple(source.shape)} and {tuple(target.shape)}")
+    height, width = source.shape[1], source.shape[2]
+    if height is None or width is None or height % size or width % size:
+        raise ValueError(f"motion_coverage_loss: image size {height}x{width} must be a multiple "
+                         f"of size={size}")
+    if sigma <= 0:
+        raise ValueError(f"motion_coverage_loss: sigma must be > 0, got {sigma}")
+    change = ops.mean(ops.abs(target - source), axis=-1, keepdims=True)
+    change = ops.average_pool(change, (height // size, width // size),
+                              strides=(height // size, width // size))[..., 0]  # [B, s, s]
+    total = ops.sum(change, axis=(1, 2), keepdims=True)
+    weights = change / ops.maximum(total, 1e-8)
+    inv_std = 1.0 / (sigma * 2.0 ** 0.5)
+    keypoints = ops.concatenate([_f32(source_kp), _f32(target_kp)], axis=1)
+    maps = kp_ops.gaussian_maps(keypoints, size, inv_std)  # [B, s, s, 2K]
+    uncovered = ops.prod(1.0 - maps, axis=-1)
+    return ops.mean(ops.sum(weights * uncovered, axis=(1, 2)))

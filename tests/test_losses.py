@@ -94,6 +94,47 @@ def test_temporal_separation_loss_hand_values():
         0.5 * math.exp(-0.5), rel=1e-5)
 
 
+def test_motion_coverage_loss_hand_values():
+    source = np.zeros((1, 64, 64, 3), np.float32)
+    target = source.copy()
+    # Motion in one 2x2 cell of the 32x32 grid: rows/columns 20-21, cell (10, 10), whose
+    # centre is at (10.5 / 16 - 1) = -0.34375 in [-1, 1] units on both axes.
+    target[:, 20:22, 20:22] = 1.0
+    centre = -0.34375
+    sigma = 0.1
+
+    def loss(source_kp, target_kp):
+        return float(losses.motion_coverage_loss(
+            source, target, np.array([source_kp], np.float32), np.array([target_kp], np.float32),
+            sigma))
+
+    # One keypoint per frame at distances d_s and d_t from the moving cell:
+    # (1 - exp(-d_s^2 / 2 sigma^2)) (1 - exp(-d_t^2 / 2 sigma^2)).
+    d_s, d_t = 0.1, 0.2
+    expected = ((1 - math.exp(-d_s ** 2 / (2 * sigma ** 2)))
+                * (1 - math.exp(-d_t ** 2 / (2 * sigma ** 2))))
+    assert loss([[centre + d_s, centre]], [[centre, centre - d_t]]) == pytest.approx(
+        expected, rel=1e-4)
+    assert loss([[centre, centre]], [[0.9, 0.9]]) == pytest.approx(0.0, abs=1e-6)
+    assert loss([[0.9, 0.9]], [[-0.9, 0.9]]) == pytest.approx(1.0, abs=1e-6)
+    # A still pair counts 0, and the batch mean averages the pairs.
+    two = float(losses.motion_coverage_loss(
+        np.concatenate([source, source]), np.concatenate([target, source]),
+        np.full((2, 1, 2), 0.9, np.float32), np.full((2, 1, 2), 0.9, np.float32), sigma))
+    assert two == pytest.approx(0.5, abs=1e-6)
+
+
+def test_motion_coverage_loss_rejects_bad_input():
+    images = np.zeros((1, 64, 64, 3), np.float32)
+    kp = np.zeros((1, 2, 2), np.float32)
+    with pytest.raises(ValueError, match="one shape"):
+        losses.motion_coverage_loss(images, images[:, :32], kp, kp, 0.1)
+    with pytest.raises(ValueError, match="multiple of size=32"):
+        losses.motion_coverage_loss(images[:, :48, :48], images[:, :48, :48], kp, kp, 0.1)
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        losses.motion_coverage_loss(images, images, kp, kp, 0.0)
+
+
 def test_temporal_separation_loss_rejects_bad_input():
     with pytest.raises(ValueError, match=r"\[B, T, K, 2\]"):
         losses.temporal_separation_loss(np.zeros((2, 3, 2), np.float32), 0.1)

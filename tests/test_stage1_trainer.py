@@ -131,6 +131,42 @@ def test_separation_term_enters_the_generator_loss_only_when_weighted():
     assert changed(before, only.detector.trainable_variables)
 
 
+def test_coverage_term_enters_the_generator_loss_only_when_weighted():
+    batch = pair_batch()
+    plain = make_trainer()
+    logs = plain.test_step(batch)
+    out = plain.reconstruct(batch["source"], batch["target"])
+    expected = losses.motion_coverage_loss(batch["source"], batch["target"], out["source_kp"],
+                                           out["target_kp"], 0.15)
+    assert float(logs["coverage"]) == pytest.approx(float(expected), rel=1e-5)
+    assert 0.0 < float(logs["coverage"]) <= 1.0
+    assert float(logs["g_loss"]) == pytest.approx(
+        float(logs["perceptual"]) + float(logs["adversarial"]), rel=1e-5)
+
+    config = tiny_config()
+    config.stage1.coverage_weight = 4.0
+    config.stage1.coverage_sigma = 0.05
+    weighted = make_trainer(config)
+    logs = weighted.test_step(batch)
+    out = weighted.reconstruct(batch["source"], batch["target"])
+    expected = losses.motion_coverage_loss(batch["source"], batch["target"], out["source_kp"],
+                                           out["target_kp"], 0.05)
+    assert float(logs["coverage"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(logs["g_loss"]) == pytest.approx(
+        float(logs["perceptual"]) + float(logs["adversarial"])
+        + 4.0 * float(logs["coverage"]), rel=1e-5)
+    # The G step follows it: the coverage term alone moves Q's weights, and not T's, which it
+    # does not depend on.
+    config.stage1.perceptual_weight = 0.0
+    config.stage1.adversarial_weight = 0.0
+    only = make_trainer(config)
+    before_q = snapshot(only.detector.trainable_variables)
+    before_t = snapshot(only.translator.trainable_variables)
+    only.train_step(batch)
+    assert changed(before_q, only.detector.trainable_variables)
+    assert not changed(before_t, only.translator.trainable_variables)
+
+
 def test_perceptual_term_is_multiplied_by_the_feature_network_loss_scale():
     config = tiny_config()
     plain = make_trainer(config)

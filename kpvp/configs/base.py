@@ -79,6 +79,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     # gaussian radius in [-1, 1] units (0 = off; their Human3.6M settings were 10 and 0.1).
     s1.separation_weight = 0.0
     s1.separation_sigma = 0.1
+    # Not in the paper: a loss on the share of the motion between the two frames of a pair that
+    # no keypoint is near (`kpvp.losses.motion_coverage_loss`; 0 = off), and the keypoints'
+    # gaussian radius in it, in [-1, 1] units. It pulls keypoints onto the parts that move.
+    s1.coverage_weight = 0.0
+    s1.coverage_sigma = 0.15
     s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # (code) 6 stride-2 convs
     # mixed_bfloat16: faster only where the hardware has bf16 units (AVX512_BF16/AMX CPUs, GPUs,
     # TPUs); measured 5x SLOWER for stage 1 on an AVX2-only CPU (tools/benchmark_train.py).

@@ -6,7 +6,9 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
 2. D update on (v, v_hat) with v_hat detached (the same fakes: no second G forward).
 3. G update of Q and T with lambda1 * L_perc(v, v_hat) + adversarial_weight * L_adv(D(v_hat))
    (+ separation_weight * L_sep(k_s, k_v) if set: Minderer et al.'s temporal separation loss,
-   not in the paper), D(v_hat) being evaluated with the D just updated. The target's
+   not in the paper; + coverage_weight * L_cov(s, v, k_s, k_v) if set: the share of the motion
+   between s and v that no keypoint is near, not in the paper), D(v_hat) being evaluated with
+   the D just updated. The target's
    perceptual features carry no gradient, so they are computed outside the tape.
 
 Losses are averaged over the global batch, so gradients summed across replicas by a
@@ -23,8 +25,8 @@ from kpvp.models import keypoint_detector
 from kpvp.models import translator as translator_lib
 from kpvp.trainers.adversarial import AdversarialTrainer
 
-METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "separation", "l1", "d_real",
-                "d_fake")
+METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "separation", "coverage", "l1",
+                "d_real", "d_fake")
 
 
 class KeypointTranslationTrainer(AdversarialTrainer):
@@ -37,7 +39,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 
     def __init__(self, detector, translator, discriminator, perceptual_network,
                  perceptual_weight=1.0, adversarial_weight=1.0, separation_weight=0.0,
-                 separation_sigma=0.1, **kwargs):
+                 separation_sigma=0.1, coverage_weight=0.0, coverage_sigma=0.15, **kwargs):
         super().__init__(**kwargs)
         self.detector = detector
         self.translator = translator
@@ -48,6 +50,8 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         self.adversarial_weight = float(adversarial_weight)
         self.separation_weight = float(separation_weight)
         self.separation_sigma = float(separation_sigma)
+        self.coverage_weight = float(coverage_weight)
+        self.coverage_sigma = float(coverage_sigma)
         # The feature network's calibration to the paper's VGG19-on-[0, 255] loss scale
         # (`PerceptualNetwork.loss_scale`): 100 for the deflated I3D, 1 for VGG19.
         self.perceptual_scale = float(getattr(perceptual_network, "loss_scale", 1.0))
@@ -93,10 +97,19 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         return losses.temporal_separation_loss(
             tf.stack([out["source_kp"], out["target_kp"]], axis=1), self.separation_sigma)
 
-    def generator_loss(self, perceptual, adversarial, separation):
+    def coverage_loss(self, source, target, out) -> tf.Tensor:
+        """L_cov of a pair and `reconstruct`'s keypoints (logged always, in the G loss only
+        with `coverage_weight` > 0)."""
+        size = self.translator.image_size
+        return losses.motion_coverage_loss(source, target, out["source_kp"], out["target_kp"],
+                                           self.coverage_sigma, size=min(32, size))
+
+    def generator_loss(self, perceptual, adversarial, separation, coverage):
         loss = self.perceptual_weight * perceptual + self.adversarial_weight * adversarial
         if self.separation_weight:
             loss += self.separation_weight * separation
+        if self.coverage_weight:
+            loss += self.coverage_weight * coverage
         return loss
 
     def discriminator_step(self, real, fake):
@@ -111,6 +124,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
             out = self.reconstruct(source, target, training=True)
             fake = out["image"]
             separation = self.separation_loss(out)
+            coverage = self.coverage_loss(source, target, out)
         # Outside the G tape (a nested `stop_recording` would silence the D tape too); the tape
         # is re-entered below to finish the G loss on the updated D.
         d_loss, real_logits, fake_logits = self.discriminator_step(target, fake)
@@ -118,14 +132,14 @@ class KeypointTranslationTrainer(AdversarialTrainer):
             perceptual = self.perceptual_loss(target_features, fake)
             adversarial = losses.generator_adversarial_loss(
                 self.discriminator(fake, training=True))
-            g_loss = self.generator_loss(perceptual, adversarial, separation)
+            g_loss = self.generator_loss(perceptual, adversarial, separation, coverage)
             scaled = g_loss * self._scale()
         variables = self.generator_variables
         grads = g_tape.gradient(scaled, variables)
         self.generator_optimizer.apply(grads, variables)
         return self._update_trackers(
             d_loss=d_loss, g_loss=g_loss, perceptual=perceptual, adversarial=adversarial,
-            separation=separation, l1=losses.l1_loss(target, fake),
+            separation=separation, coverage=coverage, l1=losses.l1_loss(target, fake),
             d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
             d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
 
@@ -134,14 +148,16 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         out = self.reconstruct(source, target)
         fake = out["image"]
         separation = self.separation_loss(out)
+        coverage = self.coverage_loss(source, target, out)
         real_logits = self.discriminator(target)
         fake_logits = self.discriminator(fake)
         perceptual = self.perceptual_loss(self.perceptual_network(target), fake)
         adversarial = losses.generator_adversarial_loss(fake_logits)
         return self._update_trackers(
             d_loss=losses.discriminator_loss(real_logits, fake_logits),
-            g_loss=self.generator_loss(perceptual, adversarial, separation),
+            g_loss=self.generator_loss(perceptual, adversarial, separation, coverage),
             perceptual=perceptual, adversarial=adversarial, separation=separation,
+            coverage=coverage,
             l1=losses.l1_loss(target, fake),
             d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
             d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
@@ -174,4 +190,6 @@ def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
                                       adversarial_weight=s1.adversarial_weight,
                                       separation_weight=s1.separation_weight,
                                       separation_sigma=s1.separation_sigma,
+                                      coverage_weight=s1.coverage_weight,
+                                      coverage_sigma=s1.coverage_sigma,
                                       name="keypoint_translation")
