@@ -160,28 +160,53 @@ class VideoGenerator:
                 "driving_keypoints": kd.numpy()}
 
 
+def sample_start_frames(source, num_classes: int, per_class: int,
+                        max_scanned: int = 0) -> dict:
+    """First frames of test videos to generate each class from: `{class: uint8 [n, H, W, 3]}`.
+
+    Each class starts from videos of that class (someone who is seen doing the action), in the
+    source's order; a class with fewer than `per_class` such videos among the first
+    `max_scanned` (default `50 * num_classes`) is filled up with the first videos of any
+    class. Corrupt videos are skipped.
+    """
+    from kpvp.data import readers
+
+    max_scanned = max_scanned or 50 * num_classes
+    by_class = {c: [] for c in range(num_classes)}
+    first = []
+    for count, element in enumerate(readers.iter_valid(source)):
+        frame = element["frames"][0]
+        if len(first) < per_class:
+            first.append(frame)
+        label = int(element.get("label", 0))
+        if label in by_class and len(by_class[label]) < per_class:
+            by_class[label].append(frame)
+        if count + 1 >= max_scanned or all(len(v) >= per_class for v in by_class.values()):
+            break
+    if not first:
+        raise ValueError("The test split has no readable video to start the samples from")
+    return {c: np.stack((frames + first)[:per_class]) for c, frames in by_class.items()}
+
+
 def write_class_samples(config, workdir: str, videos_per_class: int = 2, seed: int = 0,
                         fps: int = 8) -> list[str]:
     """Generates videos for every class from test images; writes GIFs to `workdir/samples/`.
 
     Each GIF shows, side by side, the generated frames, the same frames with the keypoints
-    drawn, and the translator's mask. Input images are the first frames of test videos.
-    Returns the paths written.
+    drawn, and the translator's mask. Class c starts from the first frames of test videos of
+    class c (`sample_start_frames`). Returns the paths written.
     """
     from kpvp import visualize
     from kpvp.data import readers, video_io
 
     generator = VideoGenerator.from_workdir(workdir, config.class_names)
-    source = readers.open_source(config, "test")
+    starts = sample_start_frames(readers.open_source(config, "test"), len(config.class_names),
+                                 videos_per_class)
     out_dir = os.path.join(workdir, "samples")
     os.makedirs(out_dir, exist_ok=True)
-    first_frames = [element["frames"][0] for element in
-                    (source[i] for i in range(min(len(source), videos_per_class)))]
-    if not first_frames:
-        raise ValueError(f"The {config.dataset} test split has no readable video to start from")
-    images = np.stack(first_frames)
     paths = []
     for action, name in enumerate(config.class_names):
+        images = starts[action]
         result = generator.generate(images, [action] * len(images), seed=seed + action)
         for i in range(len(images)):
             panel = visualize.side_by_side(

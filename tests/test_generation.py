@@ -190,3 +190,23 @@ def test_motion_transfer_of_a_video_to_its_own_first_frame_beats_the_still_frame
         np.testing.assert_allclose(out["keypoints"], video["joints"][:24], atol=1e-3)
     # Measured: about half the still frame's error where each video changed.
     assert all(t < 0.7 * s for t, s in zip(errors["transfer"], errors["still"])), errors
+
+
+def test_class_samples_start_from_test_videos_of_that_class():
+    from kpvp.generation import sample_start_frames
+
+    labels = [1, 1, 0, 2, 1]
+    # Video i's first frame is filled with i, its later frames with 99.
+    source = [{"frames": np.stack([np.full((4, 4, 3), i, np.uint8),
+                                   np.full((4, 4, 3), 99, np.uint8)]), "label": c}
+              for i, c in enumerate(labels)]
+    starts = sample_start_frames(source, num_classes=4, per_class=2)
+    first_values = {c: [int(f[0, 0, 0]) for f in frames] for c, frames in starts.items()}
+    # Own-class videos first, in order; a class short of videos (2) or without any (3) is
+    # filled with the first videos of the split.
+    assert first_values == {0: [2, 0], 1: [0, 1], 2: [3, 0], 3: [0, 1]}
+    # Scanning stops early when told to: only video 0 is seen.
+    starts = sample_start_frames(source, num_classes=2, per_class=1, max_scanned=1)
+    assert {c: int(f[0, 0, 0, 0]) for c, f in starts.items()} == {0: 0, 1: 0}
+    with pytest.raises(ValueError, match="no readable video"):
+        sample_start_frames([], num_classes=2, per_class=1)
