@@ -104,61 +104,41 @@ def test_generator_loss_is_weighted_sum_of_perceptual_and_adversarial():
     assert float(logs["perceptual"]) == pytest.approx(float(perceptual), rel=1e-5)
 
 
-def test_separation_term_enters_the_generator_loss_only_when_weighted():
+# The optional terms on Q's keypoints (not in the paper): name -> the loss recomputed from a
+# batch, `reconstruct`'s output and a sigma.
+OPTIONAL_TERMS = {
+    "separation": lambda batch, out, sigma: losses.temporal_separation_loss(
+        np.stack([out["source_kp"], out["target_kp"]], axis=1), sigma),
+    "coverage": lambda batch, out, sigma: losses.motion_coverage_loss(
+        batch["source"], batch["target"], out["source_kp"], out["target_kp"], sigma),
+}
+
+
+@pytest.mark.parametrize("term", sorted(OPTIONAL_TERMS))
+def test_optional_keypoint_term_enters_the_generator_loss_only_when_weighted(term):
+    loss_of = OPTIONAL_TERMS[term]
     batch = pair_batch()
     plain = make_trainer()
     logs = plain.test_step(batch)
     out = plain.reconstruct(batch["source"], batch["target"])
-    expected = losses.temporal_separation_loss(
-        np.stack([out["source_kp"], out["target_kp"]], axis=1), 0.1)
-    assert float(logs["separation"]) == pytest.approx(float(expected), rel=1e-5)
-    assert 0.0 < float(logs["separation"]) <= 1.0
+    sigma = tiny_config().stage1[f"{term}_sigma"]
+    assert float(logs[term]) == pytest.approx(float(loss_of(batch, out, sigma)), rel=1e-5)
+    assert 0.0 < float(logs[term]) <= 1.0
     assert float(logs["g_loss"]) == pytest.approx(
         float(logs["perceptual"]) + float(logs["adversarial"]), rel=1e-5)
 
     config = tiny_config()
-    config.stage1.separation_weight = 3.0
-    config.stage1.separation_sigma = 0.2
-    weighted = make_trainer(config)
-    logs = weighted.test_step(batch)
-    assert float(logs["g_loss"]) == pytest.approx(
-        float(logs["perceptual"]) + float(logs["adversarial"])
-        + 3.0 * float(logs["separation"]), rel=1e-5)
-    # The G step follows it: the separation term alone moves Q's weights.
-    config.stage1.perceptual_weight = 0.0
-    config.stage1.adversarial_weight = 0.0
-    only = make_trainer(config)
-    before = snapshot(only.detector.trainable_variables)
-    only.train_step(batch)
-    assert changed(before, only.detector.trainable_variables)
-
-
-def test_coverage_term_enters_the_generator_loss_only_when_weighted():
-    batch = pair_batch()
-    plain = make_trainer()
-    logs = plain.test_step(batch)
-    out = plain.reconstruct(batch["source"], batch["target"])
-    expected = losses.motion_coverage_loss(batch["source"], batch["target"], out["source_kp"],
-                                           out["target_kp"], tiny_config().stage1.coverage_sigma)
-    assert float(logs["coverage"]) == pytest.approx(float(expected), rel=1e-5)
-    assert 0.0 < float(logs["coverage"]) <= 1.0
-    assert float(logs["g_loss"]) == pytest.approx(
-        float(logs["perceptual"]) + float(logs["adversarial"]), rel=1e-5)
-
-    config = tiny_config()
-    config.stage1.coverage_weight = 4.0
-    config.stage1.coverage_sigma = 0.05
+    config.stage1[f"{term}_weight"] = 3.0
+    config.stage1[f"{term}_sigma"] = 0.05
     weighted = make_trainer(config)
     logs = weighted.test_step(batch)
     out = weighted.reconstruct(batch["source"], batch["target"])
-    expected = losses.motion_coverage_loss(batch["source"], batch["target"], out["source_kp"],
-                                           out["target_kp"], 0.05)
-    assert float(logs["coverage"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(logs[term]) == pytest.approx(float(loss_of(batch, out, 0.05)), rel=1e-5)
     assert float(logs["g_loss"]) == pytest.approx(
-        float(logs["perceptual"]) + float(logs["adversarial"])
-        + 4.0 * float(logs["coverage"]), rel=1e-5)
-    # The G step follows it: the coverage term alone moves Q's weights, and not T's, which it
-    # does not depend on.
+        float(logs["perceptual"]) + float(logs["adversarial"]) + 3.0 * float(logs[term]),
+        rel=1e-5)
+    # The G step follows it: the term alone moves Q's weights, and not T's, which it does not
+    # depend on.
     config.stage1.perceptual_weight = 0.0
     config.stage1.adversarial_weight = 0.0
     only = make_trainer(config)
