@@ -20,11 +20,16 @@ import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp import cli, visualize
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output", None, "PNG to write; default <workdir>/keypoint_sheet.png.")
-flags.DEFINE_integer("videos_per_class", 2, "Test videos per class, one row each.")
-flags.DEFINE_integer("columns", 8, "Frames per row.")
-flags.DEFINE_integer("zoom", 0, "Enlargement of each frame; 0: to about 192 pixels.")
-flags.DEFINE_string("split", "test", "train | test.")
+
+
+def define_flags():
+    """The tool's own flags (`--workdir` and `--config.x` come from `kpvp.cli`). Defined only
+    when run as a script, so that importing the module defines no global flags."""
+    flags.DEFINE_string("output", None, "PNG to write; default <workdir>/keypoint_sheet.png.")
+    flags.DEFINE_integer("videos_per_class", 2, "Test videos per class, one row each.")
+    flags.DEFINE_integer("columns", 8, "Frames per row.")
+    flags.DEFINE_integer("zoom", 0, "Enlargement of each frame; 0: to about 192 pixels.")
+    flags.DEFINE_string("split", "test", "train | test.")
 
 
 def videos_per_class(config, split: str, count: int) -> list[dict]:
@@ -80,4 +85,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)
