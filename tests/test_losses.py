@@ -124,6 +124,30 @@ def test_motion_coverage_loss_hand_values():
     assert two == pytest.approx(0.5, abs=1e-6)
 
 
+def test_motion_coverage_loss_pulls_keypoints_onto_what_moves():
+    import tensorflow as tf
+
+    # A still background with one square, on the right, that moves down by a quarter of the image.
+    source = np.zeros((1, 64, 64, 3), np.float32)
+    target = source.copy()
+    source[:, 8:16, 44:52] = 1.0
+    target[:, 24:32, 44:52] = 1.0
+    moving = np.array([0.5, -0.375], np.float32)  # midway between the square's two places
+    # One keypoint (the same in both frames) starts 0.4 to the left, within reach of sigma
+    # 0.2; gradient descent on the loss alone brings it onto the moving pixels.
+    start = np.array([[[0.1, -0.375]]], np.float32)
+    kp = tf.Variable(start)
+    optimizer = tf.keras.optimizers.SGD(0.05)
+    before = float(losses.motion_coverage_loss(source, target, kp, kp, 0.2))
+    for _ in range(100):
+        with tf.GradientTape() as tape:
+            loss = losses.motion_coverage_loss(source, target, kp, kp, 0.2)
+        optimizer.apply_gradients([(tape.gradient(loss, kp), kp)])
+    after = float(losses.motion_coverage_loss(source, target, kp, kp, 0.2))
+    assert after < 0.5 * before
+    assert np.linalg.norm(kp.numpy()[0, 0] - moving) < 0.1
+
+
 def test_motion_coverage_loss_rejects_bad_input():
     images = np.zeros((1, 64, 64, 3), np.float32)
     kp = np.zeros((1, 2, 2), np.float32)
