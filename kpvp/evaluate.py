@@ -8,8 +8,10 @@ Metrics (`--metric`, comma-separated, or `all`):
 
 * `fvd`: FVD (I3D Kinetics-400, Unterthiner et al.) of videos generated from the first frame and
   class of every test video against the real test videos, with two references: real train
-  videos vs. the same real test videos (the floor a perfect model would reach with this many
-  videos) and the input image repeated (a model that does not move).
+  videos vs. the same real test videos (what other real videos of these actions score with this
+  many videos; not a floor, since generated videos share the test videos' first frames, and
+  with them their appearance, which train videos do not) and the input image repeated (a model
+  that does not move).
 * `action`: action recognition (paper Table 2) with classifiers trained on real training
   videos: a keypoint-sequence classifier on Q's keypoints, and a linear probe on I3D features of
   the videos. Real test videos give the ceiling; generated videos are scored with the class
@@ -208,7 +210,7 @@ def other_classes(labels, num_classes: int, seed: int) -> np.ndarray:
 
 # === Metrics ===
 def evaluate_fvd(run: _Run) -> dict:
-    """FVD of generated test videos, with the real-vs-real floor and the static baseline."""
+    """FVD of generated test videos, with the real-train reference and the static baseline."""
     from kpvp.metrics import fvd
 
     n_frames = int(run.config.eval.fvd_num_frames)
@@ -223,12 +225,12 @@ def evaluate_fvd(run: _Run) -> dict:
     stats = {
         "real": run.features("real", lambda: run.test_videos()["frames"]),
         "generated": run.features("generated", lambda: run.generated()["frames"]),
-        # Real-vs-real floor with as many videos as the test set.
+        # Real train vs real test, with as many videos as the test set.
         "train": run.features("train", lambda: run.train_videos()["frames"])[:len(real)],
         "static": run.i3d.extract(static, progress=True, desc="I3D static")[0],
     }
     if len(stats["train"]) < len(real):
-        logging.warning("FVD floor uses %d train videos for %d test videos",
+        logging.warning("FVD's real-train reference uses %d train videos for %d test videos",
                         len(stats["train"]), len(real))
     result = {
         "fvd": fvd.fvd_from_features(stats["real"], stats["generated"]),
@@ -537,7 +539,8 @@ def format_markdown(report: dict) -> str:
         lines += ["## FVD (lower is better)", "",
                   "| videos compared with real test videos | FVD |", "|---|---|",
                   f"| generated (kpvp) | {_fmt(f['fvd'], 1)} |",
-                  f"| real train videos (floor) | {_fmt(f['fvd_real_train_vs_test'], 1)} |",
+                  f"| real train videos (other videos of the actions) | "
+                  f"{_fmt(f['fvd_real_train_vs_test'], 1)} |",
                   f"| input image repeated (static baseline) | {_fmt(f['fvd_static_baseline'], 1)} |",
                   "", f"{f['num_videos']} test videos, {f['num_frames']} frames each, "
                   f"{f['resolution']}x{f['resolution']} upsampled to 224x224 for I3D.", ""]
