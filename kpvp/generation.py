@@ -171,21 +171,12 @@ def sample_start_frames(source, num_classes: int, per_class: int,
     """
     from kpvp.data import readers
 
-    max_scanned = max_scanned or 50 * num_classes
-    by_class = {c: [] for c in range(num_classes)}
-    first = []
-    for count, element in enumerate(readers.iter_valid(source)):
-        frame = element["frames"][0]
-        if len(first) < per_class:
-            first.append(frame)
-        label = int(element.get("label", 0))
-        if label in by_class and len(by_class[label]) < per_class:
-            by_class[label].append(frame)
-        if count + 1 >= max_scanned or all(len(v) >= per_class for v in by_class.values()):
-            break
-    if not first:
+    groups = readers.first_per_class(readers.iter_valid(source), num_classes, per_class,
+                                     limit=max_scanned or 50 * num_classes)
+    if not groups[None]:
         raise ValueError("The test split has no readable video to start the samples from")
-    return {c: np.stack((frames + first)[:per_class]) for c, frames in by_class.items()}
+    return {c: np.stack([e["frames"][0] for e in (groups[c] + groups[None])[:per_class]])
+            for c in range(num_classes)}
 
 
 def write_class_samples(config, workdir: str, videos_per_class: int = 2, seed: int = 0,

@@ -34,16 +34,11 @@ def define_flags():
 
 def videos_per_class(config, split: str, count: int) -> list[dict]:
     """Up to `count` evaluation videos of each class, in class order."""
-    from kpvp.data import pipelines
+    from kpvp.data import pipelines, readers
 
-    found = {label: [] for label in range(config.num_classes)}
-    for element in pipelines.eval_videos(config, split).as_numpy_iterator():
-        label = int(element["label"])
-        if len(found[label]) < count:
-            found[label].append(element)
-        if all(len(v) >= count for v in found.values()):
-            break
-    return [e for label in sorted(found) for e in found[label]]
+    groups = readers.first_per_class(pipelines.eval_videos(config, split).as_numpy_iterator(),
+                                     config.num_classes, count)
+    return [e for label in range(config.num_classes) for e in groups[label]]
 
 
 def keypoint_sheet(detector, videos: list[dict], class_names, columns: int,

@@ -133,6 +133,23 @@ def iter_valid(source):
     logging.info("%s", skip_summary(source, read))
 
 
+def first_per_class(elements, num_classes: int, count: int, limit: int = 0) -> dict:
+    """The first `count` elements of each class among `elements` (data elements with a
+    `label`; missing labels count as 0), in their order: `{class: [element, ...]}` for the
+    classes `0 .. num_classes - 1`, and under the key `None` the first `count` elements of any
+    class. Reading stops once every class has `count`, or after `limit` elements (0: no limit).
+    """
+    groups = {c: [] for c in range(num_classes)}
+    groups[None] = []
+    for read, element in enumerate(elements, start=1):
+        for key in (None, int(element.get("label", 0))):
+            if key in groups and len(groups[key]) < count:
+                groups[key].append(element)
+        if read == limit or all(len(groups[c]) >= count for c in range(num_classes)):
+            break
+    return groups
+
+
 def skip_summary(source, read=None) -> str:
     """One line: how many videos were read and how many were skipped as unreadable."""
     skipped = getattr(source, "skipped", [])
