@@ -5,6 +5,8 @@ are computed stably as `-softplus(-logit)` and `-softplus(logit)`.
 """
 from keras import ops
 
+from kpvp.ops import keypoints as kp_ops
+
 
 def _f32(x):
     return ops.cast(x, "float32")
@@ -129,8 +131,6 @@ def motion_coverage_loss(source, target, source_kp, target_kp, sigma, size=32):
     keypoint, 0 when every moving pixel sits on one. Its gradient pulls keypoints towards the
     parts that move, which the reconstruction loss alone rewards too little for thin limbs.
     """
-    from kpvp.ops import keypoints as kp_ops
-
     source, target = _f32(source), _f32(target)
     if len(source.shape) != 4 or not _same_shape(source, target):
         raise ValueError(f"motion_coverage_loss: source and target must be [B, H, W, C] of one "

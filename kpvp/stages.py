@@ -88,11 +88,11 @@ def run_stage2(config, workdir: str, strategy, export_only: bool = False) -> dic
 
     `export_only`: restore the last checkpoint and export M, without labelling or training.
     """
+    import keras
+
     from kpvp import training
     from kpvp.data import pipelines
     from kpvp.trainers import motion_generation
-
-    import keras
 
     directory = stage_dir(workdir, 2)
     keras.utils.set_random_seed(config.seed)  # M's and D_seq's initial weights

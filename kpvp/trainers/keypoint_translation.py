@@ -8,8 +8,8 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
    (+ separation_weight * L_sep(k_s, k_v) if set: Minderer et al.'s temporal separation loss,
    not in the paper; + coverage_weight * L_cov(s, v, k_s, k_v) if set: the share of the motion
    between s and v that no keypoint is near, not in the paper), D(v_hat) being evaluated with
-   the D just updated. The target's
-   perceptual features carry no gradient, so they are computed outside the tape.
+   the D just updated. The target's perceptual features carry no gradient, so they are
+   computed outside the tape.
 
 Losses are averaged over the global batch, so gradients summed across replicas by a
 `tf.distribute` strategy equal the single-device gradients.
