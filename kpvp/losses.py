@@ -6,6 +6,7 @@ are computed stably as `-softplus(-logit)` and `-softplus(logit)`.
 from keras import ops
 
 from kpvp.ops import keypoints as kp_ops
+from kpvp.ops import warping
 
 
 def _f32(x):
@@ -151,3 +152,27 @@ def motion_coverage_loss(source, target, source_kp, target_kp, sigma, size=32):
     maps = kp_ops.gaussian_maps(keypoints, size, inv_std)  # [B, s, s, 2K]
     uncovered = ops.prod(1.0 - maps, axis=-1)
     return ops.mean(ops.sum(weights * uncovered, axis=(1, 2)))
+
+
+def equivariance_loss(keypoints, warped_keypoints, matrices):
+    """How far the keypoints of a transformed image are from the transformed keypoints (not in
+    the paper; Thewlis et al., 2017) -> scalar.
+
+    `keypoints` `[B, K, 2]`: Q's keypoints of images `x`; `warped_keypoints`: Q's keypoints of
+    `affine_warp(x, A)` (`kpvp.ops.warping`), whose pixel `u` shows what `x` has at `A(u)`;
+    `matrices` `A` `[B, 2, 3]`. A detector that follows the image content puts keypoint k of
+    the warped image at `u` with `A(u) = k`, so the loss is the mean absolute difference
+    `|A(warped_keypoints) - keypoints|` over the coordinates (in [-1, 1] units). It asks each
+    keypoint to stay on the same piece of the image as the image moves, which the
+    reconstruction loss alone does not, and which a warp of the source needs.
+    """
+    keypoints, warped_keypoints = _f32(keypoints), _f32(warped_keypoints)
+    if len(keypoints.shape) != 3 or keypoints.shape[-1] != 2 or not _same_shape(
+            keypoints, warped_keypoints):
+        raise ValueError(f"equivariance_loss: keypoints and warped_keypoints must both be "
+                         f"[B, K, 2], got {tuple(keypoints.shape)} and "
+                         f"{tuple(warped_keypoints.shape)}")
+    if len(matrices.shape) != 3 or tuple(matrices.shape[1:]) != (2, 3):
+        raise ValueError(f"equivariance_loss: matrices must be [B, 2, 3], got "
+                         f"{tuple(matrices.shape)}")
+    return ops.mean(ops.abs(warping.apply_affine(warped_keypoints, matrices) - keypoints))

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 
 from kpvp import losses
+from kpvp.ops import keypoints as kp_ops
+from kpvp.ops import warping
 
 
 def value(x):
@@ -166,3 +168,57 @@ def test_temporal_separation_loss_rejects_bad_input():
         losses.temporal_separation_loss(np.zeros((1, 2, 3, 2), np.float32), 0.0)
     with pytest.raises(ValueError, match="K >= 2"):
         losses.temporal_separation_loss(np.zeros((1, 2, 1, 2), np.float32), 0.1)
+
+
+def test_equivariance_loss_hand_values():
+    # A shift by (0.2, -0.1): the warped image shows at u what the image has at u + shift.
+    shift = warping.affine_matrices([0.0], [1.0], [[0.2, -0.1]])
+    kp = np.array([[[0.3, 0.4], [-0.5, 0.0]]], np.float32)
+    assert float(losses.equivariance_loss(kp, kp - [0.2, -0.1], shift)) == pytest.approx(
+        0.0, abs=1e-6)
+    # Keypoints that stay put are off by the shift: mean(0.2, 0.1, 0.2, 0.1).
+    assert float(losses.equivariance_loss(kp, kp, shift)) == pytest.approx(0.15, rel=1e-5)
+    # A quarter turn, A(u) = (-u_y, u_x): the keypoint at (0.5, 0) shows at (0, -0.5).
+    turn = warping.affine_matrices([np.pi / 2], [1.0], [[0.0, 0.0]])
+    one = np.array([[[0.5, 0.0]]], np.float32)
+    assert float(losses.equivariance_loss(one, [[[0.0, -0.5]]], turn)) == pytest.approx(
+        0.0, abs=1e-6)
+    assert float(losses.equivariance_loss(one, one, turn)) == pytest.approx(0.5, rel=1e-5)
+
+
+def test_equivariance_loss_is_low_for_a_detector_that_follows_the_image():
+    # Two bright blobs; "detector" A finds each blob's centre of mass in its half of the image,
+    # detector B returns fixed points. Through random affine maps A scores near 0, B does not.
+    size = 64
+    yy, xx = np.mgrid[0:size, 0:size]
+    blob = lambda x, y: np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 8.0)
+    image = (blob(20, 30) + blob(44, 36))[None, ..., None].astype(np.float32)
+    centres = np.asarray(kp_ops.pixel_centers(size))
+
+    def follows(images):
+        images = np.asarray(images)[..., 0]
+        out = []
+        for half in (slice(0, size // 2), slice(size // 2, size)):
+            w = images[:, :, half] / images[:, :, half].sum(axis=(1, 2), keepdims=True)
+            out.append(np.stack([(w * centres[None, None, half]).sum(axis=(1, 2)),
+                                 (w * centres[None, :, None]).sum(axis=(1, 2))], -1))
+        return np.stack(out, axis=1).astype(np.float32)
+
+    rng = np.random.default_rng(0)
+    a = warping.affine_matrices(rng.uniform(-0.2, 0.2, 4), rng.uniform(0.9, 1.1, 4),
+                                rng.uniform(-0.05, 0.05, (4, 2)))
+    images = np.repeat(image, 4, axis=0)
+    warped = warping.affine_warp(images, a)
+    kp = follows(images)
+    good = float(losses.equivariance_loss(kp, follows(warped), a))
+    fixed = float(losses.equivariance_loss(kp, kp, a))
+    assert good < 0.01 and fixed > 5 * good, (good, fixed)
+
+
+def test_equivariance_loss_rejects_bad_input():
+    a = warping.affine_matrices([0.0], [1.0], [[0.0, 0.0]])
+    kp = np.zeros((1, 3, 2), np.float32)
+    with pytest.raises(ValueError, match=r"\[B, K, 2\]"):
+        losses.equivariance_loss(kp, kp[:, :2], a)
+    with pytest.raises(ValueError, match=r"\[B, 2, 3\]"):
+        losses.equivariance_loss(kp, kp, np.zeros((1, 3, 3), np.float32))

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from kpvp import configs, losses, training
+from kpvp.ops import warping
 from kpvp.trainers import keypoint_translation
 
 
@@ -104,36 +105,45 @@ def test_generator_loss_is_weighted_sum_of_perceptual_and_adversarial():
     assert float(logs["perceptual"]) == pytest.approx(float(perceptual), rel=1e-5)
 
 
-# The optional terms on Q's keypoints (not in the paper): name -> the loss recomputed from a
-# batch, `reconstruct`'s output and a sigma.
+def _equivariance(trainer, batch, out):
+    """L_eq recomputed: Q on the targets seen through the test step's fixed random maps."""
+    matrices = trainer.random_affine(batch["target"].shape[0], -1)
+    warped = trainer.detector(warping.affine_warp(batch["target"], matrices))
+    return losses.equivariance_loss(out["target_kp"], warped, matrices)
+
+
+# The optional terms on Q's keypoints (not in the paper): name -> (the loss recomputed from a
+# trainer, a batch and `reconstruct`'s output; a setting of the term that is not the default).
 OPTIONAL_TERMS = {
-    "separation": lambda batch, out, sigma: losses.temporal_separation_loss(
-        np.stack([out["source_kp"], out["target_kp"]], axis=1), sigma),
-    "coverage": lambda batch, out, sigma: losses.motion_coverage_loss(
-        batch["source"], batch["target"], out["source_kp"], out["target_kp"], sigma),
+    "separation": (lambda trainer, batch, out: losses.temporal_separation_loss(
+        np.stack([out["source_kp"], out["target_kp"]], axis=1), trainer.separation_sigma),
+        dict(separation_sigma=0.05)),
+    "coverage": (lambda trainer, batch, out: losses.motion_coverage_loss(
+        batch["source"], batch["target"], out["source_kp"], out["target_kp"],
+        trainer.coverage_sigma), dict(coverage_sigma=0.05)),
+    "equivariance": (_equivariance, dict(equivariance_rotate_degrees=40.0)),
 }
 
 
 @pytest.mark.parametrize("term", sorted(OPTIONAL_TERMS))
 def test_optional_keypoint_term_enters_the_generator_loss_only_when_weighted(term):
-    loss_of = OPTIONAL_TERMS[term]
+    loss_of, setting = OPTIONAL_TERMS[term]
     batch = pair_batch()
     plain = make_trainer()
     logs = plain.test_step(batch)
     out = plain.reconstruct(batch["source"], batch["target"])
-    sigma = tiny_config().stage1[f"{term}_sigma"]
-    assert float(logs[term]) == pytest.approx(float(loss_of(batch, out, sigma)), rel=1e-5)
+    assert float(logs[term]) == pytest.approx(float(loss_of(plain, batch, out)), rel=1e-5)
     assert 0.0 < float(logs[term]) <= 1.0
     assert float(logs["g_loss"]) == pytest.approx(
         float(logs["perceptual"]) + float(logs["adversarial"]), rel=1e-5)
 
     config = tiny_config()
     config.stage1[f"{term}_weight"] = 3.0
-    config.stage1[f"{term}_sigma"] = 0.05
+    config.stage1.update(setting)
     weighted = make_trainer(config)
     logs = weighted.test_step(batch)
     out = weighted.reconstruct(batch["source"], batch["target"])
-    assert float(logs[term]) == pytest.approx(float(loss_of(batch, out, 0.05)), rel=1e-5)
+    assert float(logs[term]) == pytest.approx(float(loss_of(weighted, batch, out)), rel=1e-5)
     assert float(logs["g_loss"]) == pytest.approx(
         float(logs["perceptual"]) + float(logs["adversarial"]) + 3.0 * float(logs[term]),
         rel=1e-5)
@@ -147,6 +157,21 @@ def test_optional_keypoint_term_enters_the_generator_loss_only_when_weighted(ter
     only.train_step(batch)
     assert changed(before_q, only.detector.trainable_variables)
     assert not changed(before_t, only.translator.trainable_variables)
+
+
+def test_equivariance_maps_are_drawn_from_the_seed_and_step_within_their_ranges():
+    trainer = make_trainer()
+    a, b = trainer.random_affine(64, 5), trainer.random_affine(64, 5)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # a resumed step redraws them
+    assert not np.allclose(np.asarray(a), np.asarray(trainer.random_affine(64, 6)))
+    a = np.asarray(a)
+    scale = np.sqrt(np.linalg.det(a[:, :, :2]))
+    angle = np.degrees(np.arctan2(a[:, 1, 0], a[:, 0, 0]))
+    s1 = tiny_config().stage1
+    assert np.all(np.abs(scale - 1) <= s1.equivariance_scale + 1e-6)
+    assert np.all(np.abs(angle) <= s1.equivariance_rotate_degrees + 1e-4)
+    assert np.all(np.abs(a[:, :, 2]) <= s1.equivariance_shift + 1e-6)
+    assert np.abs(angle).max() > 0.5 * s1.equivariance_rotate_degrees  # not all near identity
 
 
 def test_perceptual_term_is_multiplied_by_the_feature_network_loss_scale():

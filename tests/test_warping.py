@@ -102,3 +102,34 @@ def test_bad_arguments_are_named():
         warping.keypoint_warp(np.zeros((1, 8, 6, 3), np.float32), kp, kp, 10.0, 0.01)
     with pytest.raises(ValueError, match="coords"):
         warping.bilinear_sample(images, np.zeros((1, 8, 8, 3), np.float32))
+
+
+def test_affine_matrices_rotate_scale_and_shift_points():
+    # A quarter turn scaled by 2 then shifted: (x, y) -> 2 (-y, x) + (0.1, -0.2).
+    a = warping.affine_matrices([np.pi / 2], [2.0], [[0.1, -0.2]])
+    points = np.array([[[0.25, 0.0], [0.0, 0.25], [0.0, 0.0]]], np.float32)
+    expected = [[[0.1, 0.3], [-0.4, -0.2], [0.1, -0.2]]]
+    np.testing.assert_allclose(np_(warping.apply_affine(points, a)), expected, atol=1e-6)
+
+
+def test_affine_warp_shows_at_u_what_the_image_has_at_a_of_u():
+    size = 32
+    identity = warping.affine_matrices([0.0], [1.0], [[0.0, 0.0]])
+    image = np.random.default_rng(0).uniform(-1, 1, (1, size, size, 3)).astype(np.float32)
+    np.testing.assert_allclose(np_(warping.affine_warp(image, identity)), image, atol=1e-5)
+    # A bright pixel at p: through A it shows at the pixel u whose A(u) is p.
+    a = warping.affine_matrices([np.radians(30.0)], [0.9], [[0.15, -0.1]])
+    image = np.zeros((1, size, size, 1), np.float32)
+    row, col = 10, 21
+    image[0, row, col] = 1.0
+    p = np_(kp_ops.pixel_centers(size))[[col, row]]
+    warped = np_(warping.affine_warp(image, a))[0, ..., 0]
+    i, j = np.unravel_index(warped.argmax(), warped.shape)
+    u = np_(kp_ops.pixel_centers(size))[[j, i]].reshape(1, 1, 2)
+    assert np.abs(np_(warping.apply_affine(u, a))[0, 0] - p).max() < 2.0 / size
+
+
+def test_affine_warp_rejects_non_square_images():
+    with pytest.raises(ValueError, match="square"):
+        warping.affine_warp(np.zeros((1, 8, 6, 3), np.float32),
+                            warping.affine_matrices([0.0], [1.0], [[0.0, 0.0]]))

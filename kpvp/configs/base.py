@@ -84,6 +84,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     # gaussian radius in it, in [-1, 1] units. It pulls keypoints onto the parts that move.
     s1.coverage_weight = 0.0
     s1.coverage_sigma = 0.15
+    # Not in the paper: Q's keypoints of a target frame seen through a random affine map should
+    # be the map's image of the target's keypoints (`kpvp.losses.equivariance_loss`; 0 = off);
+    # the maps rotate within +-degrees, scale within 1 +- scale and shift within +-shift.
+    s1.equivariance_weight = 0.0
+    s1.equivariance_rotate_degrees = 15.0
+    s1.equivariance_scale = 0.1
+    s1.equivariance_shift = 0.1
     s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # (code) 6 stride-2 convs
     # mixed_bfloat16: faster only where the hardware has bf16 units (AVX512_BF16/AMX CPUs, GPUs,
     # TPUs); measured 5x SLOWER for stage 1 on an AVX2-only CPU (tools/benchmark_train.py).

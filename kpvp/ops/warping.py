@@ -15,6 +15,9 @@ over the keypoints' log-gaussians and `log(background)` for the still background
 and the warped image samples the source at the moved position (bilinear, the border pixels
 repeated beyond the edges). Coordinates follow `kpvp.ops.keypoints`: `(x, y)` in [-1, 1],
 corners at +-1. Everything is differentiable in the keypoints, so Q learns through the warp.
+
+The affine maps at the end (`affine_matrices`, `apply_affine`, `affine_warp`) move whole images
+for the equivariance loss on Q (`kpvp.losses.equivariance_loss`).
 """
 from keras import ops
 
@@ -71,9 +74,14 @@ def keypoint_flow(source_kp, target_kp, size, inv_std, background):
     weights = maps / (ops.sum(maps, axis=-1, keepdims=True) + background)
     shift = source_kp - target_kp  # [B, K, 2]
     flow = ops.einsum("bhwk,bkc->bhwc", weights, shift)
+    return _pixel_grid(size)[None] + flow
+
+
+def _pixel_grid(size):
+    """The (x, y) centres of a `size x size` image's pixels: `[size, size, 2]`."""
     centres = kp_ops.pixel_centers(size)
     grid_x, grid_y = ops.meshgrid(centres, centres)  # [h, w] each, x along columns
-    return ops.stack([grid_x, grid_y], axis=-1)[None] + flow
+    return ops.stack([grid_x, grid_y], axis=-1)
 
 
 def keypoint_warp(images, source_kp, target_kp, inv_std, background):
@@ -84,4 +92,35 @@ def keypoint_warp(images, source_kp, target_kp, inv_std, background):
     if images.shape[1] != images.shape[2]:
         raise ValueError(f"keypoint_warp: images must be square, got {tuple(images.shape)}")
     coords = keypoint_flow(source_kp, target_kp, images.shape[1], inv_std, background)
+    return bilinear_sample(images, coords)
+
+
+# === Affine maps (the equivariance loss) ===
+def affine_matrices(angle, scale, shift):
+    """Affine maps `A` `[B, 2, 3]` of `[-1, 1]` coordinates, `A(u) = A[:, :, :2] u + A[:, :, 2]`:
+    a rotation by `angle` `[B]` (radians), an isotropic `scale` `[B]` about the image centre,
+    then a `shift` `[B, 2]` (x, y)."""
+    angle, scale = ops.cast(angle, "float32"), ops.cast(scale, "float32")
+    cos, sin = ops.cos(angle) * scale, ops.sin(angle) * scale
+    linear = ops.stack([ops.stack([cos, -sin], -1), ops.stack([sin, cos], -1)], axis=1)
+    return ops.concatenate([linear, ops.cast(shift, "float32")[:, :, None]], axis=-1)
+
+
+def apply_affine(points, matrices):
+    """`A(p)` for points `[B, K, 2]` (x, y) and maps `[B, 2, 3]` -> `[B, K, 2]`."""
+    points = ops.cast(points, "float32")
+    return ops.einsum("bkc,bdc->bkd", points, matrices[:, :, :2]) + matrices[:, None, :, 2]
+
+
+def affine_warp(images, matrices):
+    """`images` `[B, H, W, C]` seen through `A` `[B, 2, 3]`: output pixel `u` takes the input's
+    value at `A(u)` (bilinear, border pixels repeated). So a point at `u` in the output shows
+    what was at `A(u)` in the input -> `[B, H, W, C]` float32."""
+    if len(images.shape) != 4 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"affine_warp: images must be square [B, H, W, C], got "
+                         f"{tuple(images.shape)}")
+    size = images.shape[1]
+    grid = ops.reshape(_pixel_grid(size), (1, size * size, 2))
+    grid = ops.repeat(grid, ops.shape(matrices)[0], axis=0)
+    coords = ops.reshape(apply_affine(grid, matrices), (-1, size, size, 2))
     return bilinear_sample(images, coords)

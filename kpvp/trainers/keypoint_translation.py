@@ -7,14 +7,17 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
 3. G update of Q and T with lambda1 * L_perc(v, v_hat) + adversarial_weight * L_adv(D(v_hat))
    (+ separation_weight * L_sep(k_s, k_v) if set: Minderer et al.'s temporal separation loss,
    not in the paper; + coverage_weight * L_cov(s, v, k_s, k_v) if set: the share of the motion
-   between s and v that no keypoint is near, not in the paper), D(v_hat) being evaluated with
-   the D just updated. The target's perceptual features carry no gradient, so they are
-   computed outside the tape.
+   between s and v that no keypoint is near, not in the paper; + equivariance_weight *
+   L_eq(v) if set: how far Q's keypoints of v seen through a random affine map A are from A's
+   image of k_v, not in the paper), D(v_hat) being evaluated with the D just updated. The
+   target's perceptual features carry no gradient, so they are computed outside the tape.
 
 Losses are averaged over the global batch, so gradients summed across replicas by a
 `tf.distribute` strategy equal the single-device gradients.
 """
 from __future__ import annotations
+
+import math
 
 import keras
 import tensorflow as tf
@@ -23,10 +26,11 @@ from kpvp import losses
 from kpvp.models.discriminators import ImageDiscriminator
 from kpvp.models import keypoint_detector
 from kpvp.models import translator as translator_lib
+from kpvp.ops import warping
 from kpvp.trainers.adversarial import AdversarialTrainer
 
-METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "separation", "coverage", "l1",
-                "d_real", "d_fake")
+METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "separation", "coverage",
+                "equivariance", "l1", "d_real", "d_fake")
 
 
 class KeypointTranslationTrainer(AdversarialTrainer):
@@ -39,7 +43,9 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 
     def __init__(self, detector, translator, discriminator, perceptual_network,
                  perceptual_weight=1.0, adversarial_weight=1.0, separation_weight=0.0,
-                 separation_sigma=0.1, coverage_weight=0.0, coverage_sigma=0.15, **kwargs):
+                 separation_sigma=0.1, coverage_weight=0.0, coverage_sigma=0.15,
+                 equivariance_weight=0.0, equivariance_rotate_degrees=15.0,
+                 equivariance_scale=0.1, equivariance_shift=0.1, seed=0, **kwargs):
         super().__init__(**kwargs)
         self.detector = detector
         self.translator = translator
@@ -52,6 +58,13 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         self.separation_sigma = float(separation_sigma)
         self.coverage_weight = float(coverage_weight)
         self.coverage_sigma = float(coverage_sigma)
+        self.equivariance_weight = float(equivariance_weight)
+        self.equivariance_rotate_degrees = float(equivariance_rotate_degrees)
+        self.equivariance_scale = float(equivariance_scale)
+        self.equivariance_shift = float(equivariance_shift)
+        if not 0 <= self.equivariance_scale < 1:
+            raise ValueError(f"equivariance_scale must be in [0, 1), got {equivariance_scale}")
+        self.seed = int(seed)
         # The feature network's calibration to the paper's VGG19-on-[0, 255] loss scale
         # (`PerceptualNetwork.loss_scale`): 100 for the deflated I3D, 1 for VGG19.
         self.perceptual_scale = float(getattr(perceptual_network, "loss_scale", 1.0))
@@ -104,12 +117,36 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         return losses.motion_coverage_loss(source, target, out["source_kp"], out["target_kp"],
                                            self.coverage_sigma, size=min(32, size))
 
-    def generator_loss(self, perceptual, adversarial, separation, coverage):
+    def random_affine(self, batch_size, step):
+        """A random affine map `[B, 2, 3]` per image for the equivariance term: a rotation within
+        +-`equivariance_rotate_degrees`, a scale within 1 +- `equivariance_scale` and a shift
+        within +-`equivariance_shift`. Stateless, drawn from (`seed`, `step`), so a resumed run
+        draws what the uninterrupted run would have (and every replica of a tf.distribute step
+        the same maps, for its own images)."""
+        seeds = tf.random.experimental.stateless_split(
+            tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]), 3)
+        unit = [tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
+                for shape, seed in zip(([batch_size], [batch_size], [batch_size, 2]),
+                                       tf.unstack(seeds, 3))]
+        angle = unit[0] * self.equivariance_rotate_degrees * (math.pi / 180.0)
+        return warping.affine_matrices(angle, 1.0 + unit[1] * self.equivariance_scale,
+                                       unit[2] * self.equivariance_shift)
+
+    def equivariance_loss(self, images, keypoints, step, training=False) -> tf.Tensor:
+        """L_eq of Q on `images` whose keypoints are `keypoints` (logged always, in the G loss
+        only with `equivariance_weight` > 0): Q runs once more on the images seen through a
+        random affine map (`random_affine(step)`)."""
+        matrices = self.random_affine(tf.shape(images)[0], step)
+        warped = self.detector(warping.affine_warp(images, matrices), training=training)
+        return losses.equivariance_loss(keypoints, warped, matrices)
+
+    def generator_loss(self, perceptual, adversarial, separation, coverage, equivariance):
         loss = self.perceptual_weight * perceptual + self.adversarial_weight * adversarial
-        if self.separation_weight:
-            loss += self.separation_weight * separation
-        if self.coverage_weight:
-            loss += self.coverage_weight * coverage
+        for weight, term in ((self.separation_weight, separation),
+                             (self.coverage_weight, coverage),
+                             (self.equivariance_weight, equivariance)):
+            if weight:
+                loss += weight * term
         return loss
 
     def discriminator_step(self, real, fake):
@@ -125,6 +162,9 @@ class KeypointTranslationTrainer(AdversarialTrainer):
             fake = out["image"]
             separation = self.separation_loss(out)
             coverage = self.coverage_loss(source, target, out)
+            equivariance = self.equivariance_loss(target, out["target_kp"],
+                                                  self.generator_optimizer.iterations,
+                                                  training=True)
         # Outside the G tape (a nested `stop_recording` would silence the D tape too); the tape
         # is re-entered below to finish the G loss on the updated D.
         d_loss, real_logits, fake_logits = self.discriminator_step(target, fake)
@@ -132,15 +172,16 @@ class KeypointTranslationTrainer(AdversarialTrainer):
             perceptual = self.perceptual_loss(target_features, fake)
             adversarial = losses.generator_adversarial_loss(
                 self.discriminator(fake, training=True))
-            g_loss = self.generator_loss(perceptual, adversarial, separation, coverage)
+            g_loss = self.generator_loss(perceptual, adversarial, separation, coverage,
+                                         equivariance)
             scaled = g_loss * self._scale()
         variables = self.generator_variables
         grads = g_tape.gradient(scaled, variables)
         self.generator_optimizer.apply(grads, variables)
         return self._update_trackers(
             d_loss=d_loss, g_loss=g_loss, perceptual=perceptual, adversarial=adversarial,
-            separation=separation, coverage=coverage, l1=losses.l1_loss(target, fake),
-            d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
+            separation=separation, coverage=coverage, equivariance=equivariance,
+            l1=losses.l1_loss(target, fake), d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
             d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
 
     def test_step(self, batch):
@@ -149,15 +190,18 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         fake = out["image"]
         separation = self.separation_loss(out)
         coverage = self.coverage_loss(source, target, out)
+        # A fixed draw of maps: every evaluation measures the same transforms.
+        equivariance = self.equivariance_loss(target, out["target_kp"], step=-1)
         real_logits = self.discriminator(target)
         fake_logits = self.discriminator(fake)
         perceptual = self.perceptual_loss(self.perceptual_network(target), fake)
         adversarial = losses.generator_adversarial_loss(fake_logits)
         return self._update_trackers(
             d_loss=losses.discriminator_loss(real_logits, fake_logits),
-            g_loss=self.generator_loss(perceptual, adversarial, separation, coverage),
+            g_loss=self.generator_loss(perceptual, adversarial, separation, coverage,
+                                       equivariance),
             perceptual=perceptual, adversarial=adversarial, separation=separation,
-            coverage=coverage,
+            coverage=coverage, equivariance=equivariance,
             l1=losses.l1_loss(target, fake),
             d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
             d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
@@ -192,4 +236,9 @@ def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
                                       separation_sigma=s1.separation_sigma,
                                       coverage_weight=s1.coverage_weight,
                                       coverage_sigma=s1.coverage_sigma,
+                                      equivariance_weight=s1.equivariance_weight,
+                                      equivariance_rotate_degrees=s1.equivariance_rotate_degrees,
+                                      equivariance_scale=s1.equivariance_scale,
+                                      equivariance_shift=s1.equivariance_shift,
+                                      seed=config.seed,
                                       name="keypoint_translation")
