@@ -1,5 +1,5 @@
 """Smoke tests of the tools: benchmark_train.py, benchmark_generation.py, translator_oracle.py,
-motion_oracle.py, keypoint_sheet.py.
+motion_oracle.py, keypoint_sheet.py, motion_stats.py.
 
 Each tool runs as a script on a tiny setting for one or two steps; the tests check that the
 printed numbers are positive and agree with each other, never a speed.
@@ -285,23 +285,31 @@ def test_motion_oracle_trains_stage_2_on_joints(tmp_path):
         tool.train(config, tracks, steps=1, eval_every=1, samples=1, output="m.h5")
 
 
-def test_keypoint_sheet_draws_the_detectors_keypoints_on_each_class(tmp_path):
+def run_with_detector(tmp_path, config):
+    """A workdir with `config` and an untrained tiny Q exported (and checkpointed, which names
+    it for the pseudo-labels) as stage 1's; returns (workdir, detector)."""
     import keras
 
     from kpvp import cli
     from kpvp.models import KeypointDetector
 
+    workdir = tmp_path / "run"
+    (workdir / "stage1" / "checkpoints").mkdir(parents=True)
+    cli.save_config(config, str(workdir))
+    keras.utils.set_random_seed(0)
+    detector = KeypointDetector(num_keypoints=config.num_keypoints, filters=(4, 4, 4, 4),
+                                softmax_temperature=0.1)
+    detector(np.zeros((1, config.image_size, config.image_size, 3), np.float32))
+    detector.save(workdir / "stage1" / "detector.keras")
+    tf.train.Checkpoint(detector=detector).save(str(workdir / "stage1" / "checkpoints" / "ckpt"))
+    return workdir, detector
+
+
+def test_keypoint_sheet_draws_the_detectors_keypoints_on_each_class(tmp_path):
     config = configs.get_config("synthetic", "tiny")
     config.image_size, config.num_keypoints = 32, 3
     config.data.synthetic_num_test, config.data.eval_num_frames = 12, 8
-    workdir = tmp_path / "run"
-    (workdir / "stage1").mkdir(parents=True)
-    cli.save_config(config, str(workdir))
-    keras.utils.set_random_seed(0)
-    detector = KeypointDetector(num_keypoints=3, filters=(4, 4, 4, 4),
-                                softmax_temperature=0.1)
-    detector(np.zeros((1, 32, 32, 3), np.float32))
-    detector.save(workdir / "stage1" / "detector.keras")
+    workdir, detector = run_with_detector(tmp_path, config)
     output = tmp_path / "sheet.png"
     run_tool("keypoint_sheet", f"--workdir={workdir}", f"--output={output}",
              "--videos_per_class=1", "--columns=2", "--zoom=4")
@@ -329,3 +337,54 @@ def test_keypoint_sheet_draws_the_detectors_keypoints_on_each_class(tmp_path):
             far = np.abs(np.arange(cell)[:, None] - dot_rows).min(axis=-1) > 6
             assert far.sum() > cell // 2
             np.testing.assert_array_equal(tile[far], big[far])
+
+
+def test_motion_stats_hand_values_and_an_m_that_holds_the_first_pose():
+    from kpvp.models.motion_cvae import MotionCVAE
+
+    tool = load_tool("motion_stats")
+    # Keypoint 0 moves right by 0.01 per frame, keypoint 1 alternates +-0.02 in y about a still
+    # point: distances from frame 0 are 0.01 t and 0 or 0.04, second differences 0 and 0.04.
+    steps = np.arange(9, dtype=np.float32)
+    seq = np.zeros((1, 9, 2, 2), np.float32)
+    seq[0, :, 0, 0] = 0.01 * steps
+    seq[0, :, 1, 1] = 0.02 * (-1.0) ** steps
+    np.testing.assert_allclose(tool.displacement(seq), [(0.01 * steps[1:].mean() + 0.02) / 2],
+                               rtol=1e-5)
+    np.testing.assert_allclose(tool.jitter(seq), [0.04 / 4], rtol=1e-5)
+    with pytest.raises(ValueError, match="T >= 3"):
+        tool.jitter(seq[:, :2])
+
+    # An untrained M decoding offsets (a zero-initialised head) holds the first pose: its
+    # posterior and prior sequences do not move, and its reconstruction error is the labels'.
+    seqs = np.concatenate([seq, 2 * seq, -seq])
+    labels = np.array([0, 0, 1])
+    m = MotionCVAE(num_keypoints=2, num_classes=3, units=8, latent_dim=4, encoder_fc=8,
+                   decoder_fc=4, num_steps=8, offsets=True, seed=0)
+    m.build()
+    rows = tool.motion_stats(seqs, labels, 3, 32.0, motion_generator=m,
+                             joints=seqs[:, :, :1], joint_labels=labels)
+    assert [r["class"] for r in rows] == [0, 1] and [r["videos"] for r in rows] == [2, 1]
+    first = rows[0]
+    assert first["labels"] == pytest.approx(32 * 1.5 * tool.displacement(seq)[0], rel=1e-5)
+    assert first["joints"] == pytest.approx(32 * 1.5 * 0.01 * steps[1:].mean(), rel=1e-5)
+    assert first["posterior"] == first["prior"] == 0.0
+    moved = np.abs(seqs[:2, 1:] - seqs[:2, :1]).mean()
+    assert first["recon"] == pytest.approx(32 * moved, rel=1e-5)
+    assert first["sd"] > 0 and first["abs_mu"] >= 0
+    table = tool.format_table(rows, ["a", "b", "c"])
+    assert table.splitlines()[0].startswith("| class | videos | joints | labels | jitter |")
+    assert len(table.splitlines()) == 4
+
+
+def test_motion_stats_cli_on_a_saved_detector(tmp_path):
+    config = configs.get_config("synthetic", "tiny")
+    config.image_size, config.num_keypoints = 32, 3
+    config.data.synthetic_num_train, config.data.synthetic_num_frames = 4, 12
+    config.data.seq_len = 8
+    workdir, _ = run_with_detector(tmp_path, config)
+    out = run_tool("motion_stats", f"--workdir={workdir}")
+    assert "no trained M in the run" in out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "videos" not in line]
+    assert 1 <= len(rows) <= config.num_classes
+    assert sum(int(r.split("|")[2]) for r in rows) == 4
