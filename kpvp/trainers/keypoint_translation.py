@@ -121,13 +121,18 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         """A random affine map `[B, 2, 3]` per image for the equivariance term: a rotation within
         +-`equivariance_rotate_degrees`, a scale within 1 +- `equivariance_scale` and a shift
         within +-`equivariance_shift`. Stateless, drawn from (`seed`, `step`), so a resumed run
-        draws what the uninterrupted run would have (and every replica of a tf.distribute step
-        the same maps, for its own images)."""
+        draws what the uninterrupted run would have."""
+        # Under a tf.distribute strategy each replica takes its slice of the maps drawn for the
+        # global batch, so the replicas' images get the maps one device would give them.
+        context = tf.distribute.get_replica_context()
+        replicas = context.num_replicas_in_sync if context is not None else 1
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        start = tf.cast(replica, tf.int32) * batch_size
         seeds = tf.random.experimental.stateless_split(
             tf.stack([tf.constant(self.seed, tf.int64), tf.cast(step, tf.int64)]), 3)
-        unit = [tf.random.stateless_uniform(shape, seed, -1.0, 1.0)
-                for shape, seed in zip(([batch_size], [batch_size], [batch_size, 2]),
-                                       tf.unstack(seeds, 3))]
+        unit = [tf.random.stateless_uniform(shape, seed, -1.0, 1.0)[start:start + batch_size]
+                for shape, seed in zip(([replicas * batch_size], [replicas * batch_size],
+                                        [replicas * batch_size, 2]), tf.unstack(seeds, 3))]
         angle = unit[0] * self.equivariance_rotate_degrees * (math.pi / 180.0)
         return warping.affine_matrices(angle, 1.0 + unit[1] * self.equivariance_scale,
                                        unit[2] * self.equivariance_shift)
