@@ -159,6 +159,24 @@ def test_optional_keypoint_term_enters_the_generator_loss_only_when_weighted(ter
     assert not changed(before_t, only.translator.trainable_variables)
 
 
+def test_equivariance_term_costs_no_train_step_pass_of_q_when_off():
+    # Off, the train step neither runs Q on warped images nor logs a 0 for the term; the test
+    # step reports it either way.
+    batch = pair_batch()
+    trainer = make_trainer()
+    calls = []
+    call = trainer.detector.call
+    trainer.detector.call = lambda *a, **k: calls.append(1) or call(*a, **k)
+    logs = trainer.train_step(batch)
+    assert "equivariance" not in logs and "coverage" in logs
+    assert len(calls) == 2  # source and target
+    assert float(trainer.test_step(batch)["equivariance"]) > 0.0
+    config = tiny_config()
+    config.stage1.equivariance_weight = 1.0
+    weighted = make_trainer(config)
+    assert float(weighted.train_step(batch)["equivariance"]) > 0.0
+
+
 def test_equivariance_maps_are_drawn_from_the_seed_and_step_within_their_ranges():
     trainer = make_trainer()
     a, b = trainer.random_affine(64, 5), trainer.random_affine(64, 5)

@@ -63,6 +63,8 @@ class AdversarialTrainer(keras.Model):
         return d_loss, real_logits, fake_logits
 
     def _update_trackers(self, **values):
+        """Adds `values` to their trackers; returns the running means of the values given (a
+        metric a step does not compute is left out, not logged as 0)."""
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return {name: self.trackers[name].result() for name in values}

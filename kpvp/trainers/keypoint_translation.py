@@ -138,9 +138,9 @@ class KeypointTranslationTrainer(AdversarialTrainer):
                                        unit[2] * self.equivariance_shift)
 
     def equivariance_loss(self, images, keypoints, step, training=False) -> tf.Tensor:
-        """L_eq of Q on `images` whose keypoints are `keypoints` (logged always, in the G loss
-        only with `equivariance_weight` > 0): Q runs once more on the images seen through a
-        random affine map (`random_affine(step)`)."""
+        """L_eq of Q on `images` whose keypoints are `keypoints`: Q runs once more on the images
+        seen through a random affine map (`random_affine(step)`). The train step computes it
+        (and logs it) only with `equivariance_weight` > 0; the test step always."""
         matrices = self.random_affine(tf.shape(images)[0], step)
         warped = self.detector(warping.affine_warp(images, matrices), training=training)
         return losses.equivariance_loss(keypoints, warped, matrices)
@@ -167,9 +167,11 @@ class KeypointTranslationTrainer(AdversarialTrainer):
             fake = out["image"]
             separation = self.separation_loss(out)
             coverage = self.coverage_loss(source, target, out)
-            equivariance = self.equivariance_loss(target, out["target_kp"],
-                                                  self.generator_optimizer.iterations,
-                                                  training=True)
+            # One more pass of Q: only when the term is trained (test_step always reports it).
+            equivariance = (self.equivariance_loss(target, out["target_kp"],
+                                                   self.generator_optimizer.iterations,
+                                                   training=True)
+                            if self.equivariance_weight else None)
         # Outside the G tape (a nested `stop_recording` would silence the D tape too); the tape
         # is re-entered below to finish the G loss on the updated D.
         d_loss, real_logits, fake_logits = self.discriminator_step(target, fake)
@@ -183,11 +185,12 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         variables = self.generator_variables
         grads = g_tape.gradient(scaled, variables)
         self.generator_optimizer.apply(grads, variables)
+        optional = {} if equivariance is None else {"equivariance": equivariance}
         return self._update_trackers(
             d_loss=d_loss, g_loss=g_loss, perceptual=perceptual, adversarial=adversarial,
-            separation=separation, coverage=coverage, equivariance=equivariance,
-            l1=losses.l1_loss(target, fake), d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
-            d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
+            separation=separation, coverage=coverage, l1=losses.l1_loss(target, fake),
+            d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
+            d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)), **optional)
 
     def test_step(self, batch):
         source, target = batch["source"], batch["target"]
