@@ -354,6 +354,13 @@ def test_motion_stats_hand_values_and_an_m_that_holds_the_first_pose():
     np.testing.assert_allclose(tool.jitter(seq), [0.04 / 4], rtol=1e-5)
     with pytest.raises(ValueError, match="T >= 3"):
         tool.jitter(seq[:, :2])
+    # Smoothing keeps a still keypoint, and a constant-speed track where the window is
+    # symmetric (the middle frame), and flattens the alternation to about 0 (its gaussian
+    # weights nearly cancel).
+    smoothed = tool.smooth(seq)
+    assert smoothed[0, 4, 0, 0] == pytest.approx(0.04, abs=1e-6)
+    np.testing.assert_allclose(smoothed[0, :, 0, 1], 0.0, atol=1e-7)
+    np.testing.assert_allclose(smoothed[0, 2:7, 1, 1], 0.0, atol=2e-3)
 
     # An untrained M decoding offsets (a zero-initialised head) holds the first pose: its
     # posterior and prior sequences do not move, and its reconstruction error is the labels'.
@@ -371,9 +378,12 @@ def test_motion_stats_hand_values_and_an_m_that_holds_the_first_pose():
     assert first["posterior"] == first["prior"] == 0.0
     moved = np.abs(seqs[:2, 1:] - seqs[:2, :1]).mean()
     assert first["recon"] == pytest.approx(32 * moved, rel=1e-5)
+    assert first["hold"] == pytest.approx(first["recon"], rel=1e-5)
+    assert 0 < first["smooth"] < first["hold"]
     assert first["sd"] > 0 and first["abs_mu"] >= 0
     table = tool.format_table(rows, ["a", "b", "c"])
-    assert table.splitlines()[0].startswith("| class | videos | joints | labels | jitter |")
+    assert table.splitlines()[0].startswith(
+        "| class | videos | joints | labels | jitter | hold | smooth |")
     assert len(table.splitlines()) == 4
 
 

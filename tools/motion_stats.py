@@ -7,6 +7,10 @@ sequences stage 2 evaluates on (`config.data.seq_len` frames from the start of e
   action moves; data sets with joints only);
 * `labels`: the same for Q's keypoints (the pseudo-labels M learns from), and their `jitter`,
   the mean `|k_t - (k_t-1 + k_t+1) / 2|` (0 for keypoints moving at a constant speed);
+* `hold`: the reconstruction error (mean |k_0 - k_t| per coordinate) of a motion generator that
+  repeats the first keypoints, i.e. one that has learned nothing of the motion; `smooth`: that
+  of the pseudo-labels smoothed over time (gaussian, sigma 2 frames), about the part of them that
+  no smooth trajectory reproduces. A trained M's `recon` belongs between the two;
 * with a trained M (`stage2/motion_generator.keras`): `posterior` and `prior`, the same distance
   for M's decoding of each sequence's posterior mean and for a sample from z ~ N(0, I) (seed
   0), M's reconstruction error `recon` (mean |k~ - k| per coordinate), and the posterior's mean
@@ -52,6 +56,18 @@ def jitter(sequences) -> np.ndarray:
     return np.abs(s[:, 1:-1] - (s[:, :-2] + s[:, 2:]) / 2).mean(axis=(1, 2, 3))
 
 
+def smooth(sequences, sigma: float = 2.0) -> np.ndarray:
+    """Each keypoint track smoothed over time by a gaussian of `sigma` frames, truncated at
+    3 sigma and renormalised at the ends (a still keypoint stays put): `[N, T, K, 2]` ->
+    the same shape."""
+    s = np.asarray(sequences, np.float32)
+    steps = np.arange(s.shape[1])
+    weights = np.exp(-0.5 * ((steps[:, None] - steps[None]) / sigma) ** 2)
+    weights[np.abs(steps[:, None] - steps[None]) > 3 * sigma] = 0.0
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.einsum("ts,nskc->ntkc", weights, s).astype(np.float32)
+
+
 def motion_stats(sequences, labels, num_classes: int, pixels: float, motion_generator=None,
                  joints=None, joint_labels=None) -> list[dict]:
     """The table's rows: one dict per class present, values in pixels (`pixels` per unit).
@@ -60,7 +76,9 @@ def motion_stats(sequences, labels, num_classes: int, pixels: float, motion_gene
     `joint_labels` `[M]` (optional); `motion_generator` a `MotionCVAE` (optional).
     """
     x, y = np.asarray(sequences, np.float32), np.asarray(labels)
-    columns = {"labels": displacement(x), "jitter": jitter(x)}
+    error = lambda a, b: np.abs(a - b).mean(axis=(1, 2, 3))  # noqa: E731
+    columns = {"labels": displacement(x), "jitter": jitter(x),
+               "hold": error(x[:, :1], x[:, 1:]), "smooth": error(smooth(x)[:, 1:], x[:, 1:])}
     if motion_generator is not None:
         mu, log_var = (np.asarray(v) for v in motion_generator.encode(x[:, 1:], x[:, 0], y))
         steps = x.shape[1] - 1
@@ -68,7 +86,7 @@ def motion_stats(sequences, labels, num_classes: int, pixels: float, motion_gene
         prior = np.asarray(motion_generator.sample(x[:, 0], y, seed=0, num_steps=steps))
         columns.update(posterior=displacement(posterior, x[:, 0]),
                        prior=displacement(prior, x[:, 0]),
-                       recon=np.abs(posterior - x[:, 1:]).mean(axis=(1, 2, 3)),
+                       recon=error(posterior, x[:, 1:]),
                        abs_mu=np.abs(mu).mean(axis=1),
                        sd=np.exp(0.5 * log_var).mean(axis=1))
     rows = []
