@@ -18,7 +18,7 @@ demo: install
 
 # The same job with the settings that gave the cleanest samples and the lowest FVD on 64 test
 # videos (experiments/README.md, "How long M trains"): three times the stage-1 steps with the
-# equivariance loss, and 10000 stage-2 steps. About 20 minutes on 2 idle cores.
+# equivariance loss, and 10000 stage-2 steps. 16 minutes on 2 idle cores.
 LONG_WORKDIR ?= runs/demo_long
 demo-long: install
 	$(PYTHON) -m kpvp.train --stage=all --dataset=synthetic --tiny --workdir=$(LONG_WORKDIR) \
