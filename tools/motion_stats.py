@@ -47,13 +47,19 @@ def displacement(sequences, first=None) -> np.ndarray:
     return np.linalg.norm(sequences - np.asarray(first)[:, None], axis=-1).mean(axis=(1, 2))
 
 
+def mean_abs_difference(a, b) -> np.ndarray:
+    """Mean `|a - b|` per sequence over frames and coordinates: `[N, T, K, 2]` (either may
+    broadcast) -> `[N]`."""
+    return np.abs(a - b).mean(axis=(1, 2, 3))
+
+
 def jitter(sequences) -> np.ndarray:
     """Mean `|k_t - (k_t-1 + k_t+1) / 2|` per sequence over frames and coordinates:
     `[N, T, K, 2]` (T >= 3) -> `[N]`, in input units."""
     s = np.asarray(sequences, np.float32)
     if s.ndim != 4 or s.shape[1] < 3:
         raise ValueError(f"jitter needs sequences [N, T >= 3, K, 2], got shape {s.shape}")
-    return np.abs(s[:, 1:-1] - (s[:, :-2] + s[:, 2:]) / 2).mean(axis=(1, 2, 3))
+    return mean_abs_difference(s[:, 1:-1], (s[:, :-2] + s[:, 2:]) / 2)
 
 
 def smooth(sequences, sigma: float = 2.0) -> np.ndarray:
@@ -76,9 +82,9 @@ def motion_stats(sequences, labels, num_classes: int, pixels: float, motion_gene
     `joint_labels` `[M]` (optional); `motion_generator` a `MotionCVAE` (optional).
     """
     x, y = np.asarray(sequences, np.float32), np.asarray(labels)
-    error = lambda a, b: np.abs(a - b).mean(axis=(1, 2, 3))  # noqa: E731
     columns = {"labels": displacement(x), "jitter": jitter(x),
-               "hold": error(x[:, :1], x[:, 1:]), "smooth": error(smooth(x)[:, 1:], x[:, 1:])}
+               "hold": mean_abs_difference(x[:, :1], x[:, 1:]),
+               "smooth": mean_abs_difference(smooth(x)[:, 1:], x[:, 1:])}
     if motion_generator is not None:
         mu, log_var = (np.asarray(v) for v in motion_generator.encode(x[:, 1:], x[:, 0], y))
         steps = x.shape[1] - 1
@@ -86,7 +92,7 @@ def motion_stats(sequences, labels, num_classes: int, pixels: float, motion_gene
         prior = np.asarray(motion_generator.sample(x[:, 0], y, seed=0, num_steps=steps))
         columns.update(posterior=displacement(posterior, x[:, 0]),
                        prior=displacement(prior, x[:, 0]),
-                       recon=error(posterior, x[:, 1:]),
+                       recon=mean_abs_difference(posterior, x[:, 1:]),
                        abs_mu=np.abs(mu).mean(axis=1),
                        sd=np.exp(0.5 * log_var).mean(axis=1))
     rows = []
