@@ -54,8 +54,9 @@ def define_flags():
     flags.DEFINE_integer("seed", 0, "Seed of the generated videos' z.")
     flags.DEFINE_string("real", None, "FVD between folders/files: the real videos.")
     flags.DEFINE_string("generated", None, "FVD between folders/files: the generated videos.")
-    flags.DEFINE_integer("num_frames", 16, "FVD between folders: frames per video (cut; shorter "
-                         "videos are an error unless --pad).")
+    flags.DEFINE_integer("num_frames", 32, "FVD between folders: frames per video, the first ones "
+                         "(cut; shorter videos are an error unless --pad). The paper's protocol "
+                         "compares 32 predicted frames.")
     flags.DEFINE_bool("pad", False, "FVD between folders: pad short videos by repeating the last "
                       "frame instead of failing.")
 
@@ -129,10 +130,9 @@ class _Run:
         return self._once(("videos", split, limit), load)
 
     def features(self, name: str, frames_fn) -> np.ndarray:
-        """I3D features of a named video set (first `fvd_num_frames` frames), computed once."""
-        n = int(self.config.eval.fvd_num_frames)
+        """I3D features of a named video set (its FVD clips, `fvd_clips`), computed once."""
         return self._once(("i3d", name), lambda: self.i3d.extract(
-            frames_fn()[:, :n], progress=True, desc=f"I3D {name}")[0])
+            fvd_clips(frames_fn(), self.config), progress=True, desc=f"I3D {name}")[0])
 
     def train_videos(self) -> dict:
         return self.videos("train", int(self.config.eval.num_train_videos) or None)
@@ -208,20 +208,48 @@ def other_classes(labels, num_classes: int, seed: int) -> np.ndarray:
     return ((labels + shift) % num_classes).astype(np.int32)
 
 
+PERCEPTUAL_NOTES = {
+    "vgg19": "VGG19 ImageNet features, as in the paper",
+    "i3d2d": ("the deflated I3D's Kinetics-400 features (offline fallback): trained against I3D "
+              "features, so this FVD is not independent of the training loss and is not "
+              "comparable with the paper's"),
+    "random": "a VGG19 with random weights (not the paper's loss)",
+}
+
+
+def _perceptual_network(workdir: str) -> str | None:
+    """The perceptual network stage 1 trained against, from the run's `run_info.json`."""
+    from kpvp import run_info
+
+    path = os.path.join(workdir, run_info.RUN_INFO_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f).get("perceptual_network")
+
+
+def fvd_clips(videos: np.ndarray, config) -> np.ndarray:
+    """The frames FVD compares, `[N, T, ...] -> [N, fvd_num_frames, ...]`: frames 1 to
+    `config.eval.fvd_num_frames` of an evaluation clip, i.e. the predicted frames of a generated
+    video (x0 excluded, as in the authors' evaluation) or the real frames at the same stride."""
+    n = int(config.eval.fvd_num_frames)
+    if videos.shape[1] < n + 1:
+        raise ValueError(f"FVD compares frames 1..{n} (config.eval.fvd_num_frames={n}) but the "
+                         f"videos have {videos.shape[1]} frames, x0 included "
+                         "(config.eval.fvd_num_frames < config.data.eval_num_frames)")
+    return videos[:, 1:n + 1]
+
+
 # === Metrics ===
 def evaluate_fvd(run: _Run) -> dict:
     """FVD of generated test videos, with the real-train reference and the static baseline."""
     from kpvp.metrics import fvd
 
     n_frames = int(run.config.eval.fvd_num_frames)
-    real = run.test_videos()["frames"][:, :n_frames]
-    if real.shape[1] < n_frames:
-        raise ValueError(f"Test videos have {real.shape[1]} frames; FVD needs {n_frames} "
-                         "(config.eval.fvd_num_frames <= config.data.eval_num_frames)")
-    generated = run.generated()["frames"][:, :n_frames]
-    if generated.shape[1] < n_frames:
-        raise ValueError(f"The model generates {generated.shape[1]} frames; FVD needs {n_frames}")
-    static = np.repeat(real[:, :1], n_frames, axis=1)
+    test = run.test_videos()["frames"]
+    real = fvd_clips(test, run.config)
+    fvd_clips(run.generated()["frames"], run.config)  # checks the generated length
+    static = np.repeat(test[:, :1], n_frames, axis=1)
     stats = {
         "real": run.features("real", lambda: run.test_videos()["frames"]),
         "generated": run.features("generated", lambda: run.generated()["frames"]),
@@ -237,7 +265,9 @@ def evaluate_fvd(run: _Run) -> dict:
         "fvd_real_train_vs_test": fvd.fvd_from_features(stats["real"], stats["train"]),
         "fvd_static_baseline": fvd.fvd_from_features(stats["real"], stats["static"]),
         "num_videos": int(len(real)), "num_train_videos": int(len(stats["train"])),
-        "num_frames": n_frames, "resolution": int(run.config.image_size),
+        "num_frames": n_frames, "frames": f"1-{n_frames} (x0 excluded)",
+        "resolution": int(run.config.image_size),
+        "perceptual_network": _perceptual_network(run.workdir),
     }
     print(f"FVD {result['fvd']:.1f} (real train vs test {result['fvd_real_train_vs_test']:.1f}, "
           f"static input {result['fvd_static_baseline']:.1f}) on {len(real)} videos of "
@@ -542,8 +572,14 @@ def format_markdown(report: dict) -> str:
                   f"| real train videos (other videos of the actions) | "
                   f"{_fmt(f['fvd_real_train_vs_test'], 1)} |",
                   f"| input image repeated (static baseline) | {_fmt(f['fvd_static_baseline'], 1)} |",
-                  "", f"{f['num_videos']} test videos, {f['num_frames']} frames each, "
-                  f"{f['resolution']}x{f['resolution']} upsampled to 224x224 for I3D.", ""]
+                  "", f"{f['num_videos']} test videos; frames {f.get('frames', f['num_frames'])} "
+                  "of each clip (the predicted frames against the real frames at the same "
+                  f"stride), {f['resolution']}x{f['resolution']} upsampled to 224x224 for I3D."]
+        network = f.get("perceptual_network")
+        if network:
+            note = PERCEPTUAL_NOTES.get(network, network)
+            lines += [f"Stage 1 was trained against {note}."]
+        lines += [""]
     if "action" in m and "skipped" not in m["action"]:
         a = m["action"]
         lines += ["## Action recognition (accuracy, higher is better)", "",
@@ -639,7 +675,7 @@ def format_summary(report: dict) -> str:
 
 
 # === FVD between two sets of videos ===
-def fvd_between(real: str, generated: str, num_frames: int = 16, pad: bool = False,
+def fvd_between(real: str, generated: str, num_frames: int = 32, pad: bool = False,
                 batch_size: int = 8) -> dict:
     """FVD between the videos of two files/folders, cut (or padded) to `num_frames` frames."""
     from kpvp.metrics import fvd

@@ -32,7 +32,8 @@ def test_markdown_report_shows_every_number():
               "seed": 0, "metrics": {
                   "fvd": {"fvd": 321.5, "fvd_real_train_vs_test": 100.25,
                           "fvd_static_baseline": 654.75, "num_videos": 16, "num_frames": 16,
-                          "resolution": 64},
+                          "frames": "1-16 (x0 excluded)", "resolution": 64,
+                          "perceptual_network": "i3d2d"},
                   "ssim": {"reconstruction": {"ssim": 0.91234, "psnr": 25.5, "num_frames": 64,
                                               "changed_l1": 0.04321},
                            "copy_source_baseline": {"ssim": 0.8, "psnr": 21.25,
@@ -66,12 +67,27 @@ def test_markdown_report_shows_every_number():
     for expected in ("0.0123", "0.0988", "0.8765", "27.12", "0.0235", "0.2345", "0.8123", "23.50",
                      "4 test videos of 33 frames"):
         assert expected in text
+    assert "frames 1-16 (x0 excluded)" in text
+    assert "trained against I3D features, so this FVD is not independent" in text
+    report["metrics"]["fvd"]["perceptual_network"] = "vgg19"
+    assert "VGG19 ImageNet features, as in the paper" in evaluate.format_markdown(report)
     for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints",
                      "0.0432", "0.2468", "3.8 %", "mask 0.125", "0.1358", "0.375", "0.312", "0.188",
                      "0.438", "(256 sequences)", "condition: 0.266", "own class 0.547",
                      "held still: 0.812", "how they move from the first frame", "another class 0.172", "instead 0.484", "0.938", "0.562", "0.062",
                      "0.688"):
         assert expected in text
+
+
+def test_fvd_clips_are_the_predicted_frames_without_x0():
+    from kpvp import configs
+
+    config = configs.get_config("penn", "full")
+    assert config.eval.fvd_num_frames == 32 and config.data.eval_num_frames == 33
+    clip = np.arange(33)[None, :, None]  # frame t holds t: x0, then the 32 predictions
+    np.testing.assert_array_equal(evaluate.fvd_clips(clip, config)[0, :, 0], np.arange(1, 33))
+    with pytest.raises(ValueError, match="frames 1..32"):
+        evaluate.fvd_clips(clip[:, :32], config)
 
 
 def write_set(folder, videos):
@@ -148,6 +164,7 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
     assert set(metrics) == {"fvd", "action", "keypoints", "ssim", "transfer"}
     fvd = metrics["fvd"]
     assert fvd["num_videos"] == 4 and fvd["num_frames"] == 9
+    assert fvd["frames"] == "1-9 (x0 excluded)"
     assert fvd["fvd"] >= 0 and fvd["fvd_static_baseline"] >= 0
     # Accuracies are fractions of 4 test videos.
     for name in ("keypoint_classifier", "i3d_linear_probe"):

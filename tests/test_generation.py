@@ -18,7 +18,7 @@ SIZE, K = 32, 4
 def tiny_config():
     c = configs.get_config("synthetic", "tiny")
     c.image_size, c.num_keypoints = SIZE, K
-    c.data.seq_len = 9
+    c.data.seq_len = 10  # x0 + 9 predicted frames, the fewest I3D takes
     c.stage2.lstm_units, c.stage2.latent_dim, c.stage2.encoder_fc = 16, 4, 8
     return c
 

@@ -299,19 +299,36 @@ def test_eval_videos_fixed_length_and_centre_crop():
     assert [v["id"] for v in videos] == [b"blob/0", b"blob/1"]
     short, long = videos
     assert short["frames"].shape == (8, 32, 32, 3) and short["frames"].dtype == np.uint8
-    # 5 frames padded to 8 by repeating the last one (frames and joints).
-    np.testing.assert_array_equal(short["frames"][4:], np.repeat(short["frames"][4:5], 4, 0))
-    np.testing.assert_array_equal(short["joints"][5:], np.repeat(short["joints"][4:5], 3, 0))
-    # 20 frames: the first 8 are kept, so frame 5 is the original frame 0 again.
+    # 5 frames < 8: the first frames at half speed, 0 1 1 2 2 3 3 4 (frames and joints).
+    order = [0, 1, 1, 2, 2, 3, 3, 4]
+    for i, j in enumerate(order):
+        np.testing.assert_array_equal(short["frames"][i], short["frames"][order.index(j)])
+    assert not np.array_equal(short["frames"][0], short["frames"][1])
+    # 20 frames: stride floor(20 / 8) = 2, frames 0, 2, ..., 14; frame 10 is frame 0 again.
     np.testing.assert_array_equal(long["frames"][5], long["frames"][0])
+    assert not np.array_equal(long["frames"][1], long["frames"][0])
     # 64x96 -> 32x48 (pixel u = (x + 1) * 24) -> centre columns 8..40: x' = (u - 8) / 16 - 1.
-    joints = source[0]["joints"][:, 0]
+    joints = source[0]["joints"][order, 0]
     expected = np.stack([((joints[:, 0] + 1) * 24 - 8) / 16 - 1, joints[:, 1]], -1)
-    np.testing.assert_allclose(short["joints"][:5, 0], expected, atol=1e-6)
-    for frame, joint in zip(short["frames"][:5].mean(-1), short["joints"][:5, 0]):
+    np.testing.assert_allclose(short["joints"][:, 0], expected, atol=1e-6)
+    for frame, joint in zip(short["frames"].mean(-1), short["joints"][:, 0]):
         if np.abs(joint).max() < 0.9:
             row, col = np.unravel_index(np.argmax(frame), frame.shape)
             assert np.abs((np.array([col, row]) + 0.5) / 16 - 1 - joint).max() <= 1.0 / 16
+
+
+def test_eval_frame_indices_follow_the_authors_stride_and_short_video_rule():
+    # Penn-like 100 frames, 33 per clip: gap 3, so x0 = frame 0 and predictions 3, 6, ..., 96.
+    np.testing.assert_array_equal(pipelines.eval_frame_indices(100, 33), 3 * np.arange(33))
+    # 20 frames < 33: frames 0..16 at half speed (the authors repeat each future frame twice).
+    np.testing.assert_array_equal(pipelines.eval_frame_indices(20, 33),
+                                  [0] + [i for i in range(1, 17) for _ in (0, 1)])
+    # 10 frames: the same rule, held at the last frame.
+    assert pipelines.eval_frame_indices(10, 33).numpy().max() == 9
+    # The clip covers the frames M learned from (`temporal_sample` at start 0).
+    track = np.arange(70, dtype=np.float32)[:, None, None] * np.ones((1, 2, 2), np.float32)
+    sampled = pipelines.temporal_sample(track, 33, 0).numpy()[:, 0, 0]
+    np.testing.assert_array_equal(sampled, pipelines.eval_frame_indices(70, 33))
 
 
 def test_eval_videos_without_joints_and_repeatable_order():
@@ -322,8 +339,11 @@ def test_eval_videos_without_joints_and_repeatable_order():
     again = [{k: v.numpy() for k, v in e.items()} for e in ds]
     assert set(first[0]) == {"frames", "label", "id"}
     assert [e["label"] for e in first] == [0, 1]
+    # 40 frames: stride 6; 3 frames: half speed, then the last frame held.
+    np.testing.assert_array_equal(_frame_index(first[0]["frames"] / 127.5 - 1),
+                                  [0, 6, 12, 18, 24, 30])
     np.testing.assert_array_equal(_frame_index(first[1]["frames"] / 127.5 - 1),
-                                  [0, 1, 2, 2, 2, 2])
+                                  [0, 1, 1, 2, 2, 2])
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a["frames"], b["frames"])
 

@@ -10,7 +10,7 @@ from PIL import Image
 from kpvp import cli
 from kpvp.data import video_io
 
-from test_generation import SIZE, save_tiny_run
+from test_generation import SIZE, save_tiny_run, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -45,7 +45,7 @@ def test_generation_batch_mode_and_overlay(workdir, tmp_path):
     assert written == ["a_0.png", "a_1.png", "b_0.png", "b_1.png"]
     video = video_io.read_video(str(out / "a_0.png"), frame_size=(SIZE, 3 * SIZE))
     # seq_len frames; frames | keypoints | mask side by side.
-    assert video.shape == (9, SIZE, 3 * SIZE, 3)
+    assert video.shape == (tiny_config().data.seq_len, SIZE, 3 * SIZE, 3)
     source = np.asarray(Image.open(workdir / "images" / "a.png"))
     np.testing.assert_array_equal(video[0, :, :SIZE], source)  # frame 0 is the input image
 

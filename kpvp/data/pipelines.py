@@ -349,20 +349,34 @@ def stage2_dataset(sequences, config, training: bool = True, seed=None) -> tf.da
 
 # === Evaluation videos ===
 
+def eval_frame_indices(length, num_frames: int):
+    """The frames of a test clip: `[num_frames]` int32 indices into a video of `length` frames.
+
+    The authors' evaluation rule, the same stride M is trained at (`temporal_sample`): with
+    gap = floor(length / num_frames) >= 1, frames 0, gap, 2 gap, ...; a shorter video plays its
+    first frames at half speed (0, 1, 1, 2, 2, ...), as their loader repeats each frame twice;
+    indices past the end repeat the last frame.
+    """
+    length = tf.convert_to_tensor(length, tf.int32)
+    steps = tf.range(num_frames)
+    gap = length // num_frames
+    index = tf.where(gap >= 1, steps * tf.maximum(gap, 1), (steps + 1) // 2)
+    return tf.minimum(index, length - 1)
+
+
 def prepare_eval_video(frames, num_frames: int, size: int, joints=None):
     """Fixed-length, fixed-size test video.
 
     Args:
       frames: uint8 [T, H, W, 3]; joints: optional float32 [T, J, 2].
     Returns:
-      `(frames, joints)`: uint8 [num_frames, size, size, 3] (the first `num_frames` frames,
-      short side resized to `size`, centre crop) and float32 [num_frames, J, 2] in the crop's
-      coordinates. A video shorter than `num_frames` is padded by repeating its last frame (a
-      still ending: no invented motion, and every metric sees the same length).
+      `(frames, joints)`: uint8 [num_frames, size, size, 3] (the frames `eval_frame_indices`
+      picks, short side resized to `size`, centre crop) and float32 [num_frames, J, 2] in the
+      crop's coordinates. Frame 0 is the input x0 of generation; frames 1.. are what the
+      predicted frames are compared with, at the stride M learned.
     """
     frames = tf.convert_to_tensor(frames)
-    length = tf.shape(frames)[0]
-    index = tf.minimum(tf.range(num_frames), length - 1)
+    index = eval_frame_indices(tf.shape(frames)[0], num_frames)
     frames = tf.gather(frames, index)
     if joints is not None:
         joints = tf.gather(tf.convert_to_tensor(joints, tf.float32), index)
@@ -418,7 +432,7 @@ def eval_videos(config, split: str = "test", num_frames=None, source=None) -> tf
                                             element.get("joints"))
         out = {"frames": frames, "label": element["label"], "id": element["id"]}
         if with_joints:
-            index = tf.minimum(tf.range(num_frames), tf.shape(element["visible"])[0] - 1)
+            index = eval_frame_indices(tf.shape(element["visible"])[0], num_frames)
             out["joints"] = joints
             out["visible"] = tf.gather(element["visible"], index)
         return out
