@@ -12,7 +12,10 @@ Sources (`PerceptualNetwork.source`, recorded in logs):
   832), Mixed_5c (1/32, 1024): one per resolution, like VGG's five.
 - "random": the VGG19 architecture with seeded random weights. For tests only.
 
-`make_perceptual_network("auto")` picks VGG19 when its weights are on disk, else i3d2d.
+`make_perceptual_network("auto")` is the paper's VGG19: a local file, else Keras' download
+(cached); only when that fails (no internet) does it fall back to i3d2d, with a warning naming
+the reason. The run records which network it trained against (`run_info.json`, the report):
+a model trained against i3d2d is partly trained on FVD's own network.
 """
 import os
 import pathlib
@@ -177,30 +180,21 @@ def _randomize(network, seed):
 def make_perceptual_network(kind="auto", vgg19_weights="", i3d_weights=None, seed=0):
     """The frozen perceptual feature network (a `PerceptualNetwork`); `.source` says which.
 
-    kind: "auto" (VGG19 if its ImageNet weights are on disk, see `find_vgg19_weights`, else
-    i3d2d, with a warning), "vgg19" (local file, else Keras' download, which needs internet),
-    "i3d2d" (the deflated I3D; `i3d_weights` as for `kpvp.metrics.i3d.load_i3d_arrays`) or
-    "random" (VGG19 with random weights from `seed`; tests only, warns loudly).
+    kind: "auto" (VGG19 ImageNet from `vgg19_weights` or the Keras cache, else downloaded by
+    Keras; if that fails, the deflated I3D with a warning naming why), "vgg19" (the same, but a
+    failed download is an error), "i3d2d" (the deflated I3D; `i3d_weights` as for
+    `kpvp.metrics.i3d.load_i3d_arrays`) or "random" (VGG19 with random weights from `seed`;
+    tests only, warns loudly).
     """
     if kind not in KINDS:
         raise ValueError(f"perceptual network kind must be one of {KINDS}, got {kind!r}")
-    if kind == "auto":
-        local = find_vgg19_weights(vgg19_weights)
-        if local is not None:
-            kind = "vgg19"
-        else:
-            kind = "i3d2d"
-            logging.warning(
-                "Perceptual network: VGG19 ImageNet weights not found (no vgg19_weights path, "
-                "nothing at %s); using the deflated I3D (i3d2d, Kinetics-400) features instead. "
-                "The paper uses VGG19: pass vgg19_weights to reproduce it.",
-                " or ".join(str(d / "models" / VGG19_WEIGHTS_FILE) for d in _keras_cache_dirs()))
+    if kind in ("auto", "vgg19"):
+        network = _pretrained_vgg19(vgg19_weights, required=kind == "vgg19")
+        if network is not None:
+            return network
+        kind = "i3d2d"
     network = PerceptualNetwork(kind, name=f"perceptual_{kind}")
-    if kind == "vgg19":
-        weights = find_vgg19_weights(vgg19_weights) or "imagenet"
-        _load_vgg19_weights(network, weights)
-        logging.info("Perceptual network: vgg19, ImageNet weights from %s", weights)
-    elif kind == "i3d2d":
+    if kind == "i3d2d":
         i3d.load_i3d_weights(network.backbone, i3d_weights)
         logging.info("Perceptual network: i3d2d (deflated I3D, Kinetics-400), features %s",
                      ", ".join(network.feature_layers))
@@ -209,5 +203,27 @@ def make_perceptual_network(kind="auto", vgg19_weights="", i3d_weights=None, see
         logging.warning(
             "PERCEPTUAL NETWORK HAS RANDOM WEIGHTS (kind='random', seed %d): for tests only; "
             "a perceptual loss through random features does not reproduce the paper.", seed)
+    network.trainable = False
+    return network
+
+
+def _pretrained_vgg19(vgg19_weights, required: bool):
+    """VGG19 with ImageNet weights (local file, Keras cache or download), or None with a warning
+    naming the reason when they cannot be had and `required` is False."""
+    network = PerceptualNetwork("vgg19", name="perceptual_vgg19")
+    weights = find_vgg19_weights(vgg19_weights) or "imagenet"
+    try:
+        _load_vgg19_weights(network, weights)
+    except RuntimeError as error:
+        if required:
+            raise
+        logging.warning(
+            "Perceptual network: the paper's VGG19 ImageNet weights could not be loaded (%s). "
+            "FALLING BACK to the deflated I3D (i3d2d, Kinetics-400): FVD scores with the same "
+            "I3D, so this run's FVD is not independent of its training loss. Pass "
+            "vgg19_weights=<path to %s> to train against VGG19.", error.__cause__ or error,
+            VGG19_WEIGHTS_FILE)
+        return None
+    logging.info("Perceptual network: vgg19, ImageNet weights from %s", weights)
     network.trainable = False
     return network

@@ -126,12 +126,37 @@ def test_auto_uses_cached_vgg19_weights_by_name(tmp_path, monkeypatch, frame):
     np.testing.assert_allclose(features[-1].numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
-def test_auto_falls_back_to_i3d2d_offline(tmp_path, monkeypatch, caplog):
+def test_auto_downloads_vgg19_when_nothing_is_cached(tmp_path, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache
+    asked = []
+    monkeypatch.setattr(perceptual, "_load_vgg19_weights",
+                        lambda network, weights: asked.append(weights))
+    network = perceptual.make_perceptual_network("auto")
+    assert asked == ["imagenet"]  # Keras' download, not a silent fallback
+    assert network.source == "vgg19" and not network.trainable
+
+
+_VGG19 = keras.applications.VGG19
+
+
+def _offline_vgg19(*args, weights="imagenet", **kwargs):
+    if weights is None:
+        return _VGG19(*args, weights=None, **kwargs)
+    raise Exception("URL fetch failure on https://storage.googleapis.com/...: "
+                    "[Errno -2] Name or service not known")
+
+
+def test_auto_falls_back_to_i3d2d_only_when_the_download_fails(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache
+    monkeypatch.setattr(keras.applications, "VGG19", _offline_vgg19)
     with caplog.at_level(logging.WARNING):
         network = perceptual.make_perceptual_network("auto", vgg19_weights="")
     assert network.source == "i3d2d"
-    assert "VGG19 ImageNet weights not found" in caplog.text and "i3d2d" in caplog.text
+    # The warning names the reason and what the fallback means for FVD.
+    assert "Name or service not known" in caplog.text and "FALLING BACK" in caplog.text
+    assert "not independent" in caplog.text
+    with pytest.raises(RuntimeError, match="could not load VGG19"):
+        perceptual.make_perceptual_network("vgg19")
 
 
 def test_explicit_missing_vgg19_path_is_an_error(tmp_path):
