@@ -1,6 +1,7 @@
 """Flags shared by the absl apps (`kpvp.train`, `kpvp.evaluate`, `kpvp.predict`, `kpvp.export`).
 
-`--dataset` picks a data set's config (the paper's settings), `--tiny` its small variant, and
+`--dataset` picks a data set's config (the paper's settings), `--variant` a smaller variant
+(`--tiny` is short for `--variant=tiny`), and
 `--config.<field>=value` overrides any field, checked against the common structure in
 `kpvp/configs/base.py`::
 
@@ -20,7 +21,11 @@ from kpvp.configs import base
 FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "Data set (and its config).")
-flags.DEFINE_bool("tiny", False, "Use the data set's tiny config (minutes on a laptop CPU).")
+flags.DEFINE_enum("variant", "full", list(configs.VARIANTS),
+                  "Config variant: full (the paper's settings), tiny (minutes on a laptop CPU) or "
+                  "paper_small (the full networks and losses at 64x64 with CPU-sized batches and "
+                  "steps).")
+flags.DEFINE_bool("tiny", False, "Short for --variant=tiny.")
 flags.DEFINE_string("data_dir", None, "Root of the data set on disk (see datasets/README.md).")
 flags.DEFINE_string("workdir", "runs/default", "Run directory: checkpoints, logs, samples.")
 
@@ -93,13 +98,27 @@ def resolve_config(workdir: str | None = None):
             raise ValueError(
                 f"--dataset={FLAGS.dataset} but workdir {workdir!r} holds a run on "
                 f"{config.dataset!r}; use another --workdir")
+        if ((FLAGS["variant"].present or FLAGS.tiny)
+                and requested_variant() != config.variant):
+            raise ValueError(
+                f"--variant={requested_variant()} but workdir {workdir!r} holds a "
+                f"{config.variant!r} run; use another --workdir")
         logging.info("Resuming with the config saved in %s", saved)
     else:
-        config = configs.get_config(FLAGS.dataset, "tiny" if FLAGS.tiny else "full")
+        config = configs.get_config(FLAGS.dataset, requested_variant())
     config.update_from_flattened_dict(overrides)
     if FLAGS.data_dir:
         config.data.data_dir = FLAGS.data_dir
     return base.finalize(config)
+
+
+def requested_variant() -> str:
+    """The variant the command line asks for (`--variant`, or `--tiny`)."""
+    if FLAGS.tiny:
+        if FLAGS["variant"].present and FLAGS.variant != "tiny":
+            raise ValueError(f"--tiny and --variant={FLAGS.variant} contradict each other")
+        return "tiny"
+    return FLAGS.variant
 
 
 def save_config(config, workdir: str) -> str:

@@ -116,3 +116,31 @@ def test_stage1_cli_trains_exports_from_the_last_checkpoint_and_resumes(tmp_path
     assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-4")
     resumed = _detector_weights(workdir)
     assert any((a != b).any() for a, b in zip(trained, resumed))
+
+
+def _flat(config):
+    return cli._flatten(config.to_dict())
+
+
+@pytest.mark.parametrize("dataset", ["penn", "synthetic", "folder"])
+def test_paper_small_changes_only_what_a_cpu_forces(dataset):
+    from kpvp import configs
+
+    full, small = (_flat(configs.get_config(dataset, v)) for v in ("full", "paper_small"))
+    changed = {key for key in full if full[key] != small[key]}
+    cpu_forced = {"variant", "image_size", "stage1.gaussian_size", "stage1.gaussian_inv_std",
+                  "stage1.batch_size", "data.synthetic_num_train", "data.synthetic_num_test",
+                  "eval.num_videos", "eval.num_train_videos"}
+    schedule = {f"stage{s}.{k}" for s in (1, 2) for k in (
+        "num_steps", "checkpoint_every", "log_every", "image_summary_every")}
+    assert changed <= cpu_forced | schedule, sorted(changed - cpu_forced - schedule)
+    assert small["image_size"] == 64 and small["stage1.gaussian_size"] == 16
+    # The gaussian keeps its width in cells of T's input maps: 14.3 at 32x32 is 7.15 at 16x16.
+    assert small["stage1.gaussian_inv_std"] == pytest.approx(full["stage1.gaussian_inv_std"] / 2)
+
+
+def test_unknown_variant_is_named():
+    from kpvp import configs
+
+    with pytest.raises(ValueError, match="'huge'"):
+        configs.get_config("penn", "huge")

@@ -55,7 +55,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.lr_decay_steps = 20_000
     s1.perceptual_weight = 1.0  # lambda1
     s1.adversarial_weight = 1.0  # (code) G loss = perceptual + adversarial, 1:1
-    # auto: VGG19 ImageNet if its weights are found, else the deflated I3D (offline).
+    # auto: VGG19 ImageNet (paper; local file, Keras cache or download), falling back to i3d2d
+    # with a warning only when the download fails. vgg19: no fallback.
     s1.perceptual_network = "auto"  # auto | vgg19 | i3d2d | random
     s1.vgg19_weights = ""  # path to a local VGG19 ImageNet .h5
     # Paper eq. 1: expectation of a softmax over the whole heatmap ("joint"); the authors'
@@ -136,7 +137,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     e = c.eval = ml_collections.ConfigDict()
     e.num_videos = 0  # 0: every test video
     e.num_train_videos = 0  # real train videos for the I3D action probe and FVD floor; 0: all
-    e.fvd_num_frames = 16  # >= 16 frames at 128x128, upsampled to 224 for I3D
+    # (code) FVD compares frames 1..32 of the strided test clip (x0 excluded) on both sides.
+    e.fvd_num_frames = 32
     e.batch_size = 8
     # Keypoint sequences M samples per test video and per class condition for the action
     # metric (keypoints only, no rendering; many more than the rendered videos).
@@ -224,3 +226,41 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.eval.batch_size = 4
     c.eval.untrained_seeds = 5
     return c
+
+
+def make_paper_small(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The full config's networks and losses exactly, with only what a CPU forces changed: image
+    size 64, smaller batches, fewer steps. It shows on a CPU whether the paper's configuration
+    learns before GPU days are spent on it (experiments/README.md, "paper-small")."""
+    c.variant = "paper_small"
+    c.image_size = 64
+    # T's inputs live at a quarter of the image size; the gaussian keeps its width in map cells.
+    c.stage1.gaussian_size = c.image_size // 4
+    c.stage1.gaussian_inv_std = c.stage1.gaussian_inv_std * c.stage1.gaussian_size / 32
+    c.stage1.batch_size = 8
+    c.stage1.num_steps = 2000
+    c.stage1.checkpoint_every = 200
+    c.stage1.log_every = 50
+    c.stage1.image_summary_every = 500
+    c.stage2.num_steps = 5000
+    c.stage2.checkpoint_every = 500
+    c.stage2.log_every = 100
+    c.stage2.image_summary_every = 1000
+    c.data.synthetic_num_train = 128
+    c.data.synthetic_num_test = 32
+    c.eval.num_videos = 32
+    c.eval.num_train_videos = 64
+    return c
+
+
+VARIANT_MAKERS = {"tiny": make_tiny, "paper_small": make_paper_small}
+
+
+def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
+    """`c` (a data set's full config) turned into `variant`: full, tiny or paper_small."""
+    if variant == "full":
+        return c
+    if variant not in VARIANT_MAKERS:
+        raise ValueError(f"Unknown config variant {variant!r}; expected full or one of "
+                         f"{sorted(VARIANT_MAKERS)}")
+    return VARIANT_MAKERS[variant](c)

@@ -8,6 +8,4 @@ def get_config(variant: str = "full"):
     c.num_keypoints = 40
     # Replaced by the sub-folder names found under data_dir when the data set is opened.
     c.class_names = ("default",)
-    if variant == "tiny":
-        c = base.make_tiny(c)
-    return base.finalize(c)
+    return base.finalize(base.apply_variant(c, variant))

@@ -8,6 +8,4 @@ def get_config(variant: str = "full"):
     c.num_keypoints = 60
     c.class_names = ("mgif",)
     c.class_conditional = False
-    if variant == "tiny":
-        c = base.make_tiny(c)
-    return base.finalize(c)
+    return base.finalize(base.apply_variant(c, variant))

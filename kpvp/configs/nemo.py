@@ -9,6 +9,4 @@ def get_config(variant: str = "full"):
     c.class_names = ("spontaneous", "posed")
     # Paper Sec. 4: NEMO and MGIF condition the motion on k0 only (one action per data set).
     c.class_conditional = False
-    if variant == "tiny":
-        c = base.make_tiny(c)
-    return base.finalize(c)
+    return base.finalize(base.apply_variant(c, variant))

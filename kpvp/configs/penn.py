@@ -11,6 +11,4 @@ def get_config(variant: str = "full"):
     c.dataset = "penn"
     c.num_keypoints = 40
     c.class_names = PENN_CLASSES
-    if variant == "tiny":
-        c = base.make_tiny(c)
-    return base.finalize(c)
+    return base.finalize(base.apply_variant(c, variant))

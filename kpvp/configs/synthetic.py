@@ -11,6 +11,4 @@ def get_config(variant: str = "full"):
     c.stage1.batch_size = 16
     c.stage1.num_steps = 20_000
     c.stage2.num_steps = 20_000
-    if variant == "tiny":
-        c = base.make_tiny(c)
-    return base.finalize(c)
+    return base.finalize(base.apply_variant(c, variant))
