@@ -124,9 +124,10 @@ def get_base_config() -> ml_collections.ConfigDict:
     # (code) the encoder LSTM reads k_1..k_T; [k_0, a] join its last state in the posterior
     # layer ("head"). Ours: "every_step" feeds [k_t, k_0, a] to the LSTM at every step.
     s2.encoder_condition = "head"
-    s2.encoder_fc = 0  # (code) no hidden layer before the posterior layer; ours: a ReLU FC this wide
-    # How the posterior layer gives sigma (kpvp/models/motion_cvae.py): "softplus" (ours: the
-    # authors' one layer, softplus(.) + 1e-4 for their ReLU), "relu" (code, as written), "log_var".
+    s2.encoder_fc = 0  # (code) no hidden layer before the posterior; ours: a ReLU FC this wide
+    # How the posterior gives sigma (kpvp/models/motion_cvae.py): "softplus" (ours: the authors'
+    # one layer, softplus(.) + 1e-4 for their ReLU), "relu" (code, as written) or "log_var"
+    # (ours: two linear heads, mu and log sigma^2).
     s2.posterior = "softplus"
     s2.decoder_fc = 32  # (code) FC32 input at step 1
     s2.decoder_fc_activation = "relu"  # (code) tf.contrib's default; ours: "linear"
