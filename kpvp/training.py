@@ -27,12 +27,16 @@ class NonFiniteLossError(FloatingPointError):
 
 
 def learning_rate_schedule(stage_config) -> keras.optimizers.schedules.LearningRateSchedule:
-    """Paper Sec. 4: lr 1e-4, multiplied by 0.95 every 20k iterations (staircase)."""
+    """Paper Sec. 4: lr 1e-4, multiplied by 0.95 every 20k iterations.
+
+    `lr0 * rate ** (step / decay_steps)`: continuous, as the authors' `tf.train.exponential_decay`
+    (staircase=False); `stage_config.lr_staircase` floors the exponent instead.
+    """
     return keras.optimizers.schedules.ExponentialDecay(
         initial_learning_rate=stage_config.learning_rate,
         decay_steps=stage_config.lr_decay_steps,
         decay_rate=stage_config.lr_decay_rate,
-        staircase=True)
+        staircase=bool(stage_config.lr_staircase))
 
 
 def make_optimizers(stage_config) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:

@@ -53,6 +53,27 @@ def test_saved_config_reloads_and_unknown_saved_fields_are_named(tmp_path):
         cli.load_saved_config(path)
 
 
+def test_saved_config_without_the_added_fields_keeps_its_earlier_networks(tmp_path):
+    config = base.finalize(base.get_base_config())
+    path = cli.save_config(config, str(tmp_path))
+    # A full config saved today keeps the authors' forms.
+    assert cli.load_saved_config(path).stage2.posterior == "softplus"
+    with open(path, encoding="utf-8") as f:
+        values = json.load(f)
+    for field in cli.ADDED_FIELDS:
+        stage, name = field.split(".")
+        del values[stage][name]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(values, f)
+    old = cli.load_saved_config(path)
+    for field, value in cli.ADDED_FIELDS.items():
+        stage, name = field.split(".")
+        assert old[stage][name] == value, field
+    # They are the forms the tiny config still names.
+    tiny = base.make_tiny(base.get_base_config())
+    assert {f: tiny[f.split(".")[0]][f.split(".")[1]] for f in cli.ADDED_FIELDS} == cli.ADDED_FIELDS
+
+
 def _train_stage1(workdir, num_steps=None, check=True):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     steps = ["--export_only"] if num_steps is None else [f"--num_steps={num_steps}"]

@@ -58,6 +58,16 @@ def test_sequence_discriminator_unconditional_shared_checks(tmp_path):
     assert logits["output"].shape == (2, 1)
 
 
+def test_unconditional_sequence_discriminator_has_no_class_input():
+    # The paper's (eq. 5) and the authors' D_seq: the LSTM reads the 2K coordinates alone.
+    discriminator = SequenceDiscriminator(units=8, num_layers=2)
+    keypoints = sequences(2, 6, 5)
+    discriminator(keypoints)
+    assert tuple(discriminator.lstms[0].weights[0].shape) == (2 * 5, 4 * 8)
+    with pytest.raises(ValueError, match="alone"):
+        discriminator([keypoints, np.eye(3, dtype=np.float32)[:2]])
+
+
 def test_class_condition_changes_the_logit_and_accepts_integer_labels():
     discriminator = SequenceDiscriminator(units=16, num_classes=4)
     keypoints = np.repeat(sequences(1, 7, 3), 4, axis=0)

@@ -5,11 +5,14 @@ import pytest
 import tensorflow as tf
 
 import model_checks
-from kpvp import configs
+from kpvp import configs, losses
 from kpvp.models import motion_cvae
 from kpvp.models.motion_cvae import MotionCVAE
 
 K, T, C, D = 5, 6, 3, 4
+# The authors' M (the full configs' forms; the constructor defaults are kpvp's earlier ones).
+AUTHORS = dict(encoder_condition="head", encoder_fc=0, posterior="softplus",
+               decoder_fc_activation="relu")
 
 
 def _model(**overrides):
@@ -32,10 +35,12 @@ def _differ(a, b):
     return float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
 
 
-def test_shared_network_checks(tmp_path):
+@pytest.mark.parametrize("form", [{}, AUTHORS, dict(AUTHORS, posterior="relu")],
+                         ids=["earlier", "authors", "authors_relu"])
+def test_shared_network_checks(tmp_path, form):
     k_seq, labels = _sequences()
     outputs = model_checks.check_network(
-        _model(), [k_seq, labels],
+        _model(**form), [k_seq, labels],
         {"keypoints": (4, T, K, 2), "mu": (4, D), "log_var": (4, D)}, tmp_path)
     # tanh output: absolute coordinates inside the image.
     assert np.all(np.abs(outputs["keypoints"]) <= 1.0)
@@ -105,8 +110,9 @@ def test_reparameterize_has_the_posterior_mean_and_std():
     assert abs(z.std() - 0.5) < 0.02
 
 
-def test_decoder_uses_class_latent_and_first_keypoints():
-    model = _model()
+@pytest.mark.parametrize("form", [{}, AUTHORS], ids=["earlier", "authors"])
+def test_decoder_uses_class_latent_and_first_keypoints(form):
+    model = _model(**form)
     k_seq, _ = _sequences(batch=2)
     k0 = k_seq[:, 0]
     z = np.random.default_rng(1).normal(size=(2, D)).astype("float32")
@@ -119,8 +125,9 @@ def test_decoder_uses_class_latent_and_first_keypoints():
     np.testing.assert_allclose(other[0], base[0], atol=1e-6)
 
 
-def test_encoder_uses_future_first_keypoints_and_class():
-    model = _model()
+@pytest.mark.parametrize("form", [{}, AUTHORS], ids=["earlier", "authors"])
+def test_encoder_uses_future_first_keypoints_and_class(form):
+    model = _model(**form)
     k_seq, labels = _sequences()
     mu, _ = model.encode(k_seq[:, 1:], k_seq[:, 0], labels)
     assert _differ(mu, model.encode(k_seq[:, 1:] * 0.5, k_seq[:, 0], labels)[0]) > 1e-5
@@ -182,10 +189,14 @@ def test_from_config_follows_the_run_config():
     assert model.num_layers == config.stage2.lstm_layers
     assert model.latent_dim == config.stage2.latent_dim
     assert model.num_steps == config.data.seq_len - 1 == 32
-    # The tiny variant departs from the paper's M; the full configs keep it.
+    # The tiny variant names kpvp's own forms; the full configs build the authors' M.
     assert model.offsets and model.condition_every_step
+    assert (model.encoder_condition, model.encoder_fc, model.posterior,
+            model.decoder_fc_activation) == ("every_step", 64, "log_var", "linear")
     full = motion_cvae.from_config(configs.get_config("synthetic", "full"))
     assert not full.offsets and not full.condition_every_step
+    assert (full.encoder_condition, full.encoder_fc, full.posterior,
+            full.decoder_fc_activation) == ("head", 0, "softplus", "relu")
     assert not motion_cvae.from_config(configs.get_config("mgif", "tiny")).conditional
 
 
@@ -229,3 +240,81 @@ def test_condition_every_step_changes_only_the_later_decoder_inputs(tmp_path):
     reloaded = keras.models.load_model(path)
     assert reloaded.condition_every_step
     np.testing.assert_array_equal(reloaded.decode(z, k0, labels), b)
+
+
+def _lstm_params(units, inputs):
+    return 4 * (units * (inputs + units) + units)
+
+
+def _dense_params(inputs, outputs):
+    return inputs * outputs + outputs
+
+
+def test_penn_full_config_builds_the_authors_m():
+    config = configs.get_config("penn", "full")
+    model = motion_cvae.from_config(config)
+    model.build()
+    k2, classes, units, z = 2 * config.num_keypoints, config.num_classes, 1024, 64
+    assert (k2, classes, model.num_steps) == (80, 9, 32)
+    kernel = {v.path.split("/", 1)[1]: tuple(v.shape) for v in model.weights
+              if v.path.endswith("/kernel")}
+    # Encoder: the LSTMs read k_1..k_T alone; ONE layer maps [h_T, k_0, a] to [mu, sigma].
+    assert kernel["encoder_lstm_0/lstm_cell/kernel"] == (k2, 4 * units)
+    assert kernel["encoder_lstm_1/lstm_cell/kernel"] == (units, 4 * units)
+    assert kernel["posterior/kernel"] == (units + k2 + classes, 2 * z)
+    assert not hasattr(model, "encoder_dense")
+    # Decoder: ReLU FC32 on [z, k_0, a], 2 x 1024 LSTMs, tanh coordinates.
+    assert kernel["decoder_fc/kernel"] == (z + k2 + classes, 32)
+    assert model.decoder_dense.activation is keras.activations.relu
+    assert kernel["decoder_lstm_0/lstm_cell/kernel"] == (32, 4 * units)
+    assert kernel["decoder_lstm_1/lstm_cell/kernel"] == (units, 4 * units)
+    assert kernel["keypoints/kernel"] == (units, k2)
+    assert model.output_dense.activation is keras.activations.tanh
+    assert [lstm.units for lstm in model.encoder_lstms + model.decoder_lstms] == [units] * 4
+
+    encoder = (_lstm_params(units, k2) + _lstm_params(units, units)
+               + _dense_params(units + k2 + classes, 2 * z))
+    decoder = (_dense_params(z + k2 + classes, 32) + _lstm_params(units, 32)
+               + _lstm_params(units, units) + _dense_params(units, k2))
+    assert model.count_params() == encoder + decoder
+    # What the export keeps: the decoder's weights (beside the LSTMs' seed states).
+    assert sum(int(np.prod(v.shape)) for v in model.decoder_variables if v.trainable) == decoder
+
+
+def _posterior_model(posterior, bias):
+    """An M whose posterior layer outputs `bias` whatever the sequence (zero kernel)."""
+    model = _model(**dict(AUTHORS, posterior=posterior))
+    kernel, _ = model.posterior_dense.get_weights()
+    model.posterior_dense.set_weights([np.zeros_like(kernel), np.asarray(bias, "float32")])
+    return model
+
+
+def test_softplus_posterior_kl_equals_the_hand_computed_value():
+    # mu (first D), then the pre-activations s of sigma; -200 would make softplus alone 0.
+    bias = [0.5, -1.0, 0.0, 2.0, 1.0, -2.0, 0.0, -200.0]
+    model = _posterior_model("softplus", bias)
+    k_seq, labels = _sequences(batch=3)
+    mu, log_var = model.encode(k_seq[:, 1:], k_seq[:, 0], labels)
+    mu_hand = np.array(bias[:D])
+    sigma = np.log1p(np.exp(np.array(bias[D:]))) + 1e-4  # softplus + the 1e-4 floor
+    kl_hand = 0.5 * np.sum(mu_hand ** 2 + sigma ** 2 - np.log(sigma ** 2) - 1.0)
+    np.testing.assert_allclose(mu, np.broadcast_to(mu_hand, (3, D)), atol=1e-6)
+    np.testing.assert_allclose(np.exp(0.5 * np.asarray(log_var)),
+                               np.broadcast_to(sigma, (3, D)), rtol=1e-5)
+    np.testing.assert_allclose(float(losses.kl_divergence(mu, log_var)), kl_hand, rtol=1e-5)
+    # Sampling scales the noise by that sigma.
+    z = model.reparameterize(np.zeros((4000, D), "float32"),
+                             np.repeat(np.asarray(log_var)[:1], 4000, axis=0), seed=2)
+    np.testing.assert_allclose(np.std(np.asarray(z), axis=0)[:3], sigma[:3], rtol=0.05)
+
+
+def test_relu_posterior_is_the_authors_kl_with_its_log_floor():
+    bias = [0.5, -1.0, 0.0, 2.0, 1.0, -2.0, 0.0, 0.3]
+    model = _posterior_model("relu", bias)
+    k_seq, labels = _sequences(batch=2)
+    mu, log_var = model.encode(k_seq[:, 1:], k_seq[:, 0], labels)
+    mu_hand, sigma = np.maximum(bias[:D], 0.0), np.maximum(bias[D:], 0.0)
+    # The authors' KL: 0.5 * sum(mu^2 + sigma^2 - log(1e-8 + sigma^2) - 1).
+    kl_hand = 0.5 * np.sum(mu_hand ** 2 + sigma ** 2 - np.log(1e-8 + sigma ** 2) - 1.0)
+    np.testing.assert_allclose(mu[0], mu_hand, atol=1e-6)
+    np.testing.assert_allclose(float(losses.kl_divergence(mu, log_var)), kl_hand, rtol=1e-5)

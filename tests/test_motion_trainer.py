@@ -196,7 +196,10 @@ def test_build_trainer_from_configs():
     trainer = motion_generation.build_trainer(config)
     assert trainer.built and trainer.generator.built and trainer.discriminator.built
     assert trainer.generator.conditional
+    # The tiny config names kpvp's earlier D_seq: one LSTM, the class at every step.
+    assert config.stage2.discriminator_conditional and config.stage2.discriminator_layers == 1
     assert trainer.discriminator.num_classes == config.num_classes
+    assert trainer.discriminator.num_layers == 1
     assert trainer.discriminator.units == config.stage2.discriminator_units
     assert (trainer.l1_weight, trainer.kl_weight, trainer.adversarial_weight) == (
         config.stage2.l1_weight, config.stage2.kl_weight, config.stage2.adversarial_weight)
@@ -214,6 +217,46 @@ def test_build_trainer_from_configs():
     k_seq = np.random.default_rng(0).uniform(-1, 1, (2, 33, 4, 2)).astype("float32")
     logs = trainer.train_step({"keypoints": k_seq, "label": np.zeros(2, "int32")})
     assert all(np.isfinite(float(v)) for v in logs.values())
+
+
+def _lstm_params(units, inputs):
+    return 4 * (units * (inputs + units) + units)
+
+
+def test_penn_full_config_builds_the_authors_d_seq_and_m():
+    config = configs.get_config("penn", "full")
+    trainer = motion_generation.build_trainer(config)
+    d, k2, units = trainer.discriminator, 2 * config.num_keypoints, 1024
+    # 2 x 1024 LSTMs over k_1..k_T with no class input (eq. 5), one logit at the last step.
+    assert d.num_classes == 0 and trainer.generator.conditional
+    assert [tuple(v.shape) for v in d.weights if v.path.endswith("/kernel")] == [
+        (k2, 4 * units), (units, 4 * units), (units, 1)]
+    assert d.count_params() == (_lstm_params(units, k2) + _lstm_params(units, units)
+                                + units * 1 + 1)
+    # M, layer by layer as in test_motion_cvae: encoder LSTMs on 2K, posterior layer on
+    # [h_T, k_0, a], ReLU FC32 on [z, k_0, a], decoder LSTMs, tanh coordinates.
+    c, z = config.num_classes, 64
+    m = (_lstm_params(units, k2) + _lstm_params(units, units) + (units + k2 + c) * 2 * z + 2 * z
+         + (z + k2 + c) * 32 + 32 + _lstm_params(units, 32) + _lstm_params(units, units)
+         + units * k2 + k2)
+    assert trainer.generator.count_params() == m
+
+    # The class cannot reach D_seq: the same sequences give the same logits whatever the labels.
+    k_seq = np.random.default_rng(0).uniform(-1, 1, (3, 33, config.num_keypoints, 2))
+    real = tf.constant(k_seq[:, 1:], tf.float32)
+    np.testing.assert_array_equal(trainer._discriminate(real, tf.constant([0, 1, 2])),
+                                  trainer._discriminate(real, tf.constant([8, 8, 8])))
+    with pytest.raises(ValueError, match="keypoints tensor"):
+        d([real, tf.constant([0, 1, 2])])
+
+
+def test_d_seq_judges_k_1_to_t_without_k_0():
+    trainer = _trainer(num_classes=0)
+    seen = []
+    call = trainer.discriminator.call
+    trainer.discriminator.call = lambda x, training=None: seen.append(x.shape) or call(x)
+    trainer.test_step(_batch())
+    assert seen and all(shape[1] == T for shape in seen)
 
 
 def test_bad_batches_are_rejected():

@@ -49,11 +49,11 @@ class ToyTrainer(keras.Model):
         return {"loss": self.loss_tracker.result()}
 
 
-def stage_config(num_steps, checkpoint_every=5):
+def stage_config(num_steps, checkpoint_every=5, lr_staircase=True):
     return ml_collections.ConfigDict(dict(
         num_steps=num_steps, checkpoint_every=checkpoint_every, log_every=2,
         image_summary_every=4, keep_checkpoints=2, learning_rate=0.1, beta_1=0.5, beta_2=0.999,
-        lr_decay_rate=0.5, lr_decay_steps=10))
+        lr_decay_rate=0.5, lr_decay_steps=10, lr_staircase=lr_staircase))
 
 
 def dataset(seed):
@@ -83,6 +83,26 @@ def test_learning_rate_decays_by_rate_every_decay_steps():
     assert float(schedule(9)) == pytest.approx(0.1)
     assert float(schedule(10)) == pytest.approx(0.05)
     assert float(schedule(25)) == pytest.approx(0.025)
+
+
+@pytest.mark.parametrize("stage", ["stage1", "stage2"])
+def test_full_configs_decay_continuously_as_the_authors_code_and_tiny_in_steps(stage):
+    from kpvp import configs
+
+    full = getattr(configs.get_config("penn", "full"), stage)
+    assert not full.lr_staircase
+    continuous = training.learning_rate_schedule(full)
+    for step in (0, 1, 10_000, 19_999, 20_000, 30_000, 150_000):
+        assert float(continuous(step)) == pytest.approx(1e-4 * 0.95 ** (step / 20_000),
+                                                        rel=1e-5)
+    assert float(continuous(10_000)) == pytest.approx(1e-4 * 0.95 ** 0.5, rel=1e-5)
+
+    tiny = getattr(configs.get_config("penn", "tiny"), stage)
+    assert tiny.lr_staircase
+    staircase = training.learning_rate_schedule(tiny)
+    lr0 = tiny.learning_rate
+    for step in (0, 1, 19_999, 20_000, 30_000, 150_000):
+        assert float(staircase(step)) == pytest.approx(lr0 * 0.95 ** (step // 20_000), rel=1e-5)
 
 
 def test_fit_stage_trains_checkpoints_and_resumes(tmp_path):

@@ -5,7 +5,8 @@ Every data-set config (`synthetic.py`, `penn.py`, `nemo.py`, `mgif.py`) starts f
 command line is checked against one structure whatever `--dataset` is.
 
 Numbers without a comment are the paper's (Kim et al. 2019, Sec. 4); `(code)` marks values
-from the authors' TF1 release where the paper is silent.
+from the authors' TF1 release where the paper is silent; "ours" / "not in the paper" marks
+kpvp's own choices.
 """
 import ml_collections
 
@@ -47,12 +48,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     # === Stage 1: keypoint detector Q + masked translator T vs D_im ===
     s1 = c.stage1 = ml_collections.ConfigDict()
     s1.batch_size = 32
-    s1.num_steps = 200_000
+    s1.num_steps = 200_000  # ours: the paper trains "until convergence", the authors' code 30M
     s1.learning_rate = 1e-4
     s1.beta_1 = 0.5
     s1.beta_2 = 0.999
     s1.lr_decay_rate = 0.95
     s1.lr_decay_steps = 20_000
+    s1.lr_staircase = False  # (code) continuous decay (tf.train.exponential_decay); True: floor
     s1.perceptual_weight = 1.0  # lambda1
     s1.adversarial_weight = 1.0  # (code) G loss = perceptual + adversarial, 1:1
     # auto: VGG19 ImageNet (paper; local file, Keras cache or download), falling back to i3d2d
@@ -104,12 +106,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     # === Stage 2: motion cVAE M vs D_seq ===
     s2 = c.stage2 = ml_collections.ConfigDict()
     s2.batch_size = 32
-    s2.num_steps = 100_000
+    s2.num_steps = 100_000  # ours: the paper trains "until convergence", the authors' code 30M
     s2.learning_rate = 1e-4
     s2.beta_1 = 0.5
     s2.beta_2 = 0.999
     s2.lr_decay_rate = 0.95
     s2.lr_decay_steps = 20_000
+    s2.lr_staircase = False  # (code) continuous decay (tf.train.exponential_decay); True: floor
     # Paper eq. 5: L_M = KL + lambda2 * L1 - lambda3 * log D_seq, lambda2 = 1000, lambda3 = 2.
     s2.l1_weight = 1000.0  # lambda2
     s2.kl_weight = 1.0  # KL has no lambda in eq. 5 (the authors' code also uses 1)
@@ -119,15 +122,26 @@ def get_base_config() -> ml_collections.ConfigDict:
     s2.lstm_units = 1024  # (code) 2 x 1024 LSTM
     s2.lstm_layers = 2
     s2.latent_dim = 64  # (code) z is 64-d
-    s2.encoder_fc = 128  # (code) FC128 after the encoder LSTM
+    # (code) the encoder LSTM reads k_1..k_T; [k_0, a] join its last state in the posterior
+    # layer ("head"). Ours: "every_step" feeds [k_t, k_0, a] to the LSTM at every step.
+    s2.encoder_condition = "head"
+    s2.encoder_fc = 0  # (code) no hidden layer before the posterior; ours: a ReLU FC this wide
+    # How the posterior gives sigma (kpvp/models/motion_cvae.py): "softplus" (ours: the authors'
+    # one layer, softplus(.) + 1e-4 for their ReLU), "relu" (code, as written) or "log_var"
+    # (ours: two linear heads, mu and log sigma^2).
+    s2.posterior = "softplus"
     s2.decoder_fc = 32  # (code) FC32 input at step 1
+    s2.decoder_fc_activation = "relu"  # (code) tf.contrib's default; ours: "linear"
     # Not in the paper: M decodes each keypoint's displacement from k_0 instead of absolute
     # coordinates (kpvp/models/motion_cvae.py; experiments/README.md).
     s2.offsets = False
     # The paper conditions the decoder LSTM on [z, k_0, a]; the authors' code feeds FC([z, k_0,
     # a]) at step 1 only (False). True feeds it at every step (kpvp/models/motion_cvae.py).
     s2.condition_every_step = False
-    s2.discriminator_units = 1024
+    s2.discriminator_units = 1024  # (code) 2 x 1024 LSTM
+    s2.discriminator_layers = 2  # (code)
+    # Paper eq. 5 and the authors' code: D_seq never sees the class; ours: True adds it per step.
+    s2.discriminator_conditional = False
     s2.checkpoint_every = 1000
     s2.log_every = 100
     s2.image_summary_every = 1000
@@ -216,8 +230,16 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage2.condition_every_step = True
     c.stage2.lstm_units = 128
     c.stage2.latent_dim = 16
+    # kpvp's M and D_seq before they followed the authors' code; the demo's numbers come from
+    # these (encoder and D_seq conditioned at every step, log-variance head, linear decoder FC).
+    c.stage2.encoder_condition = "every_step"
     c.stage2.encoder_fc = 64
+    c.stage2.posterior = "log_var"
+    c.stage2.decoder_fc_activation = "linear"
     c.stage2.discriminator_units = 64
+    c.stage2.discriminator_layers = 1
+    c.stage2.discriminator_conditional = True
+    c.stage1.lr_staircase = c.stage2.lr_staircase = True  # the demo's schedule (staircase)
     c.stage2.checkpoint_every = 100
     c.stage2.log_every = 20
     c.stage2.image_summary_every = 100

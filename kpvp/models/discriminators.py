@@ -62,15 +62,17 @@ class SequenceDiscriminator(keras.Model):
 
     Each step's K keypoints are flattened to 2K numbers (all x, then all y); with
     `num_classes > 0` the one-hot class `a` `[B, C]` (or integer labels `[B]`) is
-    concatenated to every step. A stack of `num_layers` LSTMs of `units` reads the sequence
-    and a dense layer turns the last hidden state into the logit. T may vary between calls.
+    concatenated to every step (ours: paper eq. 5 and the authors' D_seq have no class). A
+    stack of `num_layers` LSTMs of `units` reads the sequence and a dense layer turns the last
+    hidden state into the logit. T may vary between calls. The logit is linear: the authors'
+    tf.contrib layer has its default ReLU there, which would keep D(x) >= 0.5 for every input.
 
     `call(keypoints)` when unconditional, `call([keypoints, labels])` when conditional.
 
     Args:
       units: LSTM width (the authors' 1024).
-      num_classes: C; 0 for an unconditional discriminator.
-      num_layers: number of stacked LSTMs.
+      num_classes: C; 0 for an unconditional discriminator (the authors' D_seq).
+      num_layers: number of stacked LSTMs (the authors' 2).
     """
 
     def __init__(self, units=1024, num_classes=0, num_layers=1, **kwargs):

@@ -4,16 +4,30 @@ M learns `q(z | k_1:T, k_0, a)` (encoder) and `p(k_1:T | z, k_0, a)` (decoder) o
 `k_0:T` that the stage-1 detector Q produced from real videos; at test time `z ~ N(0, I)` and
 the decoder alone turns `(z, k_0, a)` into a future keypoint sequence.
 
-Choices the paper leaves open (the authors' code settles the sizes):
+Choices the paper leaves open (the authors' code settles them; `from_config` builds the
+authors' form from the full configs, and the constructor's defaults are kpvp's earlier form so
+that `.keras` files saved before these arguments existed reload unchanged):
 
-* Encoder conditioning: `[k_t, k_0, a]` is the LSTM input at every step t = 1..T, so the
-  condition reaches every gate directly instead of having to survive the whole sequence in the
-  state.
-* Decoder inputs: step 1 gets `FC([z, k_0, a])`, later steps get zeros. The decoder therefore
-  never sees its own outputs: training and sampling run exactly the same computation (no
-  teacher forcing, no exposure bias), and the whole sequence is one LSTM call. The paper only
-  says the decoder LSTM is conditioned on `[z, k_0, a]`; `condition_every_step=True` feeds
-  `FC([z, k_0, a])` at every step instead of step 1 only (not the authors' code).
+* Encoder conditioning: the authors' LSTM reads k_1..k_T alone and ONE fully connected layer
+  maps `[h_T, k_0, a]` to `[mu, sigma]` (`encoder_condition="head"`, `encoder_fc=0`). Not
+  the authors' code: `encoder_condition="every_step"` feeds `[k_t, k_0, a]` at every step
+  (the condition reaches every gate directly instead of surviving in the state), and
+  `encoder_fc > 0` puts a hidden ReLU layer between the LSTM and the heads.
+* Posterior (`posterior`): the authors' FC layer carries tf.contrib's default ReLU and its
+  second half is used directly as sigma, so a unit whose pre-activation goes negative has
+  sigma = 0, no gradient to recover, and a KL held only by their `log(1e-8 + sigma^2)`.
+  "softplus" keeps that one layer with mu linear and `sigma = softplus(s) + 1e-4` (softplus is
+  ReLU's smooth form, never flat; the floor is the one their 1e-8 puts under sigma^2; a
+  linear mu can take the negative values of the zero-mean prior). "relu" is the authors'
+  form as written (mu and sigma both ReLU'd, `log_var = log(1e-8 + sigma^2)`). "log_var"
+  (not the authors' code) has two linear heads for mu and log(sigma^2).
+  Whatever the form, M returns `log_var = log(sigma^2)`, which the KL and sampling read.
+* Decoder inputs: step 1 gets `FC([z, k_0, a])`, later steps get zeros (the authors' code).
+  The decoder therefore never sees its own outputs: training and sampling run exactly the
+  same computation (no teacher forcing, no exposure bias), and the whole sequence is one LSTM
+  call. The paper only says the decoder LSTM is conditioned on `[z, k_0, a]`;
+  `condition_every_step=True` feeds `FC([z, k_0, a])` at every step instead (not the authors'
+  code). The authors' FC has tf.contrib's default ReLU (`decoder_fc_activation="relu"`).
 * Output: `tanh` of a dense layer = absolute keypoint coordinates in [-1, 1] (the authors'
   code). Not in the paper: with `offsets=True` the dense layer (linear, zero-initialised)
   gives each keypoint's displacement from k_0 instead, `k_t = k_0 + d_t`, so an untrained M
@@ -26,6 +40,11 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+ENCODER_CONDITIONS = ("every_step", "head")
+POSTERIORS = ("log_var", "softplus", "relu")
+# sigma^2 >= 1e-8: the floor the authors' KL, log(1e-8 + sigma^2), puts under sigma^2.
+SIGMA_FLOOR = 1e-4
+
 
 @keras.saving.register_keras_serializable(package="kpvp")
 class MotionCVAE(keras.Model):
@@ -34,7 +53,8 @@ class MotionCVAE(keras.Model):
     Shapes (K keypoints, T future steps, C classes, D = `latent_dim`):
       call([k_seq [B, T+1, K, 2], labels int [B]]) -> dict(
           keypoints [B, T, K, 2]  (k~_1:T, the reconstruction),
-          mu [B, D], log_var [B, D]  (q(z | k_1:T, k_0, a) = N(mu, exp(log_var))).
+          mu [B, D], log_var [B, D]  (q(z | k_1:T, k_0, a) = N(mu, exp(log_var)), whatever
+          `posterior` parameterises sigma with).
 
     With `training=True` the reconstruction decodes a sample `z = mu + sigma * eps`; otherwise it
     decodes `z = mu` (deterministic, used for evaluation).
@@ -46,8 +66,13 @@ class MotionCVAE(keras.Model):
       units: width of every LSTM layer (1024 in the authors' code).
       num_layers: stacked LSTM layers in the encoder and in the decoder (2).
       latent_dim: D, size of z (64).
-      encoder_fc: width of the FC layer between the encoder LSTM and (mu, log_var) (128).
+      encoder_fc: width of a hidden ReLU layer between the encoder LSTM and the posterior
+        heads; 0 for none (the authors' code).
+      encoder_condition: "head" feeds `[k_0, a]` to the posterior layer beside the LSTM's last
+        state (the authors' code); "every_step" feeds it to the LSTM at every step.
+      posterior: how the head gives sigma: "softplus", "relu" or "log_var" (module docstring).
       decoder_fc: width of the FC layer that turns `[z, k_0, a]` into the first decoder input (32).
+      decoder_fc_activation: that layer's activation ("relu" in the authors' code; None).
       num_steps: T, the default number of future steps the decoder unrolls (32).
       offsets: decode displacements from k_0 instead of absolute coordinates (not in the
         paper; see the module docstring).
@@ -58,7 +83,8 @@ class MotionCVAE(keras.Model):
 
     def __init__(self, num_keypoints, num_classes=0, class_conditional=True, units=1024,
                  num_layers=2, latent_dim=64, encoder_fc=128, decoder_fc=32, num_steps=32,
-                 offsets=False, condition_every_step=False, seed=None, **kwargs):
+                 offsets=False, condition_every_step=False, encoder_condition="every_step",
+                 posterior="log_var", decoder_fc_activation=None, seed=None, **kwargs):
         super().__init__(**kwargs)
         if int(num_keypoints) < 1:
             raise ValueError(f"num_keypoints must be >= 1, got {num_keypoints}")
@@ -66,6 +92,13 @@ class MotionCVAE(keras.Model):
             raise ValueError(f"num_layers must be >= 1, got {num_layers}")
         if int(num_steps) < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps}")
+        if int(encoder_fc) < 0:
+            raise ValueError(f"encoder_fc must be >= 0, got {encoder_fc}")
+        if encoder_condition not in ENCODER_CONDITIONS:
+            raise ValueError(f"encoder_condition must be one of {ENCODER_CONDITIONS}, got "
+                             f"{encoder_condition!r}")
+        if posterior not in POSTERIORS:
+            raise ValueError(f"posterior must be one of {POSTERIORS}, got {posterior!r}")
         self.num_keypoints = int(num_keypoints)
         self.num_classes = int(num_classes)
         self.class_conditional = bool(class_conditional)
@@ -77,6 +110,9 @@ class MotionCVAE(keras.Model):
         self.num_steps = int(num_steps)
         self.offsets = bool(offsets)
         self.condition_every_step = bool(condition_every_step)
+        self.encoder_condition = encoder_condition
+        self.posterior = posterior
+        self.decoder_fc_activation = decoder_fc_activation
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="noise_seed")
 
@@ -87,17 +123,25 @@ class MotionCVAE(keras.Model):
         for i in range(self.num_layers):
             setattr(self, f"encoder_lstm_{i}", keras.layers.LSTM(
                 self.units, return_sequences=i < self.num_layers - 1, name=f"encoder_lstm_{i}"))
-        self.encoder_dense = keras.layers.Dense(self.encoder_fc, activation="relu",
-                                                name="encoder_fc")
+        if self.encoder_fc:
+            self.encoder_dense = keras.layers.Dense(self.encoder_fc, activation="relu",
+                                                    name="encoder_fc")
         # Heads in float32 under a mixed policy: z, the KL and keypoints need the precision.
-        self.mu_dense = keras.layers.Dense(self.latent_dim, dtype="float32", name="mu")
-        self.log_var_dense = keras.layers.Dense(self.latent_dim, dtype="float32",
-                                                name="log_var")
+        if self.posterior == "log_var":
+            self.mu_dense = keras.layers.Dense(self.latent_dim, dtype="float32", name="mu")
+            self.log_var_dense = keras.layers.Dense(self.latent_dim, dtype="float32",
+                                                    name="log_var")
+        else:
+            # The authors' ONE layer to [mu, sigma]; its activation is applied in `_posterior`.
+            self.posterior_dense = keras.layers.Dense(2 * self.latent_dim, dtype="float32",
+                                                      name="posterior")
 
         # === Decoder p(k_1:T | z, k_0, a) ===
-        # No activation: the LSTM gates supply the nonlinearity, and a ReLU here could switch
-        # off condition dimensions for good.
-        self.decoder_dense = keras.layers.Dense(self.decoder_fc, name="decoder_fc")
+        # None (ours): the LSTM gates supply the nonlinearity, and a ReLU here could switch off
+        # condition dimensions for good; the authors' code has a ReLU.
+        self.decoder_dense = keras.layers.Dense(self.decoder_fc,
+                                                activation=self.decoder_fc_activation,
+                                                name="decoder_fc")
         for i in range(self.num_layers):
             setattr(self, f"decoder_lstm_{i}", keras.layers.LSTM(
                 self.units, return_sequences=True, name=f"decoder_lstm_{i}"))
@@ -135,13 +179,20 @@ class MotionCVAE(keras.Model):
     def build(self, input_shape=None):
         """Creates every variable; the sizes follow from the constructor, not from the input."""
         cond = self.condition_dim
-        step_dim = 2 * self.num_keypoints + cond
+        every_step = self.encoder_condition == "every_step"
+        step_dim = 2 * self.num_keypoints + (cond if every_step else 0)
         for lstm in self.encoder_lstms:
             lstm.build((None, None, step_dim))
             step_dim = self.units
-        self.encoder_dense.build((None, self.units))
-        self.mu_dense.build((None, self.encoder_fc))
-        self.log_var_dense.build((None, self.encoder_fc))
+        head_dim = self.units + (0 if every_step else cond)
+        if self.encoder_fc:
+            self.encoder_dense.build((None, head_dim))
+            head_dim = self.encoder_fc
+        if self.posterior == "log_var":
+            self.mu_dense.build((None, head_dim))
+            self.log_var_dense.build((None, head_dim))
+        else:
+            self.posterior_dense.build((None, head_dim))
         self.decoder_dense.build((None, self.latent_dim + cond))
         step_dim = self.decoder_fc
         for lstm in self.decoder_lstms:
@@ -171,12 +222,27 @@ class MotionCVAE(keras.Model):
         cond = self.condition(k0, labels)
         steps = ops.shape(k_future)[1]
         x = ops.reshape(k_future, (ops.shape(k_future)[0], steps, 2 * self.num_keypoints))
-        cond_steps = ops.repeat(ops.expand_dims(cond, 1), steps, axis=1)
-        x = ops.concatenate([x, cond_steps], axis=-1)
+        if self.encoder_condition == "every_step":
+            cond_steps = ops.repeat(ops.expand_dims(cond, 1), steps, axis=1)
+            x = ops.concatenate([x, cond_steps], axis=-1)
         for lstm in self.encoder_lstms:
             x = lstm(x, training=training)
-        h = self.encoder_dense(x)
-        return self.mu_dense(h), self.log_var_dense(h)
+        if self.encoder_condition == "head":
+            x = ops.concatenate([x, ops.cast(cond, x.dtype)], axis=-1)
+        if self.encoder_fc:
+            x = self.encoder_dense(x)
+        return self._posterior(x)
+
+    def _posterior(self, h):
+        """mu, log_var `[B, D]` from the encoder's summary h (`posterior`, module docstring)."""
+        if self.posterior == "log_var":
+            return self.mu_dense(h), self.log_var_dense(h)
+        out = self.posterior_dense(h)
+        mu, s = out[:, :self.latent_dim], out[:, self.latent_dim:]
+        if self.posterior == "relu":
+            # The authors' KL term log(1e-8 + sigma^2); sampling then uses sqrt(sigma^2 + 1e-8).
+            return ops.relu(mu), ops.log(1e-8 + ops.square(ops.relu(s)))
+        return mu, 2.0 * ops.log(ops.softplus(s) + SIGMA_FLOOR)
 
     def reparameterize(self, mu, log_var, seed=None):
         """`z = mu + exp(log_var / 2) * eps`, eps ~ N(0, I): `[B, D]` -> `[B, D]`."""
@@ -274,7 +340,9 @@ class MotionCVAE(keras.Model):
                       num_layers=self.num_layers, latent_dim=self.latent_dim,
                       encoder_fc=self.encoder_fc, decoder_fc=self.decoder_fc,
                       num_steps=self.num_steps, offsets=self.offsets,
-                      condition_every_step=self.condition_every_step, seed=self.seed)
+                      condition_every_step=self.condition_every_step,
+                      encoder_condition=self.encoder_condition, posterior=self.posterior,
+                      decoder_fc_activation=self.decoder_fc_activation, seed=self.seed)
         return config
 
 
@@ -287,6 +355,8 @@ def from_config(config, seed=None) -> MotionCVAE:
         num_layers=s2.lstm_layers, latent_dim=s2.latent_dim, encoder_fc=s2.encoder_fc,
         decoder_fc=s2.decoder_fc, num_steps=config.data.seq_len - 1,
         offsets=s2.offsets, condition_every_step=s2.condition_every_step,
+        encoder_condition=s2.encoder_condition, posterior=s2.posterior,
+        decoder_fc_activation=s2.decoder_fc_activation,
         seed=config.seed if seed is None else seed, name="motion_generator")
 
 

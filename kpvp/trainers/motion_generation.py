@@ -38,7 +38,8 @@ class MotionGenerationTrainer(AdversarialTrainer):
 
     Args:
       generator: M, a `MotionCVAE`.
-      discriminator: D_seq, a `SequenceDiscriminator` (class-conditional iff `num_classes > 0`).
+      discriminator: D_seq, a `SequenceDiscriminator` (class-conditional iff `num_classes > 0`;
+        the paper's and the authors' D_seq is not). It sees k_1:T, not k_0 (the authors' code).
       l1_weight: lambda2 (1000).
       kl_weight: weight of the KL term (1 in eq. 5).
       adversarial_weight: lambda3 (2), the weight of `-log D_seq(k~)`.
@@ -216,14 +217,16 @@ def _accuracy(logits, real: bool):
 def build_trainer(config) -> MotionGenerationTrainer:
     """Creates M and D_seq from `config` (see `kpvp/configs/base.py`); returns a built trainer.
 
-    M is class-conditional iff `config.class_conditional` (and `num_classes > 0`); D_seq then
-    sees the class too.
+    M is class-conditional iff `config.class_conditional` (and `num_classes > 0`); D_seq sees
+    the class too only if `stage2.discriminator_conditional` as well (not in eq. 5).
     """
     s2 = config.stage2
     generator = motion_cvae.from_config(config)
     conditional = bool(config.class_conditional) and int(config.num_classes) > 0
+    d_conditional = conditional and bool(s2.discriminator_conditional)
     discriminator = SequenceDiscriminator(
-        units=s2.discriminator_units, num_classes=int(config.num_classes) if conditional else 0,
+        units=s2.discriminator_units, num_layers=s2.discriminator_layers,
+        num_classes=int(config.num_classes) if d_conditional else 0,
         name="sequence_discriminator")
     trainer = MotionGenerationTrainer(generator, discriminator, l1_weight=s2.l1_weight,
                                       kl_weight=s2.kl_weight,
