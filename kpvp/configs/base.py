@@ -30,15 +30,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     # (code) target index mod T: pairs wrap around the end of the video. False (ours): the
     # source is drawn among the frames that have a target within the video.
     d.pair_wrap = True
-    d.rotate_degrees = 10.0  # (code) stage-1 rotation about the image centre
+    d.rotate_degrees = 10.0  # (code) stage-1 rotation about the centre (theirs in whole degrees)
     d.zoom_max = 1.0  # (code) no zoom: short side resized to image_size, random crop
     d.fill_mode = "CONSTANT"  # (code) PIL's rotate paints black corners; ours: "REFLECT"
     d.flip = True  # (code) horizontal flip in both stages
     d.pil_filters = True  # (code) one of ten PIL filters per pair
     d.seq_len = 33  # (code) k0 + 32 future keypoint frames
-    d.seq_rotate_degrees = 15.0  # (code) stage-2 keypoint augmentation
-    d.seq_scale_min = 0.7  # (code)
-    d.seq_scale_max = 1.2  # (code)
+    d.seq_rotate_degrees = 15.0  # (code) stage-2 keypoint rotation (theirs in whole degrees)
+    d.seq_scale_min = 0.7  # (code) scale U[0.7, 1.2] (theirs in steps of 0.01)
+    d.seq_scale_max = 1.2
     # (code) False: rotate, flip, scale about the image centre (0, 0). True (ours): about the
     # first frame's keypoint centroid, so the figure keeps its place.
     d.seq_about_centroid = False
