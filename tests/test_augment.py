@@ -99,6 +99,32 @@ def test_augment_pair_transforms_both_frames_and_joints_identically(seed):
     np.testing.assert_array_equal(same.numpy()[0], same.numpy()[1])
 
 
+def test_default_geometry_has_no_zoom_and_the_zoom_option_enlarges():
+    # Authors: the short side (40) becomes the output side (32) exactly; ours zooms up to 1.1.
+    scales, zoomed = [], []
+    for i in range(40):
+        for out, zoom_max in ((scales, 1.0), (zoomed, 1.1)):
+            matrix = augment.sample_geometric([5, i], 40, 60, 32, zoom_max=zoom_max).numpy()
+            out.append(np.sqrt(abs(np.linalg.det(matrix[:2, :2]))))
+    np.testing.assert_allclose(scales, 32 / 40, rtol=1e-5)
+    assert 0.8 - 1e-5 <= min(zoomed) and max(zoomed) <= 0.88 + 1e-5
+    assert max(zoomed) - min(zoomed) > 0.04
+
+
+def test_rotation_fills_black_corners_by_default_and_reflects_on_request():
+    # A uniform frame turned by 10 deg: PIL's rotate (authors) paints the corners black.
+    image = np.full((1, 32, 32, 1), 200.0, np.float32)
+    matrix = augment.geometric_matrix(32, 32, 32, math.radians(10), False, 1.0, 0.5, 0.5)
+    black = augment.warp_images(image, matrix, 32).numpy()[0, ..., 0]
+    assert black[0, 0] < 1.0 and black[-1, -1] < 1.0
+    assert black[16, 16] == pytest.approx(200.0, abs=1e-3)
+    reflected = augment.warp_images(image, matrix, 32, fill_mode="REFLECT").numpy()
+    np.testing.assert_allclose(reflected, 200.0, atol=1e-3)
+    pair, _ = augment.augment_pair(np.full((2, 32, 48, 3), 200, np.uint8), [0, 1], 32,
+                                   rotate_degrees=0.0, pil_filters=False)
+    np.testing.assert_allclose(pair, 200 / 127.5 - 1, atol=1e-5)  # no rotation: no corners
+
+
 def test_augment_pair_is_deterministic_per_seed_and_varies_across_seeds():
     frames = np.random.default_rng(0).integers(0, 256, (2, 40, 50, 3), dtype=np.uint8)
     a, _ = augment.augment_pair(frames, [3, 9], 32)
@@ -205,11 +231,33 @@ def test_unknown_filter_name_is_rejected():
 
 # === Stage-2 keypoint sequences ===
 
-def test_keypoint_sequence_transform_hand_computed():
+def test_keypoint_sequence_transform_about_the_image_centre_hand_computed():
+    # Authors' order about (0, 0): rotate 30 deg clockwise (on screen, y down), flip x, scale.
+    # (0.5, 0) -> (0.5 cos 30, 0.5 sin 30) = (0.43301, 0.25) -> flip (-0.43301, 0.25) -> * 0.8.
+    keypoints = np.array([[[0.5, 0.0], [0.0, -0.5]]], np.float32)
+    out = augment.transform_keypoint_sequence(keypoints, math.radians(30), True, 0.8).numpy()
+    # (0, -0.5) -> (0.5 sin 30, -0.5 cos 30) = (0.25, -0.43301) -> (-0.25, -0.43301) -> * 0.8.
+    expected = 0.8 * np.array([[[-0.4330127, 0.25], [-0.25, -0.4330127]]])
+    np.testing.assert_allclose(out, expected, atol=1e-6)
+    # No flip: the rotation alone, about the centre.
+    out = augment.transform_keypoint_sequence(keypoints[:, :1], math.radians(30), False,
+                                              1.0).numpy()
+    np.testing.assert_allclose(out, [[[0.4330127, 0.25]]], atol=1e-6)
+
+
+def test_keypoint_sequence_transform_does_not_clip_by_default():
+    # Authors: a keypoint at 0.95 scaled by 1.2 about the centre leaves the frame (1.14).
+    keypoints = np.array([[[0.95, -0.5]]], np.float32)
+    out = augment.transform_keypoint_sequence(keypoints, 0.0, False, 1.2).numpy()
+    np.testing.assert_allclose(out, [[[1.14, -0.6]]], atol=1e-6)
+
+
+def test_keypoint_sequence_transform_about_the_centroid_hand_computed():
     # Two frames; frame-0 centroid (0.2, 0.1). Flip first: frame 0 -> (-0.1, 0.1), (-0.3, 0.1),
     # centroid (-0.2, 0.1). Then 90 deg clockwise (dx, dy) -> (-dy, dx), scale 0.5.
     keypoints = np.array([[[0.1, 0.1], [0.3, 0.1]], [[0.1, 0.5], [0.3, 0.1]]], np.float32)
-    out = augment.transform_keypoint_sequence(keypoints, math.pi / 2, True, 0.5).numpy()
+    out = augment.transform_keypoint_sequence(keypoints, math.pi / 2, True, 0.5,
+                                              about_centroid=True, clip=True).numpy()
     expected = np.array([[[-0.2, 0.15], [-0.2, 0.05]], [[-0.4, 0.15], [-0.2, 0.05]]])
     np.testing.assert_allclose(out, expected, atol=1e-6)
 
@@ -217,7 +265,8 @@ def test_keypoint_sequence_transform_hand_computed():
 def test_keypoint_sequence_transform_clips_to_the_frame():
     # Centroid 0.475: 0.475 +- 1.2 * 0.475 = 1.045 (clipped to 1) and -0.095.
     keypoints = np.array([[[0.0, 0.0], [0.95, 0.0]]], np.float32)
-    out = augment.transform_keypoint_sequence(keypoints, 0.0, False, 1.2).numpy()
+    out = augment.transform_keypoint_sequence(keypoints, 0.0, False, 1.2, about_centroid=True,
+                                              clip=True).numpy()
     np.testing.assert_allclose(out, [[[-0.095, 0.0], [1.0, 0.0]]], atol=1e-6)
 
 
@@ -225,9 +274,9 @@ def test_random_keypoint_augmentation_is_one_similarity_per_sequence():
     rng = np.random.default_rng(0)
     keypoints = rng.uniform(-0.3, 0.3, (6, 5, 2)).astype(np.float32)
     pairwise = np.linalg.norm(keypoints[:, :, None] - keypoints[:, None], axis=-1)
-    scales = []
+    scales, norms = [], []
     for i in range(20):
-        out = augment.augment_keypoint_sequence(keypoints, [4, i]).numpy()
+        out = augment.augment_keypoint_sequence(keypoints, [4, i], about_centroid=True).numpy()
         ratio = np.linalg.norm(out[:, :, None] - out[:, None], axis=-1)[pairwise > 0] / \
             pairwise[pairwise > 0]
         np.testing.assert_allclose(ratio, ratio[0], rtol=1e-4)  # same scale on every frame
@@ -235,6 +284,12 @@ def test_random_keypoint_augmentation_is_one_similarity_per_sequence():
         centroid = out[0].mean(0)
         # The frame-0 centroid stays, up to the mirror.
         np.testing.assert_allclose(np.abs(centroid), np.abs(keypoints[0].mean(0)), atol=1e-5)
+        # About the image centre (default): each point's distance from (0, 0) scales alike.
+        out = augment.augment_keypoint_sequence(keypoints, [4, i]).numpy()
+        norms.append(np.linalg.norm(out, axis=-1) / np.linalg.norm(keypoints, axis=-1))
+        np.testing.assert_allclose(norms[-1], norms[-1][0, 0], rtol=1e-4)
     assert 0.7 <= min(scales) and max(scales) <= 1.2 and max(scales) - min(scales) > 0.2
+    # The same draw gives the same scale about either origin.
+    np.testing.assert_allclose([n[0, 0] for n in norms], scales, rtol=1e-4)
     again = augment.augment_keypoint_sequence(keypoints, [4, 0]).numpy()
     np.testing.assert_array_equal(again, augment.augment_keypoint_sequence(keypoints, [4, 0]))

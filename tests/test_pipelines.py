@@ -84,6 +84,69 @@ def test_stage1_pair_offsets_stay_in_the_configured_range():
         assert np.ptp(batch["source"], axis=(1, 2, 3)).max() < 1e-3
 
 
+def _video_and_frame(images):
+    """(video, frame) of `_gray_videos(..., step=1, video_step=48)` frames."""
+    level = _gray_level(images) - 3
+    return level // 48, level % 48
+
+
+def test_configs_full_follow_the_authors_and_tiny_keeps_our_sampling():
+    for dataset in ("synthetic", "penn"):
+        full = configs.get_config(dataset, "full").data
+        assert (full.pair_wrap, full.zoom_max, full.fill_mode) == (True, 1.0, "CONSTANT")
+        assert (full.seq_about_centroid, full.seq_clip) == (False, False)
+        tiny = configs.get_config(dataset, "tiny").data
+        assert (tiny.pair_wrap, tiny.zoom_max, tiny.fill_mode) == (False, 1.1, "REFLECT")
+        assert (tiny.seq_about_centroid, tiny.seq_clip) == (True, True)
+
+
+def test_stage1_wrapped_pairs_follow_the_authors_rule():
+    # Authors: source uniform over all T frames, target = (source + randint(8, 11)) mod T.
+    c = _config(batch=8)
+    c.data.pair_wrap = True
+    c.data.pil_filters = False
+    lengths = [12, 20, 15, 30]
+    source = _gray_videos(lengths, 32, 32, step=1, video_step=48)
+    sources, targets, videos = [], [], []
+    for batch in _take(pipelines.stage1_dataset(c, source=source, seed=4), 40):
+        video, s = _video_and_frame(batch["source"])
+        video_t, t = _video_and_frame(batch["target"])
+        np.testing.assert_array_equal(video, video_t)
+        sources.append(s), targets.append(t), videos.append(video)
+    s, t, video = map(np.concatenate, (sources, targets, videos))
+    length = np.asarray(lengths)[video]
+    offset = (t - s) % length
+    assert offset.min() == 8 and offset.max() == 11  # both ends of randint(8, 11)
+    assert np.all(t < length)
+    wrapped = t < s
+    assert wrapped.any() and np.all(s[wrapped] + offset[wrapped] >= length[wrapped])
+    assert np.all(s[~wrapped] + offset[~wrapped] < length[~wrapped])
+    assert np.any(s == length - 1)  # the last frame is a source too
+    assert set(s[video == 0]) == set(range(12))
+
+
+def test_stage1_tiny_pairs_follow_our_non_wrapping_rule():
+    # The tiny config's pairs are exactly those of the rule it had before pair_wrap: the offset
+    # d shortened to T - 1, the source among the frames with a target d frames later.
+    c = _config(batch=5)
+    c.data.pil_filters = False
+    lengths = [30, 40, 3, 45, 12]
+    source = _gray_videos(lengths, 32, 32, step=1, video_step=48)
+    rng = np.random.default_rng(6)
+    expected = []
+    for _ in range(4):
+        for v in rng.permutation(len(lengths)):
+            d = min(int(rng.integers(8, 12)), lengths[v] - 1)
+            start = int(rng.integers(0, lengths[v] - d))
+            expected.append((v, start, start + d))
+    got = []
+    for batch in _take(pipelines.stage1_dataset(c, source=source, seed=6), 4):
+        video, s = _video_and_frame(batch["source"])
+        t = _video_and_frame(batch["target"])[1]
+        got += list(zip(video.tolist(), s.tolist(), t.tolist()))
+    assert got == expected
+
+
 def test_stage1_short_videos_pair_their_first_and_last_frames():
     c = _config()
     c.data.pil_filters = False
@@ -218,24 +281,47 @@ def test_stage2_training_uses_a_random_start_and_the_same_stride():
             index = _recover_index(sequence)
             np.testing.assert_array_equal(np.diff(index), 3)
             starts.append(index[0])
-    # 100 frames, stride 3: starts 0 .. 100 - 1 - 32 * 3 = 3.
-    assert set(starts) == {0, 1, 2, 3}
+    # Authors: 100 frames, stride 3, start in [0, 100 - 33 * 3] = [0, 1].
+    assert set(starts) == {0, 1}
+    assert [int(pipelines.max_start(n, 33)) for n in (33, 40, 65, 66, 100, 20, 17, 10)] == \
+        [0, 7, 32, 0, 1, 3, 0, 0]
 
 
-def test_stage2_short_tracks_are_interpolated_linearly():
-    c = _config(batch=2)
-    track = np.zeros((11, 2, 2), np.float32)
-    track[:, 0, 0] = np.linspace(-0.5, 0.5, 11)
-    track[:, 1, 1] = np.linspace(0.3, -0.7, 11)
+def test_stage2_short_tracks_take_17_frames_at_half_speed():
+    # Authors: T < 33 gives frames start .. start + 16 with the half steps in between:
+    # out[2i] = kp[start + i], out[2i + 1] = (kp[start + i] + kp[start + i + 1]) / 2.
+    c = _config(batch=4)
+    rng = np.random.default_rng(2)
+    track = rng.uniform(-0.8, 0.8, (20, 3, 2)).astype(np.float32)
+    expected = np.empty((33, 3, 2), np.float32)
+    expected[0::2] = track[:17]
+    expected[1::2] = (track[:16] + track[1:17]) / 2
+    out = pipelines.temporal_sample(track, 33, 0).numpy()
+    np.testing.assert_allclose(out, expected, atol=1e-7)
     batch = _take(pipelines.stage2_dataset([{"keypoints": track, "label": 1}], c,
                                            training=False), 1)[0]
-    out = batch["keypoints"][0]
-    assert out.shape == (33, 2, 2)
-    np.testing.assert_allclose(out[:, 0, 0], np.linspace(-0.5, 0.5, 33), atol=1e-6)
-    np.testing.assert_allclose(out[:, 1, 1], np.linspace(0.3, -0.7, 33), atol=1e-6)
-    # A single-frame track repeats its frame.
-    still = _take(pipelines.stage2_dataset(
-        [{"keypoints": track[:1], "label": 0}], c, training=False), 1)[0]["keypoints"][0]
+    np.testing.assert_allclose(batch["keypoints"][0], expected, atol=1e-7)
+    # Training draws the start in [0, 20 - 17]; the frame index stays readable at half speed.
+    c.data.seq_rotate_degrees = 0.0
+    c.data.seq_scale_min = c.data.seq_scale_max = 1.0
+    c.data.flip = False
+    starts = set()
+    for batch in _take(pipelines.stage2_dataset(_index_tracks([20] * 4), c, seed=1), 6):
+        for sequence in batch["keypoints"]:
+            index = (sequence[:, 0, 0] + 0.5) / 0.01
+            starts.add(int(round(index[0])))
+            np.testing.assert_allclose(index, index[0] + 0.5 * np.arange(33), atol=1e-3)
+    assert starts == {0, 1, 2, 3}
+
+
+def test_stage2_tracks_shorter_than_17_frames_repeat_their_last_frame():
+    # Where the authors' loader fails, the half-speed positions past the end are clamped.
+    track = np.zeros((10, 2, 2), np.float32)
+    track[:, 0, 0] = np.arange(10) / 10
+    out = pipelines.temporal_sample(track, 33, 0).numpy()
+    np.testing.assert_allclose(out[:19, 0, 0], np.arange(19) / 20, atol=1e-6)
+    np.testing.assert_array_equal(out[18:], np.repeat(track[-1:], 15, 0))
+    still = pipelines.temporal_sample(track[:1], 33, 0).numpy()
     np.testing.assert_array_equal(still, np.repeat(track[:1], 33, 0))
 
 

@@ -26,15 +26,24 @@ def get_base_config() -> ml_collections.ConfigDict:
     # === Data ===
     d = c.data = ml_collections.ConfigDict()
     d.data_dir = ""  # empty: the data set's default location (see datasets/README.md)
-    d.pair_offset_min = 8  # (code) target = source + randint(8, 11)
+    d.pair_offset_min = 8  # (code) target = source + randint(8, 11), both ends included
     d.pair_offset_max = 11
-    d.rotate_degrees = 10.0  # (code) stage-1 rotation
-    d.flip = True
+    # (code) target index mod T: pairs wrap around the end of the video. False (ours): the
+    # source is drawn among the frames that have a target within the video.
+    d.pair_wrap = True
+    d.rotate_degrees = 10.0  # (code) stage-1 rotation about the centre (theirs in whole degrees)
+    d.zoom_max = 1.0  # (code) no zoom: short side resized to image_size, random crop
+    d.fill_mode = "CONSTANT"  # (code) PIL's rotate paints black corners; ours: "REFLECT"
+    d.flip = True  # (code) horizontal flip in both stages
     d.pil_filters = True  # (code) one of ten PIL filters per pair
     d.seq_len = 33  # (code) k0 + 32 future keypoint frames
-    d.seq_rotate_degrees = 15.0  # (code) stage-2 keypoint augmentation
-    d.seq_scale_min = 0.7
+    d.seq_rotate_degrees = 15.0  # (code) stage-2 keypoint rotation (theirs in whole degrees)
+    d.seq_scale_min = 0.7  # (code) scale U[0.7, 1.2] (theirs in steps of 0.01)
     d.seq_scale_max = 1.2
+    # (code) False: rotate, flip, scale about the image centre (0, 0). True (ours): about the
+    # first frame's keypoint centroid, so the figure keeps its place.
+    d.seq_about_centroid = False
+    d.seq_clip = False  # (code) no clipping; True (ours): clip keypoints to [-1, 1]
     d.eval_num_frames = 33  # k0 / x0 + 32 predicted frames
     d.shuffle_buffer = 256
     d.deterministic = False
@@ -190,6 +199,12 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.synthetic_num_train = 96
     c.data.synthetic_num_test = 16
     c.data.synthetic_num_frames = 40
+    # Our sampling variants, which the README's demo numbers were measured with.
+    c.data.pair_wrap = False
+    c.data.zoom_max = 1.1
+    c.data.fill_mode = "REFLECT"
+    c.data.seq_about_centroid = True
+    c.data.seq_clip = True
     c.stage1.batch_size = 8
     # 7-20 min on 2 CPU cores, depending on the machine (experiments/README.md).
     c.stage1.num_steps = 1000

@@ -10,9 +10,11 @@ Stage 1 (Q + T training pairs; the authors' release, see PAPER_NOTES.md):
     side to `output_size` times a zoom U[1, zoom_max], random crop to `output_size` x
     `output_size`. The four steps are composed into ONE projective transform and applied with a
     single bilinear resampling (`tf.raw_ops.ImageProjectiveTransformV3`), which saves time and
-    avoids blurring the frame once per step. Pixels that the rotation brings in from outside the
-    frame are filled by REFLECT: a constant fill would paint black corners, a static pattern the
-    keypoint detector could lock onto, while a reflection continues the background.
+    avoids blurring the frame once per step. The authors' release has no zoom (zoom_max = 1)
+    and rotates with PIL, which paints the corners the rotation brings in black: fill_mode
+    "CONSTANT" (zero). Ours, used by the tiny config: zoom_max 1.1 and fill_mode "REFLECT",
+    which continues the background instead of painting a static pattern the keypoint detector
+    could lock onto.
   * Photometric: one of the ten PIL filters of the authors' release, chosen uniformly per pair,
     the same filter and factor on both frames (a pair differs only by the motion the translator
     has to explain; the contrast and sharpness filters still look at each frame's own mean and
@@ -22,13 +24,13 @@ Stage 1 (Q + T training pairs; the authors' release, see PAPER_NOTES.md):
     images to integers as PIL does. Outputs are kept in float (no final rounding), so after
     rounding they match Pillow up to 1 level (PIL truncates its blends and works in float32).
 
-Stage 2 (motion generator M training sequences): flip x, rotation by U[-15, 15] degrees and
-scaling by U[0.7, 1.2], one draw per sequence, applied to every frame. The flip mirrors about
-the image's vertical axis (x -> -x, what mirroring the video would do); rotation and scaling act
-about the centroid of the (flipped) FIRST frame's keypoints, so the figure keeps its place in the
-frame and only its size and tilt change. Coordinates are then clipped to [-1, 1]: the detector's
-soft-argmax can never put a keypoint outside the image and M's tanh output cannot reach beyond
-it, so an augmented target there would be unlearnable.
+Stage 2 (motion generator M training sequences): rotation by U[-15, 15] degrees, flip x and
+scaling by U[0.7, 1.2], one draw per sequence, applied to every frame. The authors' release
+(data/sequence_dataloader.py) rotates, flips and scales in that order about the image centre
+(0, 0) and does not clip. Ours, used by the tiny config (`about_centroid`, `clip`): flip first,
+then rotate and scale about the centroid of the flipped FIRST frame's keypoints, so the figure
+keeps its place in the frame, and clip to [-1, 1], where the detector's keypoints always lie.
+The flip mirrors about the image's vertical axis (x -> -x, what mirroring the video would do).
 
 Coordinates follow the project convention: keypoints and joints are (x, y) in [-1, 1] with
 (-1, -1) the top-left CORNER of the top-left pixel. Internally the geometric transform works in
@@ -68,8 +70,6 @@ _KERNELS = {
 # PIL's RGB -> 'L' weights (ITU-R 601-2 luma, 299/587/114) in its 16-bit fixed point.
 _LUMA_FIXED = (19595.0, 38470.0, 7471.0)
 
-DEFAULT_ZOOM_MAX = 1.1
-
 
 # === Seeds ===
 
@@ -92,7 +92,8 @@ def geometric_matrix(input_height, input_width, output_size: int, angle, flip, z
     """Forward 3x3 matrix of flip -> rotate -> resize -> crop, in continuous pixel coordinates.
 
     Maps a point (u, v, 1) of the input frame (pixel column i spans [i, i + 1]) to the output
-    `output_size` x `output_size` crop. Steps, in this order (the authors' order):
+    `output_size` x `output_size` crop. Steps, in this order (the authors' release rotates,
+    resizes, crops, then flips: the same distribution, as angles and crops are symmetric):
       flip: u -> W - u when `flip` is true;
       rotate by `angle` radians (clockwise on screen) about the frame centre;
       scale by s = output_size * zoom / min(H, W), so the short side becomes
@@ -123,10 +124,11 @@ def geometric_matrix(input_height, input_width, output_size: int, angle, flip, z
     return crop_m @ scale_m @ rotate_m @ flip_m
 
 
-def warp_images(images, matrix, output_size: int, fill_mode: str = "REFLECT"):
+def warp_images(images, matrix, output_size: int, fill_mode: str = "CONSTANT"):
     """Resamples `images` [N, H, W, C] (float) by the forward pixel matrix `matrix` [3, 3].
 
-    Bilinear, one resampling for the whole flip/rotate/resize/crop chain. Returns float32
+    Bilinear, one resampling for the whole flip/rotate/resize/crop chain. Pixels from outside
+    the frame: `fill_mode` "CONSTANT" (black, as PIL's rotate) or "REFLECT". Returns float32
     [N, output_size, output_size, C].
     """
     images = tf.convert_to_tensor(images, tf.float32)
@@ -195,7 +197,7 @@ def center_crop(frames, size: int, joints=None):
 
 def sample_geometric(seed, input_height, input_width, output_size: int,
                      rotate_degrees: float = 10.0, flip: bool = True,
-                     zoom_max: float = DEFAULT_ZOOM_MAX):
+                     zoom_max: float = 1.0):
     """Draws one random flip/rotate/zoom/crop and returns its forward matrix float32 [3, 3]."""
     u = tf.random.stateless_uniform([5], seed=seed)
     angle = (2.0 * u[0] - 1.0) * (rotate_degrees * math.pi / 180.0)
@@ -292,7 +294,7 @@ def sample_photometric(seed):
 
 def augment_pair(frames, seed, output_size: int, joints=None, rotate_degrees: float = 10.0,
                  flip: bool = True, pil_filters: bool = True,
-                 zoom_max: float = DEFAULT_ZOOM_MAX):
+                 zoom_max: float = 1.0, fill_mode: str = "CONSTANT"):
     """Augments a stage-1 pair (source s, target v) identically.
 
     Args:
@@ -300,7 +302,7 @@ def augment_pair(frames, seed, output_size: int, joints=None, rotate_degrees: fl
       seed: int [2] stateless seed.
       output_size: S, the side of the square output.
       joints: optional float32 [2, J, 2] in [-1, 1] of the input frames.
-      rotate_degrees, flip, pil_filters, zoom_max: see the module docstring.
+      rotate_degrees, flip, pil_filters, zoom_max, fill_mode: see the module docstring.
     Returns:
       `(images, joints)`: images float32 [2, S, S, 3] in [-1, 1]; joints float32 [2, J, 2] in
       the output crop's coordinates (None when not given).
@@ -310,7 +312,7 @@ def augment_pair(frames, seed, output_size: int, joints=None, rotate_degrees: fl
     seeds = split_seed(seed, 2)
     matrix = sample_geometric(seeds[0], shape[1], shape[2], output_size, rotate_degrees, flip,
                               zoom_max)
-    images = warp_images(tf.cast(frames, tf.float32), matrix, output_size)
+    images = warp_images(tf.cast(frames, tf.float32), matrix, output_size, fill_mode)
     images = tf.clip_by_value(images, 0.0, 255.0)
     if pil_filters:
         index, factor = sample_photometric(seeds[1])
@@ -322,32 +324,41 @@ def augment_pair(frames, seed, output_size: int, joints=None, rotate_degrees: fl
 
 # === Stage 2: keypoint sequences ===
 
-def transform_keypoint_sequence(keypoints, angle, flip, scale):
-    """Flips, rotates and scales a keypoint sequence, as in the module docstring.
+def transform_keypoint_sequence(keypoints, angle, flip, scale, about_centroid: bool = False,
+                                clip: bool = False):
+    """Rotates, flips and scales a keypoint sequence, as in the module docstring.
 
     Args:
       keypoints: float32 [T, K, 2], (x, y) in [-1, 1].
       angle: scalar radians (clockwise on screen).
-      flip: scalar bool, mirror x -> -x first.
+      flip: scalar bool, mirror x -> -x.
       scale: scalar factor.
-    Returns float32 [T, K, 2] clipped to [-1, 1]; rotation and scale act about the centroid of
-    frame 0 (after the flip).
+      about_centroid: False (authors): rotate, flip, then scale about the image centre (0, 0).
+        True (ours): flip first, then rotate and scale about the centroid of the flipped frame 0.
+      clip: clip the result to [-1, 1] (ours; the authors do not).
+    Returns float32 [T, K, 2].
     """
     keypoints = tf.convert_to_tensor(keypoints, tf.float32)
-    keypoints = tf.where(tf.cast(flip, tf.bool), keypoint_ops.flip_keypoints_x(keypoints),
-                         keypoints)
-    centre = tf.reduce_mean(keypoints[0], axis=0)
-    moved = keypoint_ops.rotate_keypoints(keypoints, angle, center=centre)
-    moved = keypoint_ops.scale_keypoints(moved, scale, center=centre)
-    return tf.clip_by_value(moved, -1.0, 1.0)
+    flip = tf.cast(flip, tf.bool)
+    if about_centroid:
+        keypoints = tf.where(flip, keypoint_ops.flip_keypoints_x(keypoints), keypoints)
+        centre = tf.reduce_mean(keypoints[0], axis=0)
+        moved = keypoint_ops.rotate_keypoints(keypoints, angle, center=centre)
+        moved = keypoint_ops.scale_keypoints(moved, scale, center=centre)
+    else:
+        moved = keypoint_ops.rotate_keypoints(keypoints, angle)
+        moved = tf.where(flip, keypoint_ops.flip_keypoints_x(moved), moved)
+        moved = keypoint_ops.scale_keypoints(moved, scale)
+    return tf.clip_by_value(moved, -1.0, 1.0) if clip else moved
 
 
 def augment_keypoint_sequence(keypoints, seed, rotate_degrees: float = 15.0,
-                              scale_range=(0.7, 1.2), flip: bool = True):
+                              scale_range=(0.7, 1.2), flip: bool = True,
+                              about_centroid: bool = False, clip: bool = False):
     """Stage-2 augmentation with one random draw per sequence: [T, K, 2] -> [T, K, 2]."""
     u = tf.random.stateless_uniform([3], seed=seed)
     angle = (2.0 * u[0] - 1.0) * (rotate_degrees * math.pi / 180.0)
     do_flip = tf.logical_and(tf.constant(bool(flip)), u[1] < 0.5)
     low, high = scale_range
     scale = low + u[2] * (high - low)
-    return transform_keypoint_sequence(keypoints, angle, do_flip, scale)
+    return transform_keypoint_sequence(keypoints, angle, do_flip, scale, about_centroid, clip)

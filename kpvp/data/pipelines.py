@@ -144,10 +144,11 @@ def stage1_dataset(config, split: str = "train", seed=None, source=None) -> tf.d
       float32 [B, 13, 2] (same transform as the images; they may leave [-1, 1] after a rotation)
       and `source_visible`, `target_visible` bool [B, 13].
 
-    Pairs: the offset d is drawn from [pair_offset_min, pair_offset_max] (shortened to T - 1 for
-    videos too short for it) and the source index uniformly among the frames that have a target
-    d frames later, so every pair's offset is within the configured range whenever the video
-    allows it. Each epoch visits every video once in a fresh random order.
+    Pairs: the offset d is drawn from [pair_offset_min, pair_offset_max]. `data.pair_wrap`
+    (authors): the source index is uniform over all T frames and the target is (source + d) mod
+    T, so pairs near the end wrap around to the start. Otherwise (ours): d is shortened to T - 1
+    for videos too short for it and the source drawn among the frames that have a target d
+    frames later. Each epoch visits every video once in a fresh random order.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -183,14 +184,22 @@ def stage1_dataset(config, split: str = "train", seed=None, source=None) -> tf.d
             element["visible"] = entry["visible"][[s, t]]
         return element
 
+    wrap = bool(config.data.pair_wrap)
+
     def train_pairs():
         rng = np.random.default_rng(seed)
         while True:
             for v in rng.permutation(len(cache)):
                 entry = cache[v]
-                d = min(int(rng.integers(lo, hi + 1)), len(entry["frames"]) - 1)
-                s = int(rng.integers(0, len(entry["frames"]) - d))
-                yield pair(entry, s, s + d)
+                length = len(entry["frames"])
+                d = int(rng.integers(lo, hi + 1))
+                if wrap:
+                    s = int(rng.integers(0, length))
+                    yield pair(entry, s, (s + d) % length)
+                else:
+                    d = min(d, length - 1)
+                    s = int(rng.integers(0, length - d))
+                    yield pair(entry, s, s + d)
 
     def test_pairs():
         d_fixed = (lo + hi) // 2
@@ -216,7 +225,8 @@ def stage1_dataset(config, split: str = "train", seed=None, source=None) -> tf.d
         images, joints = augment.augment_pair(
             element["frames"], tf.stack([tf.constant(seed, tf.int64), index]), size,
             joints=element.get("joints"), rotate_degrees=float(data.rotate_degrees),
-            flip=bool(data.flip), pil_filters=bool(data.pil_filters))
+            flip=bool(data.flip), pil_filters=bool(data.pil_filters),
+            zoom_max=float(data.zoom_max), fill_mode=str(data.fill_mode))
         return to_batch_element(element, images, joints)
 
     def plain_fn(element):
@@ -238,10 +248,11 @@ def stage1_dataset(config, split: str = "train", seed=None, source=None) -> tf.d
 def temporal_sample(keypoints, seq_len: int, start=0):
     """Samples `seq_len` frames of a keypoint track `[T, K, 2]` -> `[seq_len, K, 2]`.
 
-    T >= seq_len: frames start, start + stride, ... with stride = floor(T / seq_len) (the
-    authors' rule); `start` must be in [0, T - 1 - (seq_len - 1) * stride].
-    T < seq_len: the whole track, linearly interpolated in time to `seq_len` frames (first and
-    last frame kept), `start` ignored.
+    The authors' rule (data/sequence_dataloader.py), `start` in [0, max_start(T, seq_len)]:
+    T >= seq_len: frames start, start + stride, ... with stride = floor(T / seq_len).
+    T < seq_len: frames start, start + 1/2, start + 1, ... (the next seq_len // 2 + 1 frames at
+    half speed, the half steps the mean of their neighbours). For T < seq_len // 2 + 1, where
+    the authors' loader fails, positions past the last frame repeat it (a still ending).
     """
     keypoints = tf.convert_to_tensor(keypoints, tf.float32)
     length = tf.shape(keypoints)[0]
@@ -250,21 +261,26 @@ def temporal_sample(keypoints, seq_len: int, start=0):
         stride = length // seq_len
         return tf.gather(keypoints, start + stride * tf.range(seq_len))
 
-    def interpolated():
-        position = tf.linspace(0.0, tf.cast(length - 1, tf.float32), seq_len)
+    def half_speed():
+        position = tf.cast(start, tf.float32) + 0.5 * tf.range(seq_len, dtype=tf.float32)
+        position = tf.minimum(position, tf.cast(length - 1, tf.float32))
         low = tf.cast(tf.floor(position), tf.int32)
         high = tf.minimum(low + 1, length - 1)
         weight = (position - tf.cast(low, tf.float32))[:, tf.newaxis, tf.newaxis]
         return (1.0 - weight) * tf.gather(keypoints, low) + weight * tf.gather(keypoints, high)
 
-    out = tf.cond(length >= seq_len, strided, interpolated)
+    out = tf.cond(length >= seq_len, strided, half_speed)
     return tf.ensure_shape(out, [seq_len] + keypoints.shape[1:].as_list())
 
 
 def max_start(length, seq_len: int):
-    """Largest valid `start` of `temporal_sample` for a track of `length` frames (0 if short)."""
-    stride = tf.maximum(length // seq_len, 1)
-    return tf.maximum(length - 1 - (seq_len - 1) * stride, 0)
+    """Largest `start` of `temporal_sample` the authors draw for a track of `length` frames.
+
+    T >= seq_len: T - seq_len * stride; T < seq_len: T - (seq_len // 2 + 1) (0 if negative).
+    """
+    stride = length // seq_len
+    span = tf.where(stride >= 1, seq_len * stride, seq_len // 2 + 1)
+    return tf.maximum(length - span, 0)
 
 
 def _check_sequences(sequences):
@@ -326,7 +342,8 @@ def stage2_dataset(sequences, config, training: bool = True, seed=None) -> tf.da
         keypoints = augment.augment_keypoint_sequence(
             keypoints, seeds[1], rotate_degrees=float(data.seq_rotate_degrees),
             scale_range=(float(data.seq_scale_min), float(data.seq_scale_max)),
-            flip=bool(data.flip))
+            flip=bool(data.flip), about_centroid=bool(data.seq_about_centroid),
+            clip=bool(data.seq_clip))
         return {"keypoints": keypoints, "label": label}
 
     def eval_fn(video):
