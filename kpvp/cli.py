@@ -75,6 +75,8 @@ def load_saved_config(path: str):
             f"{path} sets config fields this version of kpvp does not have: "
             f"{', '.join(unknown)}. It was written by another version: delete those fields "
             "from the file to resume, or start a new --workdir.")
+    # A run saved before a field existed was built with the field's legacy value.
+    values = {**base.LEGACY_VALUES, **values}
     config.update_from_flattened_dict(values)
     return config
 

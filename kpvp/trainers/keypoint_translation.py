@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from kpvp import losses
-from kpvp.models.discriminators import ImageDiscriminator
+from kpvp.models import discriminators
 from kpvp.models import keypoint_detector
 from kpvp.models import translator as translator_lib
 from kpvp.ops import warping
@@ -235,8 +235,7 @@ def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     s1 = config.stage1
     detector = keypoint_detector.from_config(config)
     translator = translator_lib.from_config(config)
-    discriminator = ImageDiscriminator(filters=tuple(s1.discriminator_filters),
-                                       name="image_discriminator")
+    discriminator = discriminators.image_discriminator_from_config(config)
     return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
                                       perceptual_weight=s1.perceptual_weight,
                                       adversarial_weight=s1.adversarial_weight,
