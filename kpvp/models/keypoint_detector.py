@@ -11,7 +11,8 @@ Decoder, back up to full resolution with skip connections, one of two layouts:
   * "light" (ours): at each level a conv3x3 to the next (finer) width, a bilinear 2x
     upsampling and a concatenation with the encoder features of that resolution; at full
     resolution a conv3x3. Convolving before upsampling keeps the cost at the coarser level.
-Both end in a 1x1 conv to K heatmap logits. Keypoints are the expectation of the spatial
+Both end in a 1x1 conv to K heatmap logits. The 2x upsampling is Keras's half-pixel bilinear
+resize (the code's TF1 `resize_images` samples without the half-pixel offset). Keypoints are the expectation of the spatial
 softmax of the logits (paper eq. 1; the authors' code: marginal softmaxes).
 """
 import keras

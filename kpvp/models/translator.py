@@ -4,7 +4,7 @@ Architecture (the authors' widths at a 128x128 input, `filters=(64, 128, 256)`):
   * image encoder of the source `s` (run once per source image; Q's encoder layout with its
     own weights): conv7x7 + conv3x3 at full resolution, then a stride-2 conv3x3 + conv3x3 per
     level, down to `gaussian_size` (32x32x128 at 128; widths `encoder_filters`, by default
-    half of `filters`);
+    half of `filters`; the code's encoder goes on to a 16x16x256 level it never uses);
   * the features are concatenated with the gaussian maps of the source keypoints and of the
     target keypoints rendered at `gaussian_size` (32x32xK each);
   * a decoder up to full resolution, one of two layouts:
@@ -13,6 +13,8 @@ Architecture (the authors' widths at a 128x128 input, `filters=(64, 128, 256)`):
       - "unet" (ours): a U-Net at `gaussian_size` (two conv3x3, `bottleneck_depth` stride-2
         convs down, and back up with skip connections), all `filters[-1]` wide, then per
         remaining width a bilinear 2x upsampling + two conv3x3;
+    (the 2x upsampling is Keras's half-pixel bilinear resize; the code's TF1 `resize_images`
+    samples without the half-pixel offset);
   * two heads at full resolution, conv3x3 each: the crude image `v_crude` (3 channels, linear
     as the authors' or tanh, ours) and a 1-channel sigmoid mask.
 The output is paper eq. 3, `v_hat = m * s + (1 - m) * v_crude` (`masked_blend`), with `m` the
