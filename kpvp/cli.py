@@ -68,19 +68,6 @@ config_flags.DEFINE_config_dict(
 
 CONFIG_FILE = "config.json"
 
-# Fields added after runs had been saved, with the values those runs were trained with: a run
-# saved without them keeps its networks and schedule (the defaults are the authors' forms).
-ADDED_FIELDS = {
-    "stage1.lr_staircase": True,
-    "stage2.lr_staircase": True,
-    "stage2.encoder_condition": "every_step",
-    "stage2.posterior": "log_var",
-    "stage2.decoder_fc_activation": "linear",
-    "stage2.discriminator_layers": 1,
-    "stage2.discriminator_conditional": True,
-}
-
-
 def load_saved_config(path: str):
     """The config a run saved as JSON in `path`; a clear error for fields kpvp does not know."""
     with open(path, encoding="utf-8") as f:
@@ -92,7 +79,9 @@ def load_saved_config(path: str):
             f"{path} sets config fields this version of kpvp does not have: "
             f"{', '.join(unknown)}. It was written by another version: delete those fields "
             "from the file to resume, or start a new --workdir.")
-    config.update_from_flattened_dict({**ADDED_FIELDS, **values})
+    # A run saved before a field existed was built with the field's legacy value.
+    values = {**base.LEGACY_VALUES, **values}
+    config.update_from_flattened_dict(values)
     return config
 
 

@@ -17,8 +17,9 @@ class SpatialSoftmax(keras.layers.Layer):
     """Heatmap logits `Q(v)` `[B, H, W, K]` -> keypoints `k_hat` `[B, K, 2]` (paper eq. 1).
 
     The expectation of the spatial softmax; `mode` is `"joint"` (softmax over all pixels, the
-    paper) or `"marginal"` (softmax of row / column means, the authors' code); see
-    `kpvp.ops.keypoints.spatial_softmax`. `call(heatmaps, return_maps=True)` also returns the
+    paper) or `"marginal"` (softmax of row / column means, the authors' code, which takes the
+    expectation over `linspace(-1, 1)` where kpvp uses pixel centres: at most half a pixel
+    apart); see `kpvp.ops.keypoints.spatial_softmax`. `call(heatmaps, return_maps=True)` also returns the
     probability maps `l` `[B, H, W, K]` (each channel sums to 1).
 
     `temperature` divides the logits first. 1 is the paper's eq. 1. A freshly initialised
@@ -88,13 +89,16 @@ class GaussianMaps(keras.layers.Layer):
 class ConvBlock(keras.layers.Layer):
     """Conv2D ('same' padding) -> normalisation -> activation, `[B, H, W, C] -> [B, H/s, W/s, F]`.
 
-    `norm`: "batch", "instance" (`GroupNormalization(groups=-1)`) or "none" (then the conv
-    has a bias; a normalisation would cancel it). `activation`: "relu", "leaky_relu" (with
-    `negative_slope`) or "none".
+    `norm`: "batch", "instance" (`GroupNormalization(groups=-1)`) or "none". `activation`:
+    "relu", "leaky_relu" (with `negative_slope`) or "none". `use_bias`: None gives the conv a
+    bias only when `norm` is "none" (a normalisation cancels it); the authors' convs always
+    have one (True). `momentum` (batch) and `epsilon` (batch, instance) go to the
+    normalisation; the defaults are Keras's, the authors' tf.contrib batch norm used 0.999
+    and 1e-5.
     """
 
     def __init__(self, filters, kernel_size=3, strides=1, norm="batch", activation="relu",
-                 negative_slope=0.01, **kwargs):
+                 negative_slope=0.01, use_bias=None, momentum=0.99, epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)
         if norm not in NORMS:
             raise ValueError(f"ConvBlock: norm must be one of {NORMS}, got {norm!r}")
@@ -107,17 +111,20 @@ class ConvBlock(keras.layers.Layer):
         self.norm = norm
         self.activation = activation
         self.negative_slope = float(negative_slope)
+        self.use_bias = norm == "none" if use_bias is None else bool(use_bias)
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
 
         self.conv = keras.layers.Conv2D(
             self.filters, self.kernel_size, strides=self.strides, padding="same",
-            use_bias=norm == "none", dtype=self.dtype_policy, name="conv")
+            use_bias=self.use_bias, dtype=self.dtype_policy, name="conv")
         if norm == "batch":
-            self.norm_layer = keras.layers.BatchNormalization(dtype=self.dtype_policy,
-                                                              name="norm")
+            self.norm_layer = keras.layers.BatchNormalization(
+                momentum=self.momentum, epsilon=self.epsilon, dtype=self.dtype_policy,
+                name="norm")
         elif norm == "instance":
-            self.norm_layer = keras.layers.GroupNormalization(groups=-1,
-                                                              dtype=self.dtype_policy,
-                                                              name="norm")
+            self.norm_layer = keras.layers.GroupNormalization(
+                groups=-1, epsilon=self.epsilon, dtype=self.dtype_policy, name="norm")
         else:
             self.norm_layer = None
         if activation == "relu":
@@ -149,5 +156,6 @@ class ConvBlock(keras.layers.Layer):
         config = super().get_config()
         config.update(filters=self.filters, kernel_size=self.kernel_size, strides=self.strides,
                       norm=self.norm, activation=self.activation,
-                      negative_slope=self.negative_slope)
+                      negative_slope=self.negative_slope, use_bias=self.use_bias,
+                      momentum=self.momentum, epsilon=self.epsilon)
         return config

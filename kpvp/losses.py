@@ -62,7 +62,7 @@ def discriminator_loss(real_logits, fake_logits):
     """`L_D = -log D(real) - log(1 - D(fake))` (L_{D_im}, L_{D_seq}; eqs. 4, 5) -> scalar.
 
     Sigmoid binary cross-entropy of logits `[B, ...]`: real labelled 1, fake 0, each term
-    averaged over its own batch.
+    averaged over its own batch (and over the map of a patch discriminator `[B, h, w, 1]`).
     """
     return (ops.mean(ops.softplus(-_f32(real_logits)))
             + ops.mean(ops.softplus(_f32(fake_logits))))
@@ -71,7 +71,7 @@ def discriminator_loss(real_logits, fake_logits):
 def generator_adversarial_loss(fake_logits):
     """Non-saturating generator loss `-log D(fake)` (in L_{Q,T} and L_M) -> scalar.
 
-    `fake_logits` `[B, ...]`, averaged.
+    `fake_logits` `[B, ...]` (one logit per example or a patch map), averaged over all.
     """
     return ops.mean(ops.softplus(-_f32(fake_logits)))
 

@@ -60,18 +60,19 @@ def test_saved_config_without_the_added_fields_keeps_its_earlier_networks(tmp_pa
     assert cli.load_saved_config(path).stage2.posterior == "softplus"
     with open(path, encoding="utf-8") as f:
         values = json.load(f)
-    for field in cli.ADDED_FIELDS:
+    for field in base.LEGACY_VALUES:
         stage, name = field.split(".")
         del values[stage][name]
     with open(path, "w", encoding="utf-8") as f:
         json.dump(values, f)
     old = cli.load_saved_config(path)
-    for field, value in cli.ADDED_FIELDS.items():
+    for field, value in base.LEGACY_VALUES.items():
         stage, name = field.split(".")
         assert old[stage][name] == value, field
     # They are the forms the tiny config still names.
     tiny = base.make_tiny(base.get_base_config())
-    assert {f: tiny[f.split(".")[0]][f.split(".")[1]] for f in cli.ADDED_FIELDS} == cli.ADDED_FIELDS
+    named = {f: tiny[f.split(".")[0]][f.split(".")[1]] for f in base.LEGACY_VALUES}
+    assert named == base.LEGACY_VALUES
 
 
 def _train_stage1(workdir, num_steps=None, check=True):

@@ -3,8 +3,9 @@ import numpy as np
 import pytest
 
 import model_checks
-from kpvp import configs
-from kpvp.models.discriminators import ImageDiscriminator, SequenceDiscriminator
+from kpvp import configs, losses
+from kpvp.models.discriminators import (ImageDiscriminator, SequenceDiscriminator,
+                                        image_discriminator_from_config)
 
 RNG = np.random.default_rng(0)
 
@@ -18,30 +19,62 @@ def sequences(batch, steps, num_keypoints):
 def test_image_discriminator_shared_checks(tmp_path):
     discriminator = ImageDiscriminator(filters=(8, 16, 32))
     images = RNG.uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
-    logits = model_checks.check_network(discriminator, images, (3, 1), tmp_path)["output"]
-    # One global logit per image: each image's logit does not depend on the rest of the batch.
+    # Padded by 1 before each 'same' conv: 32 -> 17 -> 10 -> 6, and 8 after the padded head.
+    logits = model_checks.check_network(discriminator, images, (3, 8, 8, 1), tmp_path)["output"]
+    # A patch map per image: each image's logits do not depend on the rest of the batch.
     alone = discriminator(images[1:2])
     np.testing.assert_allclose(np.asarray(alone), np.asarray(logits)[1:2], atol=1e-5)
 
 
-def test_image_discriminator_is_the_authors_design():
+def test_dense_image_discriminator_shared_checks(tmp_path):
+    discriminator = ImageDiscriminator(filters=(8, 16, 32), head="dense", pad=0)
+    images = RNG.uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+    logits = model_checks.check_network(discriminator, images, (3, 1), tmp_path)["output"]
+    alone = discriminator(images[1:2])
+    np.testing.assert_allclose(np.asarray(alone), np.asarray(logits)[1:2], atol=1e-5)
+    # Six unpadded stride-2 convs take 128 to 2: the dense layer sees 2 x 2 x 2048 features.
+    ours = ImageDiscriminator(head="dense", pad=0)
+    ours(np.zeros((1, 128, 128, 3), np.float32))
+    assert ours.logit.get_weights()[0].shape == (2 * 2 * 2048, 1)
+
+
+def test_image_discriminator_defaults_are_the_authors_design():
     discriminator = ImageDiscriminator()
-    discriminator(np.zeros((1, 128, 128, 3), np.float32))
-    # Six stride-2 convs take 128 to 2: the dense layer sees 2 x 2 x 2048 features.
-    assert discriminator.logit.get_weights()[0].shape == (2 * 2 * 2048, 1)
+    logits = discriminator(np.zeros((2, 128, 128, 3), np.float32))
+    assert logits.shape == (2, 6, 6, 1)  # a patch map, not one global logit
     assert [conv.conv.kernel.shape for conv in discriminator.convs][:2] == [
         (4, 4, 3, 64), (4, 4, 64, 128)]
-    assert all(conv.norm_layer is None and conv.negative_slope == 0.01
+    assert all(conv.norm_layer is None and conv.negative_slope == 0.01 and conv.use_bias
                for conv in discriminator.convs)
+    assert discriminator.logit.kernel.shape == (3, 3, 2048, 1)
+    assert not discriminator.logit.use_bias
 
 
-def test_image_discriminator_tiny_config_and_bad_input():
+def test_image_discriminator_from_configs_and_bad_input():
     config = configs.get_config("synthetic", "tiny")
-    discriminator = ImageDiscriminator(filters=config.stage1.discriminator_filters)
+    discriminator = image_discriminator_from_config(config)
+    assert (discriminator.head, discriminator.pad) == ("dense", 0)  # as before the authors' head
     size = config.image_size
     assert discriminator(np.zeros((2, size, size, 3), np.float32)).shape == (2, 1)
     with pytest.raises(ValueError, match="images"):
         discriminator(np.zeros((2, size, size, 1), np.float32))
+    with pytest.raises(ValueError, match="head"):
+        ImageDiscriminator(head="global")
+    full = image_discriminator_from_config(configs.get_config("penn"))
+    assert (full.head, full.pad, full.filters) == ("patch", 1, (64, 128, 256, 512, 1024, 2048))
+
+
+def test_discriminator_losses_on_a_patch_map_are_the_mean_bce_over_the_map():
+    real = np.array([[0.5, -1.0], [2.0, 0.0]], np.float32).reshape(1, 2, 2, 1)
+    fake = np.array([[-3.0, 1.0], [0.25, -0.5]], np.float32).reshape(1, 2, 2, 1)
+    sigmoid = lambda x: 1.0 / (1.0 + np.exp(-x.astype(np.float64)))  # noqa: E731
+    # BCE with label 1: -log sigmoid(x); with label 0: -log(1 - sigmoid(x)), per map cell.
+    expected_d = np.mean(-np.log(sigmoid(real))) + np.mean(-np.log(1.0 - sigmoid(fake)))
+    expected_g = np.mean(-np.log(sigmoid(fake)))
+    np.testing.assert_allclose(float(losses.discriminator_loss(real, fake)), expected_d,
+                               rtol=1e-6)
+    np.testing.assert_allclose(float(losses.generator_adversarial_loss(fake)), expected_g,
+                               rtol=1e-6)
 
 
 # === D_seq ===

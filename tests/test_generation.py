@@ -91,7 +91,8 @@ def test_same_seed_same_video_other_seed_or_class_differs(run):
 
 
 def test_translator_that_never_redraws_returns_the_input_in_every_frame(tmp_path):
-    config = save_tiny_run(tmp_path, mask_bias=-1e4)
+    # T's mask head is m of eq. 3 (the authors' form): saturated at 1 it keeps the source.
+    config = save_tiny_run(tmp_path, mask_bias=1e4)
     generator = VideoGenerator.from_workdir(str(tmp_path), config.class_names)
     images = random_images(2)
     video = generator.generate(images, [1, 3], seed=0)["video"]
@@ -180,8 +181,8 @@ def test_motion_transfer_of_a_video_to_its_own_first_frame_beats_the_still_frame
         if index == 0:  # built now: the mask only ever takes the warped source
             generator.transfer(frames[0], frames[:2])
             kernel, _ = translator.mask_head.get_weights()
-            translator.mask_head.set_weights([np.zeros_like(kernel),
-                                              np.full((1,), -1e4, np.float32)])
+            translator.mask_head.set_weights([np.zeros_like(kernel),  # m = 1: the source
+                                              np.full((1,), 1e4, np.float32)])
         out = generator.transfer(frames[0], frames)
         still = np.repeat(frames[:1], len(frames), axis=0)
         for name, predicted in (("transfer", out["video"]), ("still", still)):

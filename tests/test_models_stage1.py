@@ -96,6 +96,20 @@ def test_translator_shared_checks(tmp_path):
         {"image": (2, 32, 32, 3), "crude": (2, 32, 32, 3), "mask": (2, 32, 32, 1)}, tmp_path)
     mask, crude = np.asarray(outputs["mask"]), np.asarray(outputs["crude"])
     assert mask.min() >= 0 and mask.max() <= 1
+    # "mask" is the share of the crude image, 1 - m of eq. 3.
+    np.testing.assert_allclose(
+        np.asarray(outputs["image"]), mask * crude + (1 - mask) * inputs[0], atol=1e-6)
+
+
+def test_our_unet_translator_shared_checks_and_tanh_crude_image(tmp_path):
+    translator = small_translator(decoder_layout="unet", crude_activation="tanh",
+                                  mask_weighs="crude", use_bias=False, bn_momentum=0.99,
+                                  bn_epsilon=1e-3)
+    inputs = [random_images(2, 32), random_keypoints(2, 4), random_keypoints(2, 4)]
+    outputs = model_checks.check_network(
+        translator, inputs,
+        {"image": (2, 32, 32, 3), "crude": (2, 32, 32, 3), "mask": (2, 32, 32, 1)}, tmp_path)
+    mask, crude = np.asarray(outputs["mask"]), np.asarray(outputs["crude"])
     assert crude.min() >= -1 and crude.max() <= 1
     np.testing.assert_allclose(
         np.asarray(outputs["image"]), mask * crude + (1 - mask) * inputs[0], atol=1e-6)
@@ -115,9 +129,9 @@ def test_warping_translator_shared_checks_and_blend_with_the_warped_source(tmp_p
     mask, crude = np.asarray(outputs["mask"]), np.asarray(outputs["crude"])
     np.testing.assert_allclose(np.asarray(outputs["image"]),
                                mask * crude + (1 - mask) * warped, atol=1e-6)
-    # With the mask shut, the same keypoints in source and target give back the source.
+    # With m = 1 (eq. 3), the same keypoints in source and target give back the source.
     kernel, _ = translator.mask_head.get_weights()
-    translator.mask_head.set_weights([np.zeros_like(kernel), np.full((1,), -1e4, np.float32)])
+    translator.mask_head.set_weights([np.zeros_like(kernel), np.full((1,), 1e4, np.float32)])
     still = translator([source, source_kp, source_kp])
     np.testing.assert_allclose(np.asarray(still["image"]), source, atol=1e-5)
 
@@ -138,17 +152,20 @@ def test_translator_warps_only_when_the_config_says_so():
         small_translator(warp=True, warp_background=0.0)
 
 
-def test_masked_blend_hand_values():
+def test_masked_blend_is_eq_3_on_hand_values():
+    # v_hat = m * s + (1 - m) * v_crude: m = 1 keeps the source, m = 0 takes the crude image.
     mask = np.array([0.0, 1.0, 0.25], np.float32).reshape(1, 1, 3, 1)
     crude = np.full((1, 1, 3, 3), 0.8, np.float32)
     source = np.full((1, 1, 3, 3), -0.4, np.float32)
     blended = np.asarray(masked_blend(mask, crude, source))[0, 0, :, 0]
-    np.testing.assert_allclose(blended, [-0.4, 0.8, 0.25 * 0.8 + 0.75 * -0.4], atol=1e-6)
+    np.testing.assert_allclose(blended, [0.8, -0.4, 0.25 * -0.4 + 0.75 * 0.8], atol=1e-6)
 
 
-@pytest.mark.parametrize("bias,expected", [(-1e4, "source"), (1e4, "crude")])
-def test_translator_with_saturated_mask_returns_source_or_crude(bias, expected):
-    translator = small_translator()
+@pytest.mark.parametrize("mask_weighs,bias,expected", [
+    ("source", 1e4, "source"), ("source", -1e4, "crude"),
+    ("crude", -1e4, "source"), ("crude", 1e4, "crude")])
+def test_translator_with_saturated_mask_returns_source_or_crude(mask_weighs, bias, expected):
+    translator = small_translator(mask_weighs=mask_weighs)
     source = random_images(2, 32)
     inputs = [source, random_keypoints(2, 4), random_keypoints(2, 4)]
     translator(inputs)
@@ -157,10 +174,14 @@ def test_translator_with_saturated_mask_returns_source_or_crude(bias, expected):
     outputs = translator(inputs)
     reference = source if expected == "source" else np.asarray(outputs["crude"])
     np.testing.assert_array_equal(np.asarray(outputs["image"]), reference)
+    # "mask" is the share of the crude image whichever way the head is read.
+    assert float(np.asarray(outputs["mask"]).mean()) == (0.0 if expected == "source" else 1.0)
 
 
-def test_encode_once_decode_many_equals_call():
-    translator = small_translator(norm="instance", bottleneck_depth=1)
+@pytest.mark.parametrize("decoder_layout", ["plain", "unet"])
+def test_encode_once_decode_many_equals_call(decoder_layout):
+    translator = small_translator(norm="instance", bottleneck_depth=1,
+                                  decoder_layout=decoder_layout)
     source, source_kp = random_images(1, 32), random_keypoints(1, 4)
     targets = random_keypoints(3, 4)
     features = translator.encode_source(source)
@@ -182,6 +203,9 @@ def test_translator_rejects_bad_arguments_and_inputs():
         small_translator(encoder_filters=(4, 8))
     with pytest.raises(ValueError, match="bottleneck_depth"):
         small_translator(bottleneck_depth=4)
+    for name in ("decoder_layout", "crude_activation", "mask_weighs"):
+        with pytest.raises(ValueError, match=name):
+            small_translator(**{name: "other"})
     translator = small_translator()
     translator([random_images(1, 32), random_keypoints(1, 4), random_keypoints(1, 4)])
     with pytest.raises(ValueError, match="source_image"):

@@ -5,6 +5,7 @@ import pytest
 import tensorflow as tf
 
 from kpvp import configs, losses, training
+from kpvp.configs import base
 from kpvp.ops import warping
 from kpvp.trainers import keypoint_translation
 
@@ -103,6 +104,28 @@ def test_generator_loss_is_weighted_sum_of_perceptual_and_adversarial():
     feats = trainer.perceptual_network
     perceptual = losses.perceptual_loss(feats(batch["target"]), feats(out["image"]))
     assert float(logs["perceptual"]) == pytest.approx(float(perceptual), rel=1e-5)
+
+
+def test_the_authors_networks_train_against_a_patch_logit_map():
+    config = tiny_config()
+    full = configs.get_config("synthetic", "full").stage1
+    for key in [*(k.split(".")[1] for k in base.LEGACY_VALUES if k.startswith("stage1.")),
+                "softmax_mode"]:
+        config.stage1[key] = full[key]
+    trainer = make_trainer(config)
+    batch = pair_batch()
+    logs = trainer.test_step(batch)
+    out = trainer.reconstruct(batch["source"], batch["target"])
+    fake_logits = trainer.discriminator(out["image"]).numpy()
+    assert fake_logits.shape == (4, 8, 8, 1)  # 32 -> 17 -> 10 -> 6, padded head: 8
+    # The non-saturating G loss: -log sigmoid(logit) averaged over the batch and the map.
+    expected = np.mean(np.log1p(np.exp(-fake_logits.astype(np.float64))))
+    assert float(logs["adversarial"]) == pytest.approx(expected, rel=1e-5)
+    g0, d0 = snapshot(trainer.generator_variables), snapshot(
+        trainer.discriminator.trainable_variables)
+    trainer.train_step(batch)
+    assert changed(g0, trainer.generator_variables)
+    assert changed(d0, trainer.discriminator.trainable_variables)
 
 
 def _equivariance(trainer, batch, out):

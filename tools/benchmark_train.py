@@ -310,9 +310,10 @@ def describe(config, stage: int, batch_size: int, perceptual_source: str = "") -
     if stage == 1:
         s1 = config.stage1
         return (f"stage 1 (Q + T vs D_im), batch {batch_size}, {config.image_size}x"
-                f"{config.image_size}, K={config.num_keypoints}, Q {tuple(s1.detector_filters)}, "
-                f"T {tuple(s1.translator_filters)}, D_im {tuple(s1.discriminator_filters)}, "
-                f"perceptual {perceptual_source}")
+                f"{config.image_size}, K={config.num_keypoints}, Q {tuple(s1.detector_filters)} "
+                f"{s1.detector_decoder}, T {tuple(s1.translator_filters)} "
+                f"{s1.translator_decoder}, D_im {tuple(s1.discriminator_filters)} "
+                f"{s1.discriminator_head}, perceptual {perceptual_source}")
     s2 = config.stage2
     return (f"stage 2 (M vs D_seq), batch {batch_size}, T={config.data.seq_len - 1}, "
             f"K={config.num_keypoints}, {s2.lstm_layers}x{s2.lstm_units} LSTMs, "

@@ -6,7 +6,7 @@ command line is checked against one structure whatever `--dataset` is.
 
 Numbers without a comment are the paper's (Kim et al. 2019, Sec. 4); `(code)` marks values
 from the authors' TF1 release where the paper is silent; "ours" / "not in the paper" marks
-kpvp's own choices.
+kpvp's own choices. In the stage-1 section every field says where it comes from.
 """
 import ml_collections
 
@@ -56,61 +56,80 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     # === Stage 1: keypoint detector Q + masked translator T vs D_im ===
     s1 = c.stage1 = ml_collections.ConfigDict()
-    s1.batch_size = 32
+    s1.batch_size = 32  # paper (authors' code: 16)
     s1.num_steps = 200_000  # ours: the paper trains "until convergence", the authors' code 30M
-    s1.learning_rate = 1e-4
-    s1.beta_1 = 0.5
-    s1.beta_2 = 0.999
-    s1.lr_decay_rate = 0.95
-    s1.lr_decay_steps = 20_000
+    s1.learning_rate = 1e-4  # paper
+    s1.beta_1 = 0.5  # paper
+    s1.beta_2 = 0.999  # paper
+    s1.lr_decay_rate = 0.95  # paper
+    s1.lr_decay_steps = 20_000  # paper
     s1.lr_staircase = False  # (code) continuous decay (tf.train.exponential_decay); True: floor
-    s1.perceptual_weight = 1.0  # lambda1
-    s1.adversarial_weight = 1.0  # (code) G loss = perceptual + adversarial, 1:1
+    s1.perceptual_weight = 1.0  # paper: lambda1
+    s1.adversarial_weight = 1.0  # authors' code: G loss = perceptual + adversarial, 1:1
     # auto: VGG19 ImageNet (paper; local file, Keras cache or download), falling back to i3d2d
     # with a warning only when the download fails. vgg19: no fallback.
-    s1.perceptual_network = "auto"  # auto | vgg19 | i3d2d | random
-    s1.vgg19_weights = ""  # path to a local VGG19 ImageNet .h5
-    # Paper eq. 1: expectation of a softmax over the whole heatmap ("joint"); the authors'
-    # code uses IMM-style marginal softmaxes over rows and columns ("marginal").
-    s1.softmax_mode = "joint"
-    # Divides Q's heatmap logits before the softmax; 1 is eq. 1 as printed. See SpatialSoftmax.
+    s1.perceptual_network = "auto"  # auto | vgg19 | i3d2d | random (paper, code: vgg19)
+    s1.vgg19_weights = ""  # ours: path to a local VGG19 ImageNet .h5
+    # Authors' code: IMM-style marginal softmaxes over rows and columns ("marginal"); paper
+    # eq. 1: one softmax over the whole heatmap ("joint").
+    s1.softmax_mode = "marginal"
+    # Divides Q's heatmap logits before the softmax; paper and authors' code: 1. See SpatialSoftmax.
     s1.softmax_temperature = 1.0
-    # Normalisation in Q and T: "batch" (authors), "instance" (GroupNormalization(groups=-1);
-    # gives the same result on several replicas, where batch statistics are per replica), "none".
+    # Normalisation in Q and T: "batch" (authors' code), "instance" (ours; GroupNormalization(
+    # groups=-1): the same result on several replicas, where batch statistics are per replica),
+    # "none".
     s1.norm = "batch"
-    s1.gaussian_size = 32  # (code) gaussian maps rendered at 32x32
-    s1.gaussian_inv_std = 14.3  # (code) exp(-d^2 * 14.3^2), d in [-1, 1] units
-    s1.detector_filters = (32, 64, 128, 256)  # (code) hourglass widths
-    s1.translator_filters = (64, 128, 256)  # (code) image encoder to 32x32x128
-    # Not in the paper: T blends its crude image with the source warped by the keypoints
+    s1.bn_momentum = 0.999  # authors' code: tf.contrib batch_norm decay (Keras's default: 0.99)
+    s1.bn_epsilon = 1e-5  # authors' code (Keras's default: 1e-3)
+    s1.conv_bias = True  # authors' code: every conv of Q and T has a bias, also before its norm
+    s1.gaussian_size = 32  # authors' code: gaussian maps rendered at 32x32
+    s1.gaussian_inv_std = 14.3  # authors' code: exp(-d^2 * 14.3^2), d in [-1, 1] units
+    s1.detector_filters = (32, 64, 128, 256)  # authors' code: Q's encoder widths
+    # Q's decoder: "authors" (authors' code: 4 convs per level at half the encoder's width) or
+    # "light" (ours: 1 conv per level); kpvp/models/keypoint_detector.py.
+    s1.detector_decoder = "authors"
+    s1.translator_filters = (64, 128, 256)  # authors' code: T's decoder widths (encoder: half)
+    # T's decoder: "plain" (authors' code: no skip connections) or "unet" (ours: a U-Net at
+    # gaussian_size); kpvp/models/translator.py.
+    s1.translator_decoder = "plain"
+    s1.translator_crude_activation = "linear"  # authors' code (ours: "tanh")
+    # What T's sigmoid mask head weighs in eq. 3, v_hat = m * s + (1 - m) * v_crude: "source"
+    # (paper, authors' code: the head is m) or "crude" (ours: the head is 1 - m).
+    s1.translator_mask_weighs = "source"
+    # Ours, not in the paper: T blends its crude image with the source warped by the keypoints
     # instead of the source itself (kpvp/ops/warping.py; experiments/README.md).
     s1.translator_warp = False
-    s1.warp_inv_std = 10.0  # reach of each keypoint in the warp, [-1, 1] units
-    s1.warp_background = 0.01  # weight of the still background against a keypoint's peak
-    # Not in the paper: Minderer et al.'s temporal separation loss on (k_s, k_v), weight and
-    # gaussian radius in [-1, 1] units (0 = off; their Human3.6M settings were 10 and 0.1).
+    s1.warp_inv_std = 10.0  # ours: reach of each keypoint in the warp, [-1, 1] units
+    s1.warp_background = 0.01  # ours: weight of the still background against a keypoint's peak
+    # Ours, not in the paper: Minderer et al.'s temporal separation loss on (k_s, k_v), weight
+    # and gaussian radius in [-1, 1] units (0 = off; their Human3.6M settings were 10 and 0.1).
     s1.separation_weight = 0.0
     s1.separation_sigma = 0.1
-    # Not in the paper: a loss on the share of the motion between the two frames of a pair that
-    # no keypoint is near (`kpvp.losses.motion_coverage_loss`; 0 = off), and the keypoints'
-    # gaussian radius in it, in [-1, 1] units. It pulls keypoints onto the parts that move.
+    # Ours, not in the paper: a loss on the share of the motion between the two frames of a
+    # pair that no keypoint is near (`kpvp.losses.motion_coverage_loss`; 0 = off), and the
+    # keypoints' gaussian radius in it, in [-1, 1] units. It pulls keypoints onto moving parts.
     s1.coverage_weight = 0.0
     s1.coverage_sigma = 0.15
-    # Not in the paper: Q's keypoints of a target frame seen through a random affine map should
-    # be the map's image of the target's keypoints (`kpvp.losses.equivariance_loss`; 0 = off);
-    # the maps rotate within +-degrees, scale within 1 +- scale and shift within +-shift.
+    # Ours, not in the paper: Q's keypoints of a target frame seen through a random affine map
+    # should be the map's image of the target's keypoints (`kpvp.losses.equivariance_loss`;
+    # 0 = off); the maps rotate within +-degrees, scale within 1 +- scale, shift within +-shift.
     s1.equivariance_weight = 0.0
     s1.equivariance_rotate_degrees = 15.0
     s1.equivariance_scale = 0.1
     s1.equivariance_shift = 0.1
-    s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # (code) 6 stride-2 convs
-    # mixed_bfloat16: faster only where the hardware has bf16 units (AVX512_BF16/AMX CPUs, GPUs,
-    # TPUs); measured 5x SLOWER for stage 1 on an AVX2-only CPU (tools/benchmark_train.py).
+    s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # authors' code: stride-2 convs
+    # D_im's output: "patch" (authors' code: a conv3x3 to a patch logit map, BCE averaged over
+    # it) or "dense" (ours: one global logit from a dense layer).
+    s1.discriminator_head = "patch"
+    s1.discriminator_pad = 1  # authors' code: zero padding before each D_im conv (ours: 0)
+    # Ours: mixed_bfloat16 is faster only where the hardware has bf16 units (AVX512_BF16/AMX
+    # CPUs, GPUs, TPUs); measured 5x SLOWER for stage 1 on an AVX2-only CPU
+    # (tools/benchmark_train.py).
     s1.mixed_precision = False
-    s1.checkpoint_every = 1000
-    s1.log_every = 100
-    s1.image_summary_every = 1000
-    s1.keep_checkpoints = 3
+    s1.checkpoint_every = 1000  # ours
+    s1.log_every = 100  # ours
+    s1.image_summary_every = 1000  # ours
+    s1.keep_checkpoints = 3  # ours
 
     # === Stage 2: motion cVAE M vs D_seq ===
     s2 = c.stage2 = ml_collections.ConfigDict()
@@ -176,6 +195,33 @@ def get_base_config() -> ml_collections.ConfigDict:
     return c
 
 
+# Fields added after runs were saved, with the values those runs were built with: a saved
+# config.json that lacks one gets this value (`kpvp.cli.load_saved_config`), not the default.
+LEGACY_VALUES = {
+    "stage1.lr_staircase": True,
+    "stage2.lr_staircase": True,
+    "stage2.encoder_condition": "every_step",
+    "stage2.posterior": "log_var",
+    "stage2.decoder_fc_activation": "linear",
+    "stage2.discriminator_layers": 1,
+    "stage2.discriminator_conditional": True,
+    "data.pair_wrap": False,
+    "data.zoom_max": 1.1,
+    "data.fill_mode": "REFLECT",
+    "data.seq_about_centroid": True,
+    "data.seq_clip": True,
+    "stage1.bn_momentum": 0.99,
+    "stage1.bn_epsilon": 1e-3,
+    "stage1.conv_bias": False,
+    "stage1.detector_decoder": "light",
+    "stage1.translator_decoder": "unet",
+    "stage1.translator_crude_activation": "tanh",
+    "stage1.translator_mask_weighs": "crude",
+    "stage1.discriminator_head": "dense",
+    "stage1.discriminator_pad": 0,
+}
+
+
 def finalize(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Derives dependent fields after overrides; validates what can be checked cheaply."""
     c.num_classes = len(c.class_names)
@@ -220,6 +266,18 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.detector_filters = (16, 32, 64, 64)
     c.stage1.translator_filters = (32, 64, 64)
     c.stage1.discriminator_filters = (32, 64, 128, 128)
+    # Ours: the lighter networks and Keras defaults these CPU runs were developed and measured
+    # with (README.md's demo numbers); the full configs use the authors' forms.
+    c.stage1.softmax_mode = "joint"
+    c.stage1.bn_momentum = 0.99
+    c.stage1.bn_epsilon = 1e-3
+    c.stage1.conv_bias = False
+    c.stage1.detector_decoder = "light"
+    c.stage1.translator_decoder = "unet"
+    c.stage1.translator_crude_activation = "tanh"
+    c.stage1.translator_mask_weighs = "crude"
+    c.stage1.discriminator_head = "dense"
+    c.stage1.discriminator_pad = 0
     # Not in the paper: at this budget the paper's T shuts its mask and repeats the input image;
     # blending with the source warped by the keypoints moves the figure and beats the still
     # image on FVD (experiments/README.md, "The warping translator").

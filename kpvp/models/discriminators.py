@@ -1,6 +1,7 @@
 """Discriminators: D_im on images (stage 1) and D_seq on keypoint sequences (stage 2).
 
-Both return raw logits (no sigmoid); `kpvp.losses` applies the sigmoid cross-entropy.
+Both return raw logits (no sigmoid); `kpvp.losses` applies the sigmoid cross-entropy (averaged
+over every logit, so also over D_im's patch map).
 """
 import keras
 from keras import ops
@@ -8,36 +9,59 @@ from keras import ops
 from kpvp import layers
 
 
+HEADS = ("patch", "dense")
+# The constructor arguments added with the authors' head, as the models saved before it were
+# built (their .keras configs lack these keys).
+LEGACY_ARGUMENTS = dict(head="dense", pad=0)
+
+
 @keras.saving.register_keras_serializable(package="kpvp")
 class ImageDiscriminator(keras.Model):
-    """D_im: images `[B, H, W, 3]` in [-1, 1] -> one real/fake logit per image `[B, 1]`.
+    """D_im: images `[B, H, W, 3]` in [-1, 1] -> real/fake logits.
 
-    The authors' design: `len(filters)` stride-2 convolutions (64 .. 2048 at 128x128, so
-    128 -> 2), LeakyReLU(0.01), no normalisation, then a dense layer on the flattened
-    features giving one global logit (not a patch map). H and W must be static.
+    `len(filters)` stride-2 convolutions (64 .. 2048 at 128x128), LeakyReLU(0.01), no
+    normalisation, each after an explicit zero padding of `pad` pixels per side (the authors'
+    1, before a 'same' conv: 128 -> 65 -> 34 -> 18 -> 10 -> 6 -> 4), then a head:
+      * "patch" (the authors'): zero padding of `pad`, a conv3x3 without bias to one channel,
+        a patch logit map `[B, h, w, 1]` (6x6 at 128x128 with `pad=1`); the losses average
+        the sigmoid cross-entropy over it;
+      * "dense" (ours): a dense layer on the flattened features, one global logit `[B, 1]`.
+    H and W must be static.
 
     Args:
       filters: width of each stride-2 conv.
       kernel_size: conv kernel size (4; 5 is the other common choice).
       negative_slope: LeakyReLU slope.
+      head: "patch" (the authors') or "dense" (ours).
+      pad: zero padding before each conv (the authors' 1; 0: only the conv's 'same' padding).
     """
 
     def __init__(self, filters=(64, 128, 256, 512, 1024, 2048), kernel_size=4,
-                 negative_slope=0.01, **kwargs):
+                 negative_slope=0.01, head="patch", pad=1, **kwargs):
         super().__init__(**kwargs)
         if len(filters) < 1:
             raise ValueError(f"ImageDiscriminator: filters must be non-empty, got {filters}")
+        if head not in HEADS or int(pad) < 0:
+            raise ValueError(f"ImageDiscriminator: head must be one of {HEADS} and pad >= 0, "
+                             f"got {head!r}, {pad}")
         self.filters = tuple(int(f) for f in filters)
         self.kernel_size = int(kernel_size)
         self.negative_slope = float(negative_slope)
+        self.head = head
+        self.pad = int(pad)
         self.convs = [
             layers.ConvBlock(width, self.kernel_size, strides=2, norm="none",
                              activation="leaky_relu", negative_slope=self.negative_slope,
                              name=f"conv{i}")
             for i, width in enumerate(self.filters)
         ]
-        self.flatten = keras.layers.Flatten(name="flatten")
-        self.logit = keras.layers.Dense(1, dtype="float32", name="logit")
+        self.padding = keras.layers.ZeroPadding2D(self.pad, name="pad") if self.pad else None
+        if head == "patch":
+            self.logit = keras.layers.Conv2D(1, 3, padding="same", use_bias=False,
+                                             dtype="float32", name="logit")
+        else:
+            self.flatten = keras.layers.Flatten(name="flatten")
+            self.logit = keras.layers.Dense(1, dtype="float32", name="logit")
 
     def call(self, images, training=None):
         shape = tuple(images.shape)
@@ -46,14 +70,31 @@ class ImageDiscriminator(keras.Model):
                 f"ImageDiscriminator: images must be [B, H, W, 3] with static H, W, got {shape}")
         x = images
         for conv in self.convs:
-            x = conv(x, training=training)
+            x = conv(self._pad(x), training=training)
+        if self.head == "patch":
+            return self.logit(self._pad(x))
         return self.logit(self.flatten(x))
+
+    def _pad(self, x):
+        return x if self.padding is None else self.padding(x)
 
     def get_config(self):
         config = super().get_config()
         config.update(filters=list(self.filters), kernel_size=self.kernel_size,
-                      negative_slope=self.negative_slope)
+                      negative_slope=self.negative_slope, head=self.head, pad=self.pad)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**LEGACY_ARGUMENTS, **config})
+
+
+def image_discriminator_from_config(config, **kwargs) -> ImageDiscriminator:
+    """D_im as a run's config describes it (`config.stage1.discriminator_*`)."""
+    s1 = config.stage1
+    kwargs.setdefault("name", "image_discriminator")
+    return ImageDiscriminator(filters=tuple(s1.discriminator_filters),
+                              head=s1.discriminator_head, pad=s1.discriminator_pad, **kwargs)
 
 
 @keras.saving.register_keras_serializable(package="kpvp")

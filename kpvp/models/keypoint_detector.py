@@ -3,16 +3,27 @@
 Encoder (the authors' widths 32 -> 64 -> 128 -> 256 at a 128x128 input):
   conv7x7 + conv3x3 at full resolution, then per further width a stride-2 conv3x3 and a
   conv3x3, ending at 16x16x256.
-Decoder, back up to full resolution with skip connections: at each level a conv3x3 to the
-next (finer) width, a bilinear 2x upsampling and a concatenation with the encoder features
-of that resolution; at full resolution a conv3x3 and a 1x1 conv to K heatmap logits.
-Convolving before upsampling keeps the decoder's cost at the coarser resolution.
-Keypoints are the expectation of the spatial softmax of the logits (paper eq. 1).
+Decoder, back up to full resolution with skip connections, one of two layouts:
+  * "authors" (the authors' code): at the bottleneck four conv3x3; then per finer level a
+    bilinear 2x upsampling, a concatenation with the encoder features of that resolution and
+    four conv3x3 (two at full resolution); each level half its encoder width (128, 64, 32,
+    16 at the default widths).
+  * "light" (ours): at each level a conv3x3 to the next (finer) width, a bilinear 2x
+    upsampling and a concatenation with the encoder features of that resolution; at full
+    resolution a conv3x3. Convolving before upsampling keeps the cost at the coarser level.
+Both end in a 1x1 conv to K heatmap logits. The 2x upsampling is Keras's half-pixel bilinear
+resize (the code's TF1 `resize_images` samples without the half-pixel offset). Keypoints are the expectation of the spatial
+softmax of the logits (paper eq. 1; the authors' code: marginal softmaxes).
 """
 import keras
 from keras import ops
 
 from kpvp import layers
+
+DECODERS = ("authors", "light")
+# The constructor arguments added with the authors' layout, as the models saved before it
+# were built (their .keras configs lack these keys).
+LEGACY_ARGUMENTS = dict(decoder_layout="light", use_bias=False, bn_momentum=0.99, bn_epsilon=1e-3)
 
 
 @keras.saving.register_keras_serializable(package="kpvp")
@@ -26,28 +37,42 @@ class KeypointDetector(keras.Model):
     Args:
       num_keypoints: K.
       filters: encoder widths, one per resolution (full, 1/2, 1/4, ...).
-      softmax_mode: "joint" (paper) or "marginal" (authors' code); see `SpatialSoftmax`.
-      softmax_temperature: divides the heatmap logits before the softmax (1: paper eq. 1);
-        see `SpatialSoftmax`.
+      softmax_mode: "marginal" (authors' code) or "joint" (paper eq. 1); see `SpatialSoftmax`.
+      softmax_temperature: divides the heatmap logits before the softmax (1: paper eq. 1 and
+        the authors' code); see `SpatialSoftmax`.
       norm: normalisation in every conv block: "batch" (the authors'), "instance", "none".
+      decoder_layout: "authors" or "light" (ours), see the module docstring.
+      use_bias: a bias in every conv block even before a normalisation (the authors').
+      bn_momentum, bn_epsilon: batch norm settings (the authors' tf.contrib: 0.999, 1e-5).
     """
 
-    def __init__(self, num_keypoints, filters=(32, 64, 128, 256), softmax_mode="joint",
-                 norm="batch", softmax_temperature=1.0, **kwargs):
+    def __init__(self, num_keypoints, filters=(32, 64, 128, 256), softmax_mode="marginal",
+                 norm="batch", softmax_temperature=1.0, decoder_layout="authors", use_bias=True,
+                 bn_momentum=0.999, bn_epsilon=1e-5, **kwargs):
         super().__init__(**kwargs)
         if int(num_keypoints) < 1:
             raise ValueError(
                 f"KeypointDetector: num_keypoints must be >= 1, got {num_keypoints}")
         if len(filters) < 1:
             raise ValueError(f"KeypointDetector: filters must be non-empty, got {filters}")
+        if decoder_layout not in DECODERS:
+            raise ValueError(f"KeypointDetector: decoder_layout must be one of {DECODERS}, "
+                             f"got {decoder_layout!r}")
         self.num_keypoints = int(num_keypoints)
         self.filters = tuple(int(f) for f in filters)
         self.softmax_mode = softmax_mode
         self.softmax_temperature = float(softmax_temperature)
         self.norm = norm
+        self.decoder_layout = decoder_layout
+        self.use_bias = bool(use_bias)
+        self.bn_momentum = float(bn_momentum)
+        self.bn_epsilon = float(bn_epsilon)
 
         def block(width, kernel_size=3, strides=1, name=None):
-            return layers.ConvBlock(width, kernel_size, strides, norm=norm, name=name)
+            # use_bias None: a bias only where there is no normalisation (ours).
+            return layers.ConvBlock(width, kernel_size, strides, norm=norm,
+                                    use_bias=self.use_bias or None, momentum=self.bn_momentum,
+                                    epsilon=self.bn_epsilon, name=name)
 
         self.stem = [block(self.filters[0], 7, name="stem_0"),
                      block(self.filters[0], name="stem_1")]
@@ -55,9 +80,16 @@ class KeypointDetector(keras.Model):
             [block(width, strides=2, name=f"down{i}_0"), block(width, name=f"down{i}_1")]
             for i, width in enumerate(self.filters[1:], start=1)
         ]
-        self.up = [block(width, name=f"up{i}") for i, width in enumerate(self.filters[:-1])]
+        if decoder_layout == "authors":
+            # Level i (resolution 1 / 2**i): four convs, two at full resolution.
+            self.levels = [
+                [block(max(width // 2, 1), name=f"dec{i}_{j}") for j in range(2 if i == 0 else 4)]
+                for i, width in enumerate(self.filters)
+            ]
+        else:
+            self.up = [block(width, name=f"up{i}") for i, width in enumerate(self.filters[:-1])]
+            self.final = block(self.filters[0], name="final")
         self.upsample = keras.layers.UpSampling2D(2, interpolation="bilinear", name="upsample")
-        self.final = block(self.filters[0], name="final")
         # float32 logits: under bfloat16 the softmax would see logits rounded to ~3 digits.
         self.heatmap_head = keras.layers.Conv2D(self.num_keypoints, 1, dtype="float32",
                                                 name="heatmap_logits")
@@ -74,12 +106,24 @@ class KeypointDetector(keras.Model):
         for first, second in self.down:
             x = second(first(x, training=training), training=training)
             skips.append(x)
-        # skips[-1] is the bottleneck itself; walk the others from coarse to fine.
-        for level in reversed(range(len(self.filters) - 1)):
-            x = self.up[level](x, training=training)
-            x = ops.concatenate([self.upsample(x), skips[level]], axis=-1)
-        x = self.final(x, training=training)
+        if self.decoder_layout == "authors":
+            x = self._authors_decoder(x, skips, training)
+        else:
+            # skips[-1] is the bottleneck itself; walk the others from coarse to fine.
+            for level in reversed(range(len(self.filters) - 1)):
+                x = self.up[level](x, training=training)
+                x = ops.concatenate([self.upsample(x), skips[level]], axis=-1)
+            x = self.final(x, training=training)
         return self.heatmap_head(x)
+
+    def _authors_decoder(self, x, skips, training):
+        bottom = len(self.filters) - 1
+        for level in reversed(range(len(self.filters))):
+            if level < bottom:  # the bottleneck is itself the encoder feature of its level
+                x = ops.concatenate([self.upsample(x), skips[level]], axis=-1)
+            for layer in self.levels[level]:
+                x = layer(x, training=training)
+        return x
 
     def call(self, images, training=None, return_heatmaps=False):
         logits = self.heatmap_logits(images, training=training)
@@ -101,8 +145,14 @@ class KeypointDetector(keras.Model):
         config = super().get_config()
         config.update(num_keypoints=self.num_keypoints, filters=list(self.filters),
                       softmax_mode=self.softmax_mode, norm=self.norm,
-                      softmax_temperature=self.softmax_temperature)
+                      softmax_temperature=self.softmax_temperature, decoder_layout=self.decoder_layout,
+                      use_bias=self.use_bias, bn_momentum=self.bn_momentum,
+                      bn_epsilon=self.bn_epsilon)
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**{**LEGACY_ARGUMENTS, **config})
 
 
 def from_config(config, **kwargs) -> KeypointDetector:
@@ -111,4 +161,6 @@ def from_config(config, **kwargs) -> KeypointDetector:
     kwargs.setdefault("name", "detector")
     return KeypointDetector(num_keypoints=config.num_keypoints,
                             filters=tuple(s1.detector_filters), softmax_mode=s1.softmax_mode,
-                            norm=s1.norm, softmax_temperature=s1.softmax_temperature, **kwargs)
+                            norm=s1.norm, softmax_temperature=s1.softmax_temperature,
+                            decoder_layout=s1.detector_decoder, use_bias=s1.conv_bias,
+                            bn_momentum=s1.bn_momentum, bn_epsilon=s1.bn_epsilon, **kwargs)

@@ -12,7 +12,8 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
    image of k_v, not in the paper), D(v_hat) being evaluated with the D just updated. The
    target's perceptual features carry no gradient, so they are computed outside the tape.
 
-Losses are averaged over the global batch, so gradients summed across replicas by a
+D_im's logits are one per image or a patch map (the authors'); the sigmoid cross-entropies
+average over the map too. Losses are averaged over the global batch, so gradients summed across replicas by a
 `tf.distribute` strategy equal the single-device gradients.
 """
 from __future__ import annotations
@@ -23,7 +24,7 @@ import keras
 import tensorflow as tf
 
 from kpvp import losses
-from kpvp.models.discriminators import ImageDiscriminator
+from kpvp.models import discriminators
 from kpvp.models import keypoint_detector
 from kpvp.models import translator as translator_lib
 from kpvp.ops import warping
@@ -235,8 +236,7 @@ def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     s1 = config.stage1
     detector = keypoint_detector.from_config(config)
     translator = translator_lib.from_config(config)
-    discriminator = ImageDiscriminator(filters=tuple(s1.discriminator_filters),
-                                       name="image_discriminator")
+    discriminator = discriminators.image_discriminator_from_config(config)
     return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
                                       perceptual_weight=s1.perceptual_weight,
                                       adversarial_weight=s1.adversarial_weight,
