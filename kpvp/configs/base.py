@@ -56,7 +56,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     # === Stage 1: keypoint detector Q + masked translator T vs D_im ===
     s1 = c.stage1 = ml_collections.ConfigDict()
-    s1.batch_size = 32  # paper (authors' code: 16)
+    s1.batch_size = 16  # authors' code (paper: 32)
     s1.num_steps = 200_000  # ours: the paper trains "until convergence", the authors' code 30M
     s1.learning_rate = 1e-4  # paper
     s1.beta_1 = 0.5  # paper
@@ -133,7 +133,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 
     # === Stage 2: motion cVAE M vs D_seq ===
     s2 = c.stage2 = ml_collections.ConfigDict()
-    s2.batch_size = 32
+    s2.batch_size = 16  # authors' code (paper: 32)
     s2.num_steps = 100_000  # ours: the paper trains "until convergence", the authors' code 30M
     s2.learning_rate = 1e-4
     s2.beta_1 = 0.5
@@ -142,9 +142,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     s2.lr_decay_steps = 20_000
     s2.lr_staircase = False  # (code) continuous decay (tf.train.exponential_decay); True: floor
     # Paper eq. 5: L_M = KL + lambda2 * L1 - lambda3 * log D_seq, lambda2 = 1000, lambda3 = 2.
-    s2.l1_weight = 1000.0  # lambda2
+    s2.l1_weight = 1000.0  # lambda2 (paper and authors' code)
     s2.kl_weight = 1.0  # KL has no lambda in eq. 5 (the authors' code also uses 1)
-    s2.adversarial_weight = 2.0  # lambda3
+    s2.adversarial_weight = 1.0  # lambda3: authors' code 1 (paper: 2)
     # Not in the paper: the KL weight rises from 0 over this many steps (0: off).
     s2.kl_warmup_steps = 0
     s2.lstm_units = 1024  # (code) 2 x 1024 LSTM
@@ -291,6 +291,7 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.log_every = 20
     c.stage1.image_summary_every = 100
     c.stage2.batch_size = 16
+    c.stage2.adversarial_weight = 2.0  # the paper's lambda3, which the tiny runs were tuned with
     # The paper's M (absolute coordinates, [z, k0, a] at step 1) ignored its class condition on
     # this budget even on the true joints; decoding displacements from k0 with the condition at
     # every step followed it (experiments/README.md, "Stage 2 on the true joints").
