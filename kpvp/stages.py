@@ -57,15 +57,32 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
                              perceptual_network=features.source)
     if export_only:
         result = _restore_for_export(trainer, directory)
-        export_stage1(trainer, directory)
-        return result
-    test_pairs = pipelines.stage1_dataset(config, split="test")
-    image_batch = next(iter(test_pairs))
-    result = training.fit_stage(
-        trainer, lambda step: pipelines.stage1_dataset(config, "train", seed=config.seed + step),
-        config.stage1, directory, image_batch=image_batch)
+    else:
+        test_pairs = pipelines.stage1_dataset(config, split="test")
+        image_batch = next(iter(test_pairs))
+        result = training.fit_stage(
+            trainer, lambda step: pipelines.stage1_dataset(config, "train",
+                                                           seed=config.seed + step),
+            config.stage1, directory, image_batch=image_batch)
+    recalibrate_stage1(trainer, config)
     export_stage1(trainer, directory)
     return result
+
+
+def recalibrate_stage1(trainer, config) -> None:
+    """Q's and T's batch-norm statistics re-estimated on `stage1.bn_recalibration_batches`
+    training batches before export (the checkpoint keeps the moving averages)."""
+    from kpvp import training
+    from kpvp.data import pipelines
+
+    num_batches = int(config.stage1.bn_recalibration_batches)
+    layers = training.batch_norm_layers(trainer.detector, trainer.translator)
+    if num_batches <= 0 or not layers:
+        return
+    batches = pipelines.stage1_dataset(config, "train", seed=config.seed - 1).take(num_batches)
+    used = training.recalibrate_batch_norm(
+        layers, lambda batch: trainer.calibration_pass(batch["source"], batch["target"]), batches)
+    logging.info("Batch-norm statistics of Q and T re-estimated on %d training batches", used)
 
 
 def export_stage1(trainer, directory: str) -> None:

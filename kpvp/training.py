@@ -242,3 +242,34 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}")
+
+
+def batch_norm_layers(*models) -> list:
+    """Every `BatchNormalization` layer inside `models` (each once)."""
+    found = []
+    for model in models:
+        for layer in model._flatten_layers(include_self=False, recursive=True):
+            if isinstance(layer, keras.layers.BatchNormalization) and layer not in found:
+                found.append(layer)
+    return found
+
+
+def recalibrate_batch_norm(layers, forward, batches) -> int:
+    """Sets each batch-norm layer's moving mean and variance to the average of its batch
+    statistics over `batches` ("precise BN"); returns the number of batches used.
+
+    `forward(batch)` runs the networks in training mode. With the authors' momentum 0.999 the
+    moving averages need thousands of steps to forget their initial (0, 1): a short run's
+    exported networks would otherwise compute with statistics they never trained with.
+    """
+    momenta = [layer.momentum for layer in layers]
+    count = 0
+    try:
+        for count, batch in enumerate(batches, start=1):
+            for layer in layers:  # the cumulative mean of the batch statistics so far
+                layer.momentum = 1.0 - 1.0 / count
+            forward(batch)
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return count

@@ -275,3 +275,26 @@ def test_stage1_initial_weights_follow_the_config_seed(tmp_path):
     c = _initial_detector_weights(tmp_path, "c", seed=1)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
     assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_recalibrated_batch_norm_makes_inference_match_training_on_that_batch():
+    """With the authors' momentum 0.999 a fresh run's moving statistics are still (0, 1); after
+    re-estimating them on one batch, Q and T in inference mode compute what they compute in
+    training mode on that batch."""
+    config = tiny_config()
+    config.stage1.bn_momentum = 0.999
+    trainer = make_trainer(config)
+    batch = pair_batch()
+    layers = training.batch_norm_layers(trainer.detector, trainer.translator)
+    assert layers and all(layer.momentum == 0.999 for layer in layers)
+
+    both = tf.concat([batch["source"], batch["target"]], axis=0)
+    trained = trainer.calibration_pass(batch["source"], batch["target"])
+    assert np.abs(trainer.detector(both, training=False).numpy()
+                  - np.concatenate([trained["source_kp"], trained["target_kp"]])).max() > 1e-3
+    used = training.recalibrate_batch_norm(
+        layers, lambda b: trainer.calibration_pass(b["source"], b["target"]), [batch])
+    assert used == 1 and all(layer.momentum == 0.999 for layer in layers)
+    inferred = trainer.reconstruct(batch["source"], batch["target"], training=False)
+    for key in ("source_kp", "target_kp", "image"):
+        np.testing.assert_allclose(inferred[key], trained[key], atol=2e-3, err_msg=key)

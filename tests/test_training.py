@@ -197,3 +197,21 @@ def _cpu_allocator_pools(env_value):
 def test_importing_kpvp_makes_tensorflow_pool_cpu_memory_unless_the_user_says_otherwise():
     assert _cpu_allocator_pools(None)
     assert not _cpu_allocator_pools("false")
+
+
+def test_batch_norm_recalibration_averages_the_batch_statistics_by_hand():
+    norm = keras.layers.BatchNormalization(momentum=0.999, epsilon=1e-5)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, use_bias=False), norm])
+    model.layers[0].set_weights([np.eye(2, dtype=np.float32)])
+    batches = [np.array([[0.0, 1.0], [2.0, 3.0]], np.float32),  # means (1, 2), variances (1, 1)
+               np.array([[4.0, -1.0], [4.0, 5.0]], np.float32)]  # means (4, 2), variances (0, 9)
+    assert training.batch_norm_layers(model, model) == [norm]
+    used = training.recalibrate_batch_norm([norm], lambda x: model(x, training=True), batches)
+    assert used == 2 and norm.momentum == 0.999  # restored
+    np.testing.assert_allclose(norm.moving_mean.numpy(), [2.5, 2.0], atol=1e-6)
+    np.testing.assert_allclose(norm.moving_variance.numpy(), [0.5, 5.0], atol=1e-6)
+    # Plain moving averages after the same two batches would still be close to (0, 1).
+    fresh = keras.layers.BatchNormalization(momentum=0.999)
+    for x in batches:
+        fresh(x, training=True)
+    assert np.abs(fresh.moving_mean.numpy()).max() < 0.01

@@ -82,6 +82,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.bn_momentum = 0.999  # authors' code: tf.contrib batch_norm decay (Keras's default: 0.99)
     s1.bn_epsilon = 1e-5  # authors' code (Keras's default: 1e-3)
     s1.conv_bias = True  # authors' code: every conv of Q and T has a bias, also before its norm
+    # Ours: before export, Q's and T's batch-norm statistics are averaged over this many
+    # training batches (0 = keep the moving averages, which at momentum 0.999 lag a short run).
+    s1.bn_recalibration_batches = 100
     s1.gaussian_size = 32  # authors' code: gaussian maps rendered at 32x32
     s1.gaussian_inv_std = 14.3  # authors' code: exp(-d^2 * 14.3^2), d in [-1, 1] units
     s1.detector_filters = (32, 64, 128, 256)  # authors' code: Q's encoder widths
@@ -198,6 +201,7 @@ def get_base_config() -> ml_collections.ConfigDict:
 # Fields added after runs were saved, with the values those runs were built with: a saved
 # config.json that lacks one gets this value (`kpvp.cli.load_saved_config`), not the default.
 LEGACY_VALUES = {
+    "stage1.bn_recalibration_batches": 0,
     "stage1.lr_staircase": True,
     "stage2.lr_staircase": True,
     "stage2.encoder_condition": "every_step",
@@ -278,6 +282,7 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.translator_mask_weighs = "crude"
     c.stage1.discriminator_head = "dense"
     c.stage1.discriminator_pad = 0
+    c.stage1.bn_recalibration_batches = 0  # the demo exports the moving averages
     # Not in the paper: at this budget the paper's T shuts its mask and repeats the input image;
     # blending with the source warped by the keypoints moves the figure and beats the still
     # image on FVD (experiments/README.md, "The warping translator").

@@ -100,6 +100,15 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         out.update(source_kp=source_kp, target_kp=target_kp)
         return out
 
+    def calibration_pass(self, source, target) -> dict:
+        """`reconstruct` in training mode with Q run once on source and target together, so that
+        each batch-norm layer sees one batch a pass (`kpvp.training.recalibrate_batch_norm`)."""
+        keypoints = self.detector(tf.concat([source, target], axis=0), training=True)
+        source_kp, target_kp = tf.split(keypoints, 2, axis=0)
+        out = dict(self.translator([source, source_kp, target_kp], training=True))
+        out.update(source_kp=source_kp, target_kp=target_kp)
+        return out
+
     def perceptual_loss(self, target_features, fake):
         """L_perc between the target's features and those of `fake`, times `perceptual_scale`."""
         return self.perceptual_scale * losses.perceptual_loss(
