@@ -79,7 +79,7 @@ def recalibrate_stage1(trainer, config) -> None:
     layers = training.batch_norm_layers(trainer.detector, trainer.translator)
     if num_batches <= 0 or not layers:
         return
-    batches = pipelines.stage1_dataset(config, "train", seed=config.seed - 1).take(num_batches)
+    batches = pipelines.stage1_dataset(config, "train", seed=config.seed).take(num_batches)
     used = training.recalibrate_batch_norm(
         layers, lambda batch: trainer.calibration_pass(batch["source"], batch["target"]), batches)
     logging.info("Batch-norm statistics of Q and T re-estimated on %d training batches", used)
