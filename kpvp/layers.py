@@ -19,8 +19,8 @@ class SpatialSoftmax(keras.layers.Layer):
     The expectation of the spatial softmax; `mode` is `"joint"` (softmax over all pixels, the
     paper) or `"marginal"` (softmax of row / column means, the authors' code, which takes the
     expectation over `linspace(-1, 1)` where kpvp uses pixel centres: at most half a pixel
-    apart); see `kpvp.ops.keypoints.spatial_softmax`. `call(heatmaps, return_maps=True)` also returns the
-    probability maps `l` `[B, H, W, K]` (each channel sums to 1).
+    apart); see `kpvp.ops.keypoints.spatial_softmax`. `call(heatmaps, return_maps=True)` also
+    returns the probability maps `l` `[B, H, W, K]` (each channel sums to 1).
 
     `temperature` divides the logits first. 1 is the paper's eq. 1. A freshly initialised
     detector's logits are nearly flat, so at 1 every keypoint starts at the image centre and

@@ -12,8 +12,9 @@ Decoder, back up to full resolution with skip connections, one of two layouts:
     upsampling and a concatenation with the encoder features of that resolution; at full
     resolution a conv3x3. Convolving before upsampling keeps the cost at the coarser level.
 Both end in a 1x1 conv to K heatmap logits. The 2x upsampling is Keras's half-pixel bilinear
-resize (the code's TF1 `resize_images` samples without the half-pixel offset). Keypoints are the expectation of the spatial
-softmax of the logits (paper eq. 1; the authors' code: marginal softmaxes).
+resize (the code's TF1 `resize_images` samples without the half-pixel offset). Keypoints are
+the expectation of the spatial softmax of the logits (paper eq. 1; the authors' code: marginal
+softmaxes).
 """
 import keras
 from keras import ops
@@ -145,7 +146,8 @@ class KeypointDetector(keras.Model):
         config = super().get_config()
         config.update(num_keypoints=self.num_keypoints, filters=list(self.filters),
                       softmax_mode=self.softmax_mode, norm=self.norm,
-                      softmax_temperature=self.softmax_temperature, decoder_layout=self.decoder_layout,
+                      softmax_temperature=self.softmax_temperature,
+                      decoder_layout=self.decoder_layout,
                       use_bias=self.use_bias, bn_momentum=self.bn_momentum,
                       bn_epsilon=self.bn_epsilon)
         return config

@@ -13,8 +13,8 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
    target's perceptual features carry no gradient, so they are computed outside the tape.
 
 D_im's logits are one per image or a patch map (the authors'); the sigmoid cross-entropies
-average over the map too. Losses are averaged over the global batch, so gradients summed across replicas by a
-`tf.distribute` strategy equal the single-device gradients.
+average over the map too. Losses are averaged over the global batch, so gradients summed across
+replicas by a `tf.distribute` strategy equal the single-device gradients.
 """
 from __future__ import annotations
 
