@@ -101,7 +101,8 @@ def test_matmul_peak_is_positive_and_config_overrides_apply():
     assert (config.stage1.batch_size, config.image_size, config.num_keypoints) == (3, 32, 5)
     assert config.stage1.gaussian_size == 8  # T's U-Net at image_size / 4
     paper = tool.make_config(2)
-    assert (paper.stage2.batch_size, paper.stage2.lstm_units, paper.num_keypoints) == (32, 1024, 40)
+    # The authors' batch (16), 2 x 1024 LSTMs, K = 40.
+    assert (paper.stage2.batch_size, paper.stage2.lstm_units, paper.num_keypoints) == (16, 1024, 40)
     assert tool.make_config(1).stage1.batch_size == 16
     with pytest.raises(ValueError, match="image_size"):
         tool.make_config(1, image_size=70)

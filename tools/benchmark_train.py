@@ -2,7 +2,7 @@
 
     python tools/benchmark_train.py                         # stage 1, the paper's settings
     python tools/benchmark_train.py --perceptual=random     # VGG19 architecture (DESIGN.md's)
-    python tools/benchmark_train.py --stage=2               # batch 32, 2 x 1024 LSTMs
+    python tools/benchmark_train.py --stage=2               # batch 16, 2 x 1024 LSTMs
     python tools/benchmark_train.py --tiny --batch_size=2 --steps=2 --matmul_size=1024
 
 For each mode a fresh trainer is built and compiled (`kpvp.training.make_optimizers`), its
