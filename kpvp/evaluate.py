@@ -38,7 +38,7 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from kpvp import cli
+from kpvp import cli, run_info
 
 METRICS = ("fvd", "action", "keypoints", "ssim", "transfer")
 REPORT_JSON = "report.json"
@@ -217,17 +217,6 @@ PERCEPTUAL_NOTES = {
 }
 
 
-def _perceptual_network(workdir: str) -> str | None:
-    """The perceptual network stage 1 trained against, from the run's `run_info.json`."""
-    from kpvp import run_info
-
-    path = os.path.join(workdir, run_info.RUN_INFO_FILE)
-    if not os.path.exists(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f).get("perceptual_network")
-
-
 def fvd_clips(videos: np.ndarray, config) -> np.ndarray:
     """The frames FVD compares, `[N, T, ...] -> [N, fvd_num_frames, ...]`: frames 1 to
     `config.eval.fvd_num_frames` of an evaluation clip, i.e. the predicted frames of a generated
@@ -247,30 +236,28 @@ def evaluate_fvd(run: _Run) -> dict:
 
     n_frames = int(run.config.eval.fvd_num_frames)
     test = run.test_videos()["frames"]
-    real = fvd_clips(test, run.config)
-    fvd_clips(run.generated()["frames"], run.config)  # checks the generated length
     static = np.repeat(test[:, :1], n_frames, axis=1)
     stats = {
         "real": run.features("real", lambda: run.test_videos()["frames"]),
         "generated": run.features("generated", lambda: run.generated()["frames"]),
         # Real train vs real test, with as many videos as the test set.
-        "train": run.features("train", lambda: run.train_videos()["frames"])[:len(real)],
+        "train": run.features("train", lambda: run.train_videos()["frames"])[:len(test)],
         "static": run.i3d.extract(static, progress=True, desc="I3D static")[0],
     }
-    if len(stats["train"]) < len(real):
+    if len(stats["train"]) < len(test):
         logging.warning("FVD's real-train reference uses %d train videos for %d test videos",
-                        len(stats["train"]), len(real))
+                        len(stats["train"]), len(test))
     result = {
         "fvd": fvd.fvd_from_features(stats["real"], stats["generated"]),
         "fvd_real_train_vs_test": fvd.fvd_from_features(stats["real"], stats["train"]),
         "fvd_static_baseline": fvd.fvd_from_features(stats["real"], stats["static"]),
-        "num_videos": int(len(real)), "num_train_videos": int(len(stats["train"])),
+        "num_videos": int(len(test)), "num_train_videos": int(len(stats["train"])),
         "num_frames": n_frames, "frames": f"1-{n_frames} (x0 excluded)",
         "resolution": int(run.config.image_size),
-        "perceptual_network": _perceptual_network(run.workdir),
+        "perceptual_network": run_info.read_run_info(run.workdir).get("perceptual_network"),
     }
     print(f"FVD {result['fvd']:.1f} (real train vs test {result['fvd_real_train_vs_test']:.1f}, "
-          f"static input {result['fvd_static_baseline']:.1f}) on {len(real)} videos of "
+          f"static input {result['fvd_static_baseline']:.1f}) on {len(test)} videos of "
           f"{n_frames} frames at {run.config.image_size}x{run.config.image_size} -> 224x224")
     return result
 

@@ -37,14 +37,20 @@ def git_revision() -> str | None:
     return rev + ("+dirty" if dirty else "")
 
 
+def read_run_info(workdir: str) -> dict:
+    """`workdir/run_info.json` as a dict ({} when the run has none)."""
+    path = os.path.join(workdir, RUN_INFO_FILE)
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def update_run_info(workdir: str, **entries) -> dict:
     """Merges `entries` into `workdir/run_info.json` (created with versions on first call)."""
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, RUN_INFO_FILE)
-    info = {}
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            info = json.load(f)
+    info = read_run_info(workdir)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     info.setdefault("created", now)
     invocations = info.setdefault("invocations", [])
