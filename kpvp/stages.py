@@ -29,9 +29,9 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
 
     `export_only`: restore the last checkpoint and export it, without training or data.
     """
-    from kpvp import perceptual, run_info, training
+    from kpvp import perceptual, run_info
     from kpvp.data import pipelines
-    from kpvp.trainers import keypoint_translation
+    from kpvp.trainers import loop, stage1
 
     import keras
 
@@ -47,8 +47,8 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
         with strategy.scope():
             features = perceptual.make_perceptual_network(config.stage1.perceptual_network,
                                                            config.stage1.vgg19_weights)
-            trainer = keypoint_translation.build_trainer(config, features)
-            trainer.compile(*training.make_optimizers(config.stage1))
+            trainer = stage1.build_trainer(config, features)
+            trainer.compile(*loop.make_optimizers(config.stage1))
     finally:
         keras.mixed_precision.set_global_policy(previous)
     logging.info("Stage 1 dtype policy: %s", policy)
@@ -60,7 +60,7 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
     else:
         test_pairs = pipelines.stage1_dataset(config, split="test")
         image_batch = next(iter(test_pairs))
-        result = training.fit_stage(
+        result = loop.fit_stage(
             trainer, lambda step: pipelines.stage1_dataset(config, "train",
                                                            seed=config.seed + step),
             config.stage1, directory, image_batch=image_batch)
@@ -72,15 +72,15 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
 def recalibrate_stage1(trainer, config) -> None:
     """Q's and T's batch-norm statistics re-estimated on `stage1.bn_recalibration_batches`
     training batches before export (the checkpoint keeps the moving averages)."""
-    from kpvp import training
     from kpvp.data import pipelines
+    from kpvp.trainers import loop
 
     num_batches = int(config.stage1.bn_recalibration_batches)
-    layers = training.batch_norm_layers(trainer.detector, trainer.translator)
+    layers = loop.batch_norm_layers(trainer.detector, trainer.translator)
     if num_batches <= 0 or not layers:
         return
     batches = pipelines.stage1_dataset(config, "train", seed=config.seed).take(num_batches)
-    used = training.recalibrate_batch_norm(
+    used = loop.recalibrate_batch_norm(
         layers, lambda batch: trainer.calibration_pass(batch["source"], batch["target"]), batches)
     logging.info("Batch-norm statistics of Q and T re-estimated on %d training batches", used)
 
@@ -93,9 +93,9 @@ def export_stage1(trainer, directory: str) -> None:
 
 
 def _restore_for_export(trainer, directory: str) -> dict:
-    from kpvp import training
+    from kpvp.trainers import loop
 
-    step = training.restore_latest(trainer, os.path.join(directory, "checkpoints"))
+    step = loop.restore_latest(trainer, os.path.join(directory, "checkpoints"))
     logging.info("Restored step %d from %s for export", step, directory)
     return {"step": step, "resumed_from": step, "logs": {}}
 
@@ -107,22 +107,21 @@ def run_stage2(config, workdir: str, strategy, export_only: bool = False) -> dic
     """
     import keras
 
-    from kpvp import training
     from kpvp.data import pipelines
-    from kpvp.trainers import motion_generation
+    from kpvp.trainers import loop, stage2
 
     directory = stage_dir(workdir, 2)
     keras.utils.set_random_seed(config.seed)  # M's and D_seq's initial weights
     with strategy.scope():
-        trainer = motion_generation.build_trainer(config)
-        trainer.compile(*training.make_optimizers(config.stage2))
+        trainer = stage2.build_trainer(config)
+        trainer.compile(*loop.make_optimizers(config.stage2))
     if export_only:
         result = _restore_for_export(trainer, directory)
         _export_stage2(trainer, directory)
         return result
     sequences = pseudo_label(config, workdir, "train")
     image_batch = next(iter(pipelines.stage2_dataset(sequences, config, training=False)))
-    result = training.fit_stage(
+    result = loop.fit_stage(
         trainer,
         lambda step: pipelines.stage2_dataset(sequences, config, training=True,
                                               seed=config.seed + step),

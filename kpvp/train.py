@@ -46,7 +46,8 @@ def _check_checkpoints(workdir: str, stage: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from kpvp import run_info, training
+    from kpvp import run_info
+    from kpvp.trainers import loop
 
     config = cli.resolve_config(FLAGS.workdir)
     if FLAGS.num_steps is not None:
@@ -69,7 +70,7 @@ def main(argv):
     run_info.update_run_info(FLAGS.workdir)
     logging.info("Workdir %s, dataset %s (%s), stage %s", FLAGS.workdir, config.dataset,
                  config.variant, FLAGS.stage)
-    strategy = training.make_strategy(FLAGS.strategy)
+    strategy = loop.make_strategy(FLAGS.strategy)
     if FLAGS.stage in ("1", "all"):
         stages.run_stage1(config, FLAGS.workdir, strategy, export_only=FLAGS.export_only)
     if FLAGS.stage in ("2", "all"):

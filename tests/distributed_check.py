@@ -19,7 +19,7 @@ Parts `stage1` and `stage2` (what the test runs), for each trainer:
   - stage 2 replaces M's sampled eps by one fixed vector: every replica draws its own noise
     stream (see `replica_noise`), which cannot reproduce the single-device draw.
 * `fit_stage`: the same mirrored trainer, checkpointed at step 1, is resumed by
-  `kpvp.training.fit_stage` under the strategy for 3 more steps (two `fit()` calls, checkpoints
+  `kpvp.trainers.loop.fit_stage` under the strategy for 3 more steps (two `fit()` calls, checkpoints
   at steps 2 and 4); a trainer made without a strategy then restores the last checkpoint.
 
 Diagnostic parts (for the numbers behind the choices above): `stage1_batch` (per-replica batch
@@ -46,10 +46,10 @@ tf.config.set_logical_device_configuration(_CPU, [tf.config.LogicalDeviceConfigu
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kpvp import configs, training  # noqa: E402
+from kpvp import configs  # noqa: E402
 from kpvp.models.discriminators import ImageDiscriminator  # noqa: E402
 from kpvp.models import keypoint_detector, translator as translator_lib  # noqa: E402
-from kpvp.trainers import keypoint_translation, motion_generation  # noqa: E402
+from kpvp.trainers import loop, stage1, stage2  # noqa: E402
 from test_stage1_trainer import TinyFeatures, tiny_config  # noqa: E402  (same stand-ins)
 
 GLOBAL_BATCH = 8
@@ -136,11 +136,11 @@ def make_stage1_trainer(norm: str, run_eagerly: bool = False):
         s1.norm = layer_norm
         detector = keypoint_detector.from_config(c)
         translator = translator_lib.from_config(c)
-    trainer = keypoint_translation.KeypointTranslationTrainer(
+    trainer = stage1.KeypointTranslationTrainer(
         detector, translator, ImageDiscriminator(filters=s1.discriminator_filters),
         TinyFeatures(), perceptual_weight=s1.perceptual_weight,
         adversarial_weight=s1.adversarial_weight)
-    trainer.compile(*training.make_optimizers(s1), run_eagerly=run_eagerly)
+    trainer.compile(*loop.make_optimizers(s1), run_eagerly=run_eagerly)
     return trainer
 
 
@@ -157,10 +157,10 @@ def fixed_noise(generator) -> None:
 def make_stage2_trainer(noise: str, run_eagerly: bool = False):
     """A tiny stage-2 trainer; `noise` in ("fixed", "seeded")."""
     c = stage2_config()
-    trainer = motion_generation.build_trainer(c)
+    trainer = stage2.build_trainer(c)
     if noise == "fixed":
         fixed_noise(trainer.generator)
-    trainer.compile(*training.make_optimizers(c.stage2), run_eagerly=run_eagerly)
+    trainer.compile(*loop.make_optimizers(c.stage2), run_eagerly=run_eagerly)
     return trainer
 
 
@@ -283,13 +283,13 @@ def resume_under_fit_stage(trainer, make_trainer, stage_config, batch: dict,
     stage_config.log_every = 1
     stage_config.keep_checkpoints = 5
     ckpt_dir = os.path.join(directory, "checkpoints")
-    training.make_checkpoint_manager(trainer, ckpt_dir).save(
-        checkpoint_number=training.global_step(trainer))
-    result = training.fit_stage(trainer, lambda step: one_batch_dataset(batch), stage_config,
+    loop.make_checkpoint_manager(trainer, ckpt_dir).save(
+        checkpoint_number=loop.global_step(trainer))
+    result = loop.fit_stage(trainer, lambda step: one_batch_dataset(batch), stage_config,
                                 directory, verbose=0)
     restored = make_trainer(run_eagerly=False)
     before_restore = state(restored)
-    step = training.restore_latest(restored, ckpt_dir)
+    step = loop.restore_latest(restored, ckpt_dir)
     trained, loaded = state(trainer), state(restored)
     return {"resumed_from": result["resumed_from"], "result_step": result["step"],
             "restored_step": step,
@@ -345,7 +345,7 @@ def main(argv=None) -> dict:
     tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     # One strategy for the whole process: every MirroredStrategy numbers its collectives from
     # the same keys, so a second one would collide with the first one's all-reduces.
-    strategy = training.make_strategy("mirrored")
+    strategy = loop.make_strategy("mirrored")
     report = {"logical_cpus": len(tf.config.list_logical_devices("CPU")),
               "replicas": strategy.num_replicas_in_sync, "rtol": RTOL, "atol": ATOL,
               "seconds": {}}

@@ -8,8 +8,8 @@ import tensorflow as tf
 from kpvp import configs
 from kpvp.models.discriminators import SequenceDiscriminator
 from kpvp.models.motion_cvae import MotionCVAE
-from kpvp.trainers import motion_generation
-from kpvp.trainers.motion_generation import MotionGenerationTrainer
+from kpvp.trainers import loop, stage2
+from kpvp.trainers.stage2 import MotionGenerationTrainer
 
 K, T = 3, 10
 STEP = 0.04  # per-frame x displacement of the toy motions
@@ -130,7 +130,7 @@ def test_train_step_updates_d_then_g_and_never_the_other():
     assert _unchanged(d1, d2), "the G phase changed D_seq"
     assert int(trainer.generator_optimizer.iterations) == 1
     assert int(trainer.discriminator_optimizer.iterations) == 1
-    assert set(logs) == set(motion_generation.METRIC_NAMES)
+    assert set(logs) == set(stage2.METRIC_NAMES)
 
 
 def test_test_step_changes_no_weight():
@@ -193,7 +193,7 @@ def test_checkpoint_restores_networks_and_optimizers(tmp_path):
 
 def test_build_trainer_from_configs():
     config = configs.get_config("synthetic", "tiny")
-    trainer = motion_generation.build_trainer(config)
+    trainer = stage2.build_trainer(config)
     assert trainer.built and trainer.generator.built and trainer.discriminator.built
     assert trainer.generator.conditional
     # The tiny config names kpvp's earlier D_seq: one LSTM, the class at every step.
@@ -211,7 +211,7 @@ def test_build_trainer_from_configs():
     mgif = configs.get_config("mgif", "tiny")
     mgif.stage2.lstm_units, mgif.stage2.discriminator_units = 16, 8
     mgif.num_keypoints = 4
-    trainer = motion_generation.build_trainer(mgif)
+    trainer = stage2.build_trainer(mgif)
     assert not trainer.generator.conditional and trainer.discriminator.num_classes == 0
     trainer.compile(keras.optimizers.Adam(1e-3), keras.optimizers.Adam(1e-3))
     k_seq = np.random.default_rng(0).uniform(-1, 1, (2, 33, 4, 2)).astype("float32")
@@ -225,7 +225,7 @@ def _lstm_params(units, inputs):
 
 def test_penn_full_config_builds_the_authors_d_seq_and_m():
     config = configs.get_config("penn", "full")
-    trainer = motion_generation.build_trainer(config)
+    trainer = stage2.build_trainer(config)
     d, k2, units = trainer.discriminator, 2 * config.num_keypoints, 1024
     # 2 x 1024 LSTMs over k_1..k_T with no class input (eq. 5), one logit at the last step.
     assert d.num_classes == 0 and trainer.generator.conditional
@@ -305,19 +305,19 @@ def test_tiny_motion_generator_learns_opposite_motions():
 def test_export_only_stage2_writes_m_from_the_checkpoint_without_pseudo_labelling(tmp_path):
     """`--export_only --stage=2` restores M and exports it; it never labels videos, so it works
     in a workdir with no stage 1 (labelling would need Q and fail there)."""
-    from kpvp import stages, training
+    from kpvp import stages
 
     import kpvp.models  # noqa: F401  (registers M for load_model)
 
     config = configs.get_config("synthetic", "tiny")
     config.stage2.lstm_units = 8
-    trainer = motion_generation.build_trainer(config)
-    trainer.compile(*training.make_optimizers(config.stage2))
+    trainer = stage2.build_trainer(config)
+    trainer.compile(*loop.make_optimizers(config.stage2))
     # "Trained" weights that a freshly built M (same seed) does not have, at step 7.
     for variable in trainer.generator.weights:
         variable.assign(variable + 0.5)
     trainer.generator_optimizer.iterations.assign(7)
-    manager = training.make_checkpoint_manager(
+    manager = loop.make_checkpoint_manager(
         trainer, str(tmp_path / "stage2" / "checkpoints"))
     manager.save(checkpoint_number=7)
 

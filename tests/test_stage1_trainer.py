@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpvp import configs, losses, training
+from kpvp import configs, losses
 from kpvp.configs import base
 from kpvp.ops import warping
-from kpvp.trainers import keypoint_translation
+from kpvp.trainers import loop, stage1
 
 
 class TinyFeatures(keras.Model):
@@ -43,8 +43,8 @@ def tiny_config():
 def make_trainer(config=None, seed=0):
     keras.utils.set_random_seed(seed)
     config = config or tiny_config()
-    trainer = keypoint_translation.build_trainer(config, TinyFeatures())
-    trainer.compile(*training.make_optimizers(config.stage1))
+    trainer = stage1.build_trainer(config, TinyFeatures())
+    trainer.compile(*loop.make_optimizers(config.stage1))
     return trainer
 
 
@@ -221,8 +221,8 @@ def test_perceptual_term_is_multiplied_by_the_feature_network_loss_scale():
     keras.utils.set_random_seed(0)
     features = TinyFeatures()
     features.loss_scale = 100.0  # as the deflated I3D
-    scaled = keypoint_translation.build_trainer(config, features)
-    scaled.compile(*training.make_optimizers(config.stage1))
+    scaled = stage1.build_trainer(config, features)
+    scaled.compile(*loop.make_optimizers(config.stage1))
     batch = pair_batch()
     a, b = plain.test_step(batch), scaled.test_step(batch)
     assert float(b["perceptual"]) == pytest.approx(100.0 * float(a["perceptual"]), rel=1e-5)
@@ -285,14 +285,14 @@ def test_recalibrated_batch_norm_makes_inference_match_training_on_that_batch():
     config.stage1.bn_momentum = 0.999
     trainer = make_trainer(config)
     batch = pair_batch()
-    layers = training.batch_norm_layers(trainer.detector, trainer.translator)
+    layers = loop.batch_norm_layers(trainer.detector, trainer.translator)
     assert layers and all(layer.momentum == 0.999 for layer in layers)
 
     both = tf.concat([batch["source"], batch["target"]], axis=0)
     trained = trainer.calibration_pass(batch["source"], batch["target"])
     assert np.abs(trainer.detector(both, training=False).numpy()
                   - np.concatenate([trained["source_kp"], trained["target_kp"]])).max() > 1e-3
-    used = training.recalibrate_batch_norm(
+    used = loop.recalibrate_batch_norm(
         layers, lambda b: trainer.calibration_pass(b["source"], b["target"]), [batch])
     assert used == 1 and all(layer.momentum == 0.999 for layer in layers)
     inferred = trainer.reconstruct(batch["source"], batch["target"], training=False)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpvp import training
+from kpvp.trainers import loop
 
 
 class ToyTrainer(keras.Model):
@@ -63,22 +63,22 @@ def dataset(seed):
 
 def make_trainer(cfg, **kwargs):
     trainer = ToyTrainer(**kwargs)
-    trainer.compile(*training.make_optimizers(cfg))
+    trainer.compile(*loop.make_optimizers(cfg))
     return trainer
 
 
 def test_training_segments_cover_steps_and_end_on_chunk_boundaries():
     for start, total, chunk in [(0, 300, 100), (150, 300, 100), (0, 250, 100), (299, 300, 100)]:
-        segments = training.training_segments(start, total, chunk)
+        segments = loop.training_segments(start, total, chunk)
         covered = sum(steps * n for _, steps, n in segments)
         assert covered == total - start
         for first, steps, n in segments[:-1]:
             assert (first + steps * n) % chunk == 0
-    assert training.training_segments(300, 300, 100) == []
+    assert loop.training_segments(300, 300, 100) == []
 
 
 def test_learning_rate_decays_by_rate_every_decay_steps():
-    schedule = training.learning_rate_schedule(stage_config(10))
+    schedule = loop.learning_rate_schedule(stage_config(10))
     assert float(schedule(0)) == pytest.approx(0.1)
     assert float(schedule(9)) == pytest.approx(0.1)
     assert float(schedule(10)) == pytest.approx(0.05)
@@ -91,7 +91,7 @@ def test_full_configs_decay_continuously_as_the_authors_code_and_tiny_in_steps(s
 
     full = getattr(configs.get_config("penn", "full"), stage)
     assert not full.lr_staircase
-    continuous = training.learning_rate_schedule(full)
+    continuous = loop.learning_rate_schedule(full)
     for step in (0, 1, 10_000, 19_999, 20_000, 30_000, 150_000):
         assert float(continuous(step)) == pytest.approx(1e-4 * 0.95 ** (step / 20_000),
                                                         rel=1e-5)
@@ -99,7 +99,7 @@ def test_full_configs_decay_continuously_as_the_authors_code_and_tiny_in_steps(s
 
     tiny = getattr(configs.get_config("penn", "tiny"), stage)
     assert tiny.lr_staircase
-    staircase = training.learning_rate_schedule(tiny)
+    staircase = loop.learning_rate_schedule(tiny)
     lr0 = tiny.learning_rate
     for step in (0, 1, 19_999, 20_000, 30_000, 150_000):
         assert float(staircase(step)) == pytest.approx(lr0 * 0.95 ** (step // 20_000), rel=1e-5)
@@ -109,7 +109,7 @@ def test_fit_stage_trains_checkpoints_and_resumes(tmp_path):
     cfg = stage_config(12)
     trainer = make_trainer(cfg)
     seeds = []
-    result = training.fit_stage(trainer, lambda s: seeds.append(s) or dataset(s), cfg,
+    result = loop.fit_stage(trainer, lambda s: seeds.append(s) or dataset(s), cfg,
                                 str(tmp_path), image_batch=(0,), verbose=0)
     assert result["step"] == 12
     assert seeds == [0, 10]  # one fit() for the whole chunks, one for the remainder
@@ -122,7 +122,7 @@ def test_fit_stage_trains_checkpoints_and_resumes(tmp_path):
     cfg.num_steps = 17
     resumed = make_trainer(cfg)
     seeds.clear()
-    result = training.fit_stage(resumed, lambda s: seeds.append(s) or dataset(s), cfg,
+    result = loop.fit_stage(resumed, lambda s: seeds.append(s) or dataset(s), cfg,
                                 str(tmp_path), verbose=0)
     assert result["resumed_from"] == 12 and result["step"] == 17
     assert seeds == [12, 15]  # realigns to the chunk grid, re-seeded from the resume step
@@ -132,15 +132,15 @@ def test_fit_stage_trains_checkpoints_and_resumes(tmp_path):
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = stage_config(20)
     trainer = make_trainer(cfg, poison_at=7)
-    with pytest.raises(training.NonFiniteLossError, match=r"step 8.*ckpt-5"):
-        training.fit_stage(trainer, dataset, cfg, str(tmp_path), verbose=0)
-    manager = training.make_checkpoint_manager(make_trainer(cfg), str(tmp_path / "checkpoints"))
+    with pytest.raises(loop.NonFiniteLossError, match=r"step 8.*ckpt-5"):
+        loop.fit_stage(trainer, dataset, cfg, str(tmp_path), verbose=0)
+    manager = loop.make_checkpoint_manager(make_trainer(cfg), str(tmp_path / "checkpoints"))
     assert manager.latest_checkpoint.endswith("ckpt-5")
 
 
 def test_restore_latest_without_checkpoint_names_the_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
-        training.restore_latest(make_trainer(stage_config(1)), str(tmp_path / "none"))
+        loop.restore_latest(make_trainer(stage_config(1)), str(tmp_path / "none"))
 
 
 def test_checkpoint_saves_every_weight_of_networks_with_layer_lists(tmp_path):
@@ -158,13 +158,13 @@ def test_checkpoint_saves_every_weight_of_networks_with_layer_lists(tmp_path):
 
     cfg = stage_config(1)
     a = Holder()
-    a.compile(*training.make_optimizers(cfg))
+    a.compile(*loop.make_optimizers(cfg))
     for i, v in enumerate(a.detector.weights):
         v.assign(tf.fill(v.shape, float(i)))
-    training.make_checkpoint_manager(a, str(tmp_path)).save()
+    loop.make_checkpoint_manager(a, str(tmp_path)).save()
     b = Holder()
-    b.compile(*training.make_optimizers(cfg))
-    manager = training.make_checkpoint_manager(b, str(tmp_path))
+    b.compile(*loop.make_optimizers(cfg))
+    manager = loop.make_checkpoint_manager(b, str(tmp_path))
     manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
     non_trainable = [v for v in b.detector.weights if not v.trainable]
     assert non_trainable  # BatchNorm moving statistics
@@ -205,8 +205,8 @@ def test_batch_norm_recalibration_averages_the_batch_statistics_by_hand():
     model.layers[0].set_weights([np.eye(2, dtype=np.float32)])
     batches = [np.array([[0.0, 1.0], [2.0, 3.0]], np.float32),  # means (1, 2), variances (1, 1)
                np.array([[4.0, -1.0], [4.0, 5.0]], np.float32)]  # means (4, 2), variances (0, 9)
-    assert training.batch_norm_layers(model, model) == [norm]
-    used = training.recalibrate_batch_norm([norm], lambda x: model(x, training=True), batches)
+    assert loop.batch_norm_layers(model, model) == [norm]
+    used = loop.recalibrate_batch_norm([norm], lambda x: model(x, training=True), batches)
     assert used == 2 and norm.momentum == 0.999  # restored
     np.testing.assert_allclose(norm.moving_mean.numpy(), [2.5, 2.0], atol=1e-6)
     np.testing.assert_allclose(norm.moving_variance.numpy(), [0.5, 5.0], atol=1e-6)

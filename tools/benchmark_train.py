@@ -5,7 +5,7 @@
     python tools/benchmark_train.py --stage=2               # batch 16, 2 x 1024 LSTMs
     python tools/benchmark_train.py --tiny --batch_size=2 --steps=2 --matmul_size=1024
 
-For each mode a fresh trainer is built and compiled (`kpvp.training.make_optimizers`), its
+For each mode a fresh trainer is built and compiled (`kpvp.trainers.loop.make_optimizers`), its
 `train_step` (one D update + one G update) is run `--warmup` times (tracing / compiling, not
 timed) and then timed over `--steps` steps on a fixed random batch:
 
@@ -34,9 +34,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kpvp import configs, losses, perceptual, training  # noqa: E402
+from kpvp import configs, losses, perceptual  # noqa: E402
 from kpvp.configs import base  # noqa: E402
-from kpvp.trainers import keypoint_translation, motion_generation  # noqa: E402
+from kpvp.trainers import loop, stage1, stage2  # noqa: E402
 
 MODES = ("graph", "xla", "bf16")
 
@@ -119,11 +119,11 @@ def build_trainer(config, stage: int, perceptual_kind: str = "auto"):
     if stage == 1:
         features = perceptual.make_perceptual_network(perceptual_kind,
                                                        config.stage1.vgg19_weights)
-        trainer = keypoint_translation.build_trainer(config, features)
-        trainer.compile(*training.make_optimizers(config.stage1))
+        trainer = stage1.build_trainer(config, features)
+        trainer.compile(*loop.make_optimizers(config.stage1))
     else:
-        trainer = motion_generation.build_trainer(config)
-        trainer.compile(*training.make_optimizers(config.stage2))
+        trainer = stage2.build_trainer(config)
+        trainer.compile(*loop.make_optimizers(config.stage2))
     return trainer
 
 

@@ -26,10 +26,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kpvp import cli, evaluate, training  # noqa: E402
+from kpvp import cli, evaluate  # noqa: E402
 from kpvp.data import pipelines  # noqa: E402
 from kpvp.metrics import action_recognition as ar  # noqa: E402
-from kpvp.trainers import motion_generation  # noqa: E402
+from kpvp.trainers import loop, stage2  # noqa: E402
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
@@ -92,13 +92,13 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
     report(f"classifier on the joints of {len(train_y)} training videos: real test sequences "
            f"{ceiling:.3f} ({len(test_y)} videos), chance {1 / config.num_classes:.3f}")
     keras.utils.set_random_seed(config.seed)
-    trainer = motion_generation.build_trainer(config)
-    trainer.compile(*training.make_optimizers(config.stage2))
+    trainer = stage2.build_trainer(config)
+    trainer.compile(*loop.make_optimizers(config.stage2))
     real_movement = _movement(test_x)
     results, start, done = [], time.time(), 0
     while done < steps:
         chunk = min(eval_every, steps - done)
-        # A new data order per chunk, seeded by the step (as `training.fit_stage` does).
+        # A new data order per chunk, seeded by the step (as `loop.fit_stage` does).
         data = pipelines.stage2_dataset(tracks["train"], config, training=True,
                                         seed=config.seed + done)
         history = trainer.fit(data, steps_per_epoch=chunk, epochs=1, verbose=0, shuffle=False)

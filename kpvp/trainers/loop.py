@@ -1,7 +1,9 @@
-"""The run loop shared by both stages: optimizers, checkpoints, resume, NaN guard, TensorBoard.
+"""The run loop shared by both stages: optimizers, checkpoints, resume, NaN guard, TensorBoard,
+the `tf.distribute` strategy, and batch-norm recalibration before export.
 
-A trainer (`kpvp.trainers.*`) is a `keras.Model` that owns `train_step`; this module drives it
-through `fit()` in chunks of `checkpoint_every` steps, so that
+A trainer (`stage1.KeypointTranslationTrainer`, `stage2.MotionGenerationTrainer`) is a
+`keras.Model` that owns `train_step`; this module drives it through `fit()` in chunks of
+`checkpoint_every` steps, so that
 
 * a checkpoint (`tf.train.CheckpointManager`) is written at the end of every chunk and at the end
   of the run, and a killed run resumes from the last one with `--workdir` alone;

@@ -102,7 +102,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 
     def calibration_pass(self, source, target) -> dict:
         """`reconstruct` in training mode with Q run once on source and target together, so that
-        each batch-norm layer sees one batch a pass (`kpvp.training.recalibrate_batch_norm`)."""
+        each batch-norm layer sees one batch a pass (`kpvp.trainers.loop.recalibrate_batch_norm`)."""
         keypoints = self.detector(tf.concat([source, target], axis=0), training=True)
         source_kp, target_kp = tf.split(keypoints, 2, axis=0)
         out = dict(self.translator([source, source_kp, target_kp], training=True))
