@@ -138,8 +138,7 @@ def make_stage1_trainer(norm: str, run_eagerly: bool = False):
         translator = translator_lib.from_config(c)
     trainer = stage1.KeypointTranslationTrainer(
         detector, translator, ImageDiscriminator(filters=s1.discriminator_filters),
-        TinyFeatures(), perceptual_weight=s1.perceptual_weight,
-        adversarial_weight=s1.adversarial_weight)
+        TinyFeatures(), s1)
     trainer.compile(*loop.make_optimizers(s1), run_eagerly=run_eagerly)
     return trainer
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpvp import configs
+from kpvp import configs, losses
 from kpvp.models.discriminators import SequenceDiscriminator
 from kpvp.models.motion_cvae import MotionCVAE
 from kpvp.trainers import loop, stage2
@@ -31,8 +31,8 @@ def _trainer(seed=0, g_lr=3e-3, d_lr=1e-3, num_classes=2, kl_warmup_steps=0):
     generator = MotionCVAE(K, num_classes, units=32, num_layers=2, latent_dim=4, encoder_fc=16,
                            decoder_fc=16, num_steps=T, seed=seed)
     discriminator = SequenceDiscriminator(units=16, num_classes=num_classes)
-    trainer = MotionGenerationTrainer(generator, discriminator, l1_weight=1000.0, kl_weight=2.0,
-                                      adversarial_weight=1.0, kl_warmup_steps=kl_warmup_steps)
+    trainer = MotionGenerationTrainer(generator, discriminator, dict(
+        l1_weight=1000.0, kl_weight=2.0, adversarial_weight=1.0, kl_warmup_steps=kl_warmup_steps))
     trainer.build()
     trainer.compile(keras.optimizers.Adam(g_lr, beta_1=0.5),
                     keras.optimizers.Adam(d_lr, beta_1=0.5))
@@ -60,6 +60,10 @@ def _softplus(x):
     return np.logaddexp(0.0, x)
 
 
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
 def test_test_step_losses_equal_hand_computed_values():
     trainer = _trainer()
     # A non-zero posterior mean and variance make every KL term count.
@@ -82,11 +86,12 @@ def test_test_step_losses_equal_hand_computed_values():
     assert kl > 1.0
     np.testing.assert_allclose(logs["kl"], kl, rtol=1e-5)
     np.testing.assert_allclose(logs["l1"], l1, rtol=1e-5)
-    np.testing.assert_allclose(logs["adv"], adv, rtol=1e-5)
+    np.testing.assert_allclose(logs["adversarial"], adv, rtol=1e-5)
     np.testing.assert_allclose(logs["d_loss"], d_loss, rtol=1e-5)
     np.testing.assert_allclose(logs["g_loss"], 1000.0 * l1 + 2.0 * kl + adv, rtol=1e-5)
-    np.testing.assert_allclose(logs["d_real_acc"], np.mean(real_logits > 0))
-    np.testing.assert_allclose(logs["d_fake_acc"], np.mean(fake_logits <= 0))
+    # D's mean probability of 'real' for each kind of sequence.
+    np.testing.assert_allclose(logs["d_real"], np.mean(_sigmoid(real_logits)), rtol=1e-5)
+    np.testing.assert_allclose(logs["d_fake"], np.mean(_sigmoid(fake_logits)), rtol=1e-5)
 
 
 def test_kl_warmup_scales_the_kl_term_by_the_steps_done():
@@ -98,8 +103,8 @@ def test_kl_warmup_scales_the_kl_term_by_the_steps_done():
         trainer.generator_optimizer.iterations.assign(done)
         trainer.reset_metrics()  # the logs are running means
         logs = {k: float(v) for k, v in trainer.test_step(batch).items()}
-        np.testing.assert_allclose(
-            logs["g_loss"], 1000.0 * logs["l1"] + weight * logs["kl"] + logs["adv"], rtol=1e-5)
+        expected = 1000.0 * logs["l1"] + weight * logs["kl"] + logs["adversarial"]
+        np.testing.assert_allclose(logs["g_loss"], expected, rtol=1e-5)
     # A training step counts: the weight follows the optimizer's iterations.
     trainer.generator_optimizer.iterations.assign(0)
     trainer.train_step(batch)
@@ -130,7 +135,31 @@ def test_train_step_updates_d_then_g_and_never_the_other():
     assert _unchanged(d1, d2), "the G phase changed D_seq"
     assert int(trainer.generator_optimizer.iterations) == 1
     assert int(trainer.discriminator_optimizer.iterations) == 1
-    assert set(logs) == set(stage2.METRIC_NAMES)
+    assert set(logs) == set(trainer.metric_names())
+
+
+def test_train_step_takes_the_g_loss_on_the_d_updates_fakes_against_the_updated_d():
+    """One step by hand through the trainer's parts, on a twin with the same weights and noise:
+    one G forward (M samples z once), D's update on its detached output, then the G terms with
+    the D just updated; the train step logs exactly these values."""
+    step, by_hand = _trainer(), _trainer()
+    batch = _batch()
+    logs = {k: float(v) for k, v in step.train_step(batch).items()}
+
+    inputs = by_hand.prepare(batch)
+    generated = by_hand.generate(inputs, training=True)
+    d_loss, real_logits, fake_logits = by_hand.discriminator_step(inputs, generated["fake"])
+    updated_logits = by_hand.discriminate(generated["fake"], inputs, training=True)
+    assert not np.allclose(updated_logits, fake_logits)  # D has moved
+    l1 = losses.l1_loss(inputs["real"], generated["fake"])
+    kl = losses.kl_divergence(generated["mu"], generated["log_var"])
+    adversarial = losses.generator_adversarial_loss(updated_logits)
+    expected = dict(d_loss=d_loss, l1=l1, kl=kl, adversarial=adversarial,
+                    g_loss=1000.0 * l1 + 2.0 * kl + adversarial,
+                    d_real=np.mean(_sigmoid(real_logits)), d_fake=np.mean(_sigmoid(fake_logits)))
+    assert set(logs) == set(expected)
+    for name, value in expected.items():
+        np.testing.assert_allclose(logs[name], float(value), rtol=1e-5, err_msg=name)
 
 
 def test_test_step_changes_no_weight():
@@ -201,11 +230,9 @@ def test_build_trainer_from_configs():
     assert trainer.discriminator.num_classes == config.num_classes
     assert trainer.discriminator.num_layers == 1
     assert trainer.discriminator.units == config.stage2.discriminator_units
-    assert (trainer.l1_weight, trainer.kl_weight, trainer.adversarial_weight) == (
-        config.stage2.l1_weight, config.stage2.kl_weight, config.stage2.adversarial_weight)
+    assert trainer.term_weights == dict(l1=config.stage2.l1_weight, kl=config.stage2.kl_weight,
+                                        adversarial=config.stage2.adversarial_weight)
     assert trainer.kl_warmup_steps == config.stage2.kl_warmup_steps == 0
-    same = MotionGenerationTrainer.from_config_dict(config)
-    assert len(same.weights) == len(trainer.weights)
 
     # MGIF-style: only k0 conditions M, D_seq sees no class; a step runs with labels present.
     mgif = configs.get_config("mgif", "tiny")
@@ -244,8 +271,9 @@ def test_penn_full_config_builds_the_authors_d_seq_and_m():
     # The class cannot reach D_seq: the same sequences give the same logits whatever the labels.
     k_seq = np.random.default_rng(0).uniform(-1, 1, (3, 33, config.num_keypoints, 2))
     real = tf.constant(k_seq[:, 1:], tf.float32)
-    np.testing.assert_array_equal(trainer._discriminate(real, tf.constant([0, 1, 2])),
-                                  trainer._discriminate(real, tf.constant([8, 8, 8])))
+    np.testing.assert_array_equal(
+        trainer.discriminate(real, dict(label=tf.constant([0, 1, 2])), training=False),
+        trainer.discriminate(real, dict(label=tf.constant([8, 8, 8])), training=False))
     with pytest.raises(ValueError, match="keypoints tensor"):
         d([real, tf.constant([0, 1, 2])])
 

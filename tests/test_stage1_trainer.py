@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpvp import configs, losses
+from kpvp import configs, losses, visualize
 from kpvp.configs import base
 from kpvp.ops import warping
 from kpvp.trainers import loop, stage1
@@ -78,7 +78,7 @@ def test_alternating_step_updates_d_in_d_phase_and_g_in_g_phase():
 
     # D phase alone: D moves, Q and T do not.
     fake = a.reconstruct(batch["source"], batch["target"], training=True)["image"]
-    a.discriminator_step(batch["target"], fake)
+    a.discriminator_step(a.prepare(batch), fake)
     assert changed(d0, a.discriminator.trainable_variables)
     assert not changed(g0, a.generator_variables)
 
@@ -183,15 +183,16 @@ def test_optional_keypoint_term_enters_the_generator_loss_only_when_weighted(ter
 
 
 def test_equivariance_term_costs_no_train_step_pass_of_q_when_off():
-    # Off, the train step neither runs Q on warped images nor logs a 0 for the term; the test
-    # step reports it either way.
+    # Off, the train step neither runs Q on warped images nor logs a 0 for the term (nor for
+    # the other terms at weight 0); the test step reports it either way.
     batch = pair_batch()
     trainer = make_trainer()
     calls = []
     call = trainer.detector.call
     trainer.detector.call = lambda *a, **k: calls.append(1) or call(*a, **k)
     logs = trainer.train_step(batch)
-    assert "equivariance" not in logs and "coverage" in logs
+    assert not {"equivariance", "separation", "coverage"} & set(logs)
+    assert {"perceptual", "adversarial", "l1", "d_real", "d_fake"} <= set(logs)
     assert len(calls) == 2  # source and target
     assert float(trainer.test_step(batch)["equivariance"]) > 0.0
     config = tiny_config()
@@ -245,11 +246,31 @@ def test_tiny_trainer_lowers_reconstruction_loss_on_one_batch():
     assert end < 0.5 * start, (start, end)
 
 
-def test_summary_images_are_uint8_panels():
+def test_summary_images_show_source_target_reconstruction_and_mask():
     trainer = make_trainer()
-    images = trainer.summary_images(pair_batch(batch=2))
-    (grid,) = images.values()
+    batch = pair_batch(batch=2)
+    (grid,) = trainer.summary_images(batch).values()
     assert grid.dtype == np.uint8 and grid.shape == (2, 32, 4 * 32, 3)
+    source, target, reconstruction, mask = np.split(grid, 4, axis=2)
+    out = trainer.reconstruct(batch["source"], batch["target"])
+    np.testing.assert_array_equal(reconstruction, visualize.to_uint8(out["image"]))
+    # T's mask in grey levels, 255 where m = 1.
+    np.testing.assert_array_equal(mask, np.repeat(
+        np.round(np.clip(out["mask"], 0, 1) * 255).astype(np.uint8), 3, axis=-1))
+    # Source and target: the frames, with Q's keypoints drawn as dots (the last on top) and
+    # untouched more than 3 pixels away from every keypoint.
+    colors = visualize.keypoint_colors(4)
+    for panel, frames, keypoints in ((source, batch["source"], out["source_kp"]),
+                                     (target, batch["target"], out["target_kp"])):
+        frames, centres = visualize.to_uint8(frames), (np.asarray(keypoints) + 1) * 16 - 0.5
+        for b in range(2):
+            x, y = np.clip(np.round(centres[b, -1]).astype(int), 0, 31)
+            np.testing.assert_array_equal(panel[b, y, x], colors[-1])
+            rows, cols = np.mgrid[0:32, 0:32]
+            far = np.all((np.abs(cols[..., None] - centres[b, :, 0]) > 3)
+                         | (np.abs(rows[..., None] - centres[b, :, 1]) > 3), axis=-1)
+            assert far.sum() > 32 * 32 // 2
+            np.testing.assert_array_equal(panel[b][far], frames[b][far])
 
 
 def _initial_detector_weights(tmp_path, name, seed):

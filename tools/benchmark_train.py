@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kpvp import configs, losses, perceptual  # noqa: E402
+from kpvp import configs, perceptual  # noqa: E402
 from kpvp.configs import base  # noqa: E402
 from kpvp.trainers import loop, stage1, stage2  # noqa: E402
 
@@ -244,31 +244,23 @@ def precision_report(trainer, batch, stage: int, logs: dict) -> dict:
     """Checks a trainer built under mixed precision.
 
     Returns dict(losses_float32, losses_finite, not_float32 = [(output name, dtype)]): the
-    losses recomputed from the networks' outputs and the logged ones, and the outputs that
-    should be float32 (Q's keypoints, T's image/crude/mask, D logits, M's keypoints, mu and
-    log-variance) but are not.
+    losses of the trainer's inference step (every loss term) and the logged ones, and the
+    outputs that should be float32 (Q's keypoints, T's image/crude/mask, D logits, M's
+    keypoints, mu and log-variance) but are not.
     """
     def dtype(x):
         return keras.backend.standardize_dtype(x.dtype)
 
+    values, out = trainer.inference_losses(batch)
     if stage == 1:
-        out = trainer.reconstruct(batch["source"], batch["target"], training=False)
-        real_logits = trainer.discriminator(batch["target"])
-        fake_logits = trainer.discriminator(out["image"])
         outputs = {f"T {name}" if name in ("image", "crude", "mask") else f"Q {name}": value
-                   for name, value in out.items()}
-        outputs["D_im logits"] = fake_logits
-        loss_values = [losses.perceptual_loss(trainer.perceptual_network(batch["target"]),
-                                              trainer.perceptual_network(out["image"])),
-                       losses.discriminator_loss(real_logits, fake_logits),
-                       losses.generator_adversarial_loss(fake_logits)]
+                   for name, value in out.items() if not name.endswith(("logits", "fake"))}
+        outputs["D_im logits"] = out["fake_logits"]
     else:
-        k_seq, labels = batch["keypoints"], batch["label"]
-        out = trainer.generator([k_seq, labels], training=False)
-        g = trainer.generator_losses(k_seq[:, 1:], out, labels, training=False)
-        outputs = {f"M {name}": value for name, value in out.items()}
-        outputs["D_seq logits"] = g["fake_logits"]
-        loss_values = [g["g_loss"], g["l1"], g["kl"], g["adv"]]
+        outputs = {f"M {name}": value for name, value in out.items()
+                   if not name.endswith(("logits", "fake"))}
+        outputs["D_seq logits"] = out["fake_logits"]
+    loss_values = list(values.values())
     finite = [np.asarray(v, np.float64) for v in loss_values] + list(logs.values())
     return {
         "losses_float32": all(dtype(v) == "float32" for v in loss_values),

@@ -1,9 +1,10 @@
 """Stage 1 trainer: keypoint detector Q and masked translator T against the image critic D_im.
 
-One `train_step` is the paper's alternating update on one batch of frame pairs (s, v):
+One `train_step` (`AdversarialTrainer`'s) is the paper's alternating update on one batch of
+frame pairs (s, v):
 
 1. G forward: k_s = Q(s), k_v = Q(v), v_hat = T(s, k_s, k_v), recorded on the G tape.
-2. D update on (v, v_hat) with v_hat detached (the same fakes: no second G forward).
+2. D update on (v, v_hat) with v_hat detached.
 3. G update of Q and T with lambda1 * L_perc(v, v_hat) + adversarial_weight * L_adv(D(v_hat))
    (+ separation_weight * L_sep(k_s, k_v) if set: Minderer et al.'s temporal separation loss,
    not in the paper; + coverage_weight * L_cov(s, v, k_s, k_v) if set: the share of the motion
@@ -13,8 +14,7 @@ One `train_step` is the paper's alternating update on one batch of frame pairs (
    target's perceptual features carry no gradient, so they are computed outside the tape.
 
 D_im's logits are one per image or a patch map (the authors'); the sigmoid cross-entropies
-average over the map too. Losses are averaged over the global batch, so gradients summed across
-replicas by a `tf.distribute` strategy equal the single-device gradients.
+average over the map too. Logged besides the losses: `l1`, the pixel L1 between v and v_hat.
 """
 from __future__ import annotations
 
@@ -23,48 +23,46 @@ import math
 import keras
 import tensorflow as tf
 
-from kpvp import losses
+from kpvp import losses, visualize
 from kpvp.models import discriminators
 from kpvp.models import keypoint_detector
 from kpvp.models import translator as translator_lib
 from kpvp.ops import warping
 from kpvp.trainers.adversarial import AdversarialTrainer
 
-METRIC_NAMES = ("d_loss", "g_loss", "perceptual", "adversarial", "separation", "coverage",
-                "equivariance", "l1", "d_real", "d_fake")
-
 
 class KeypointTranslationTrainer(AdversarialTrainer):
     """Owns Q, T, D_im and the feature network; `fit()` runs the alternating updates.
 
     Batches: `dict(source=float32 [B,H,W,3], target=float32 [B,H,W,3])`, images in [-1, 1].
+
+    Args:
+      detector, translator, discriminator: Q, T, D_im.
+      perceptual_network: the fixed feature network of L_perc (`kpvp.perceptual`).
+      stage_config: `config.stage1`: the terms' weights, `separation_sigma`, `coverage_sigma`
+        and the `equivariance_*` ranges of the random affine maps.
+      seed: the seed of the equivariance term's maps (`config.seed`).
     """
 
-    METRIC_NAMES = METRIC_NAMES
+    TERMS = ("perceptual", "adversarial", "separation", "coverage", "equivariance")
+    MONITORS = ("l1",)
 
-    def __init__(self, detector, translator, discriminator, perceptual_network,
-                 perceptual_weight=1.0, adversarial_weight=1.0, separation_weight=0.0,
-                 separation_sigma=0.1, coverage_weight=0.0, coverage_sigma=0.15,
-                 equivariance_weight=0.0, equivariance_rotate_degrees=15.0,
-                 equivariance_scale=0.1, equivariance_shift=0.1, seed=0, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, detector, translator, discriminator, perceptual_network, stage_config,
+                 seed=0, **kwargs):
+        super().__init__(stage_config, **kwargs)
         self.detector = detector
         self.translator = translator
         self.discriminator = discriminator
         self.perceptual_network = perceptual_network
         self.perceptual_network.trainable = False
-        self.perceptual_weight = float(perceptual_weight)
-        self.adversarial_weight = float(adversarial_weight)
-        self.separation_weight = float(separation_weight)
-        self.separation_sigma = float(separation_sigma)
-        self.coverage_weight = float(coverage_weight)
-        self.coverage_sigma = float(coverage_sigma)
-        self.equivariance_weight = float(equivariance_weight)
-        self.equivariance_rotate_degrees = float(equivariance_rotate_degrees)
-        self.equivariance_scale = float(equivariance_scale)
-        self.equivariance_shift = float(equivariance_shift)
+        self.separation_sigma = float(stage_config.separation_sigma)
+        self.coverage_sigma = float(stage_config.coverage_sigma)
+        self.equivariance_rotate_degrees = float(stage_config.equivariance_rotate_degrees)
+        self.equivariance_scale = float(stage_config.equivariance_scale)
+        self.equivariance_shift = float(stage_config.equivariance_shift)
         if not 0 <= self.equivariance_scale < 1:
-            raise ValueError(f"equivariance_scale must be in [0, 1), got {equivariance_scale}")
+            raise ValueError(
+                f"equivariance_scale must be in [0, 1), got {self.equivariance_scale}")
         self.seed = int(seed)
         # The feature network's calibration to the paper's VGG19-on-[0, 255] loss scale
         # (`PerceptualNetwork.loss_scale`): 100 for the deflated I3D, 1 for VGG19.
@@ -91,7 +89,41 @@ class KeypointTranslationTrainer(AdversarialTrainer):
                     generator_optimizer=self.generator_optimizer,
                     discriminator_optimizer=self.discriminator_optimizer)
 
-    # === Steps ===
+    # === The stage's step ===
+    def prepare(self, batch) -> dict:
+        """dict(source, real = the target v, real_features = its perceptual features, which
+        carry no gradient)."""
+        target = batch["target"]
+        features = [tf.stop_gradient(f) for f in self.perceptual_network(target)]
+        return dict(source=batch["source"], real=target, real_features=features)
+
+    def generate(self, inputs, training) -> dict:
+        """`reconstruct`'s outputs, with `fake` = v_hat."""
+        out = self.reconstruct(inputs["source"], inputs["real"], training=training)
+        out["fake"] = out["image"]
+        return out
+
+    def discriminate(self, images, inputs, training):
+        return self.discriminator(images, training=training)
+
+    def loss_term(self, name, inputs, generated, training):
+        if name == "perceptual":
+            return self.perceptual_loss(inputs["real_features"], generated["fake"])
+        if name == "separation":
+            return self.separation_loss(generated)
+        if name == "coverage":
+            return self.coverage_loss(inputs["source"], inputs["real"], generated)
+        if name == "equivariance":
+            # A fixed draw of maps outside training: every evaluation measures the same ones.
+            step = self.generator_optimizer.iterations if training else -1
+            return self.equivariance_loss(inputs["real"], generated["target_kp"], step,
+                                          training=training)
+        raise ValueError(f"Unknown stage-1 loss term {name!r}")
+
+    def monitors(self, inputs, generated) -> dict:
+        return dict(l1=losses.l1_loss(inputs["real"], generated["fake"]))
+
+    # === Networks and loss terms ===
     def reconstruct(self, source, target, training=False) -> dict:
         """`v_hat = T(s, Q(s), Q(v))`; returns dict(image, crude, mask, source_kp, target_kp)."""
         source_kp = self.detector(source, training=training)
@@ -102,7 +134,8 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 
     def calibration_pass(self, source, target) -> dict:
         """`reconstruct` in training mode with Q run once on source and target together, so that
-        each batch-norm layer sees one batch a pass (`kpvp.trainers.loop.recalibrate_batch_norm`)."""
+        each batch-norm layer sees one batch a pass (`kpvp.trainers.loop.recalibrate_batch_norm`).
+        """
         keypoints = self.detector(tf.concat([source, target], axis=0), training=True)
         source_kp, target_kp = tf.split(keypoints, 2, axis=0)
         out = dict(self.translator([source, source_kp, target_kp], training=True))
@@ -115,14 +148,12 @@ class KeypointTranslationTrainer(AdversarialTrainer):
             target_features, self.perceptual_network(fake))
 
     def separation_loss(self, out) -> tf.Tensor:
-        """L_sep of the source and target keypoints of `reconstruct`'s output (logged always,
-        in the G loss only with `separation_weight` > 0)."""
+        """L_sep of the source and target keypoints of `reconstruct`'s output."""
         return losses.temporal_separation_loss(
             tf.stack([out["source_kp"], out["target_kp"]], axis=1), self.separation_sigma)
 
     def coverage_loss(self, source, target, out) -> tf.Tensor:
-        """L_cov of a pair and `reconstruct`'s keypoints (logged always, in the G loss only
-        with `coverage_weight` > 0)."""
+        """L_cov of a pair and `reconstruct`'s keypoints."""
         size = self.translator.image_size
         return losses.motion_coverage_loss(source, target, out["source_kp"], out["target_kp"],
                                            self.coverage_sigma, size=min(32, size))
@@ -149,86 +180,14 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 
     def equivariance_loss(self, images, keypoints, step, training=False) -> tf.Tensor:
         """L_eq of Q on `images` whose keypoints are `keypoints`: Q runs once more on the images
-        seen through a random affine map (`random_affine(step)`). The train step computes it
-        (and logs it) only with `equivariance_weight` > 0; the test step always."""
+        seen through a random affine map (`random_affine(step)`)."""
         matrices = self.random_affine(tf.shape(images)[0], step)
         warped = self.detector(warping.affine_warp(images, matrices), training=training)
         return losses.equivariance_loss(keypoints, warped, matrices)
 
-    def generator_loss(self, perceptual, adversarial, separation, coverage, equivariance):
-        loss = self.perceptual_weight * perceptual + self.adversarial_weight * adversarial
-        for weight, term in ((self.separation_weight, separation),
-                             (self.coverage_weight, coverage),
-                             (self.equivariance_weight, equivariance)):
-            if weight:
-                loss += weight * term
-        return loss
-
-    def discriminator_step(self, real, fake):
-        """One D_im update on real targets vs detached fakes; returns (loss, D(real), D(fake))."""
-        return self.apply_discriminator_update(
-            lambda x: self.discriminator(x, training=True), real, fake)
-
-    def train_step(self, batch):
-        source, target = batch["source"], batch["target"]
-        target_features = [tf.stop_gradient(f) for f in self.perceptual_network(target)]
-        with tf.GradientTape() as g_tape:
-            out = self.reconstruct(source, target, training=True)
-            fake = out["image"]
-            separation = self.separation_loss(out)
-            coverage = self.coverage_loss(source, target, out)
-            # One more pass of Q: only when the term is trained (test_step always reports it).
-            equivariance = (self.equivariance_loss(target, out["target_kp"],
-                                                   self.generator_optimizer.iterations,
-                                                   training=True)
-                            if self.equivariance_weight else None)
-        # Outside the G tape (a nested `stop_recording` would silence the D tape too); the tape
-        # is re-entered below to finish the G loss on the updated D.
-        d_loss, real_logits, fake_logits = self.discriminator_step(target, fake)
-        with g_tape:
-            perceptual = self.perceptual_loss(target_features, fake)
-            adversarial = losses.generator_adversarial_loss(
-                self.discriminator(fake, training=True))
-            g_loss = self.generator_loss(perceptual, adversarial, separation, coverage,
-                                         equivariance)
-            scaled = g_loss * self._scale()
-        variables = self.generator_variables
-        grads = g_tape.gradient(scaled, variables)
-        self.generator_optimizer.apply(grads, variables)
-        optional = {} if equivariance is None else {"equivariance": equivariance}
-        return self._update_trackers(
-            d_loss=d_loss, g_loss=g_loss, perceptual=perceptual, adversarial=adversarial,
-            separation=separation, coverage=coverage, l1=losses.l1_loss(target, fake),
-            d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
-            d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)), **optional)
-
-    def test_step(self, batch):
-        source, target = batch["source"], batch["target"]
-        out = self.reconstruct(source, target)
-        fake = out["image"]
-        separation = self.separation_loss(out)
-        coverage = self.coverage_loss(source, target, out)
-        # A fixed draw of maps: every evaluation measures the same transforms.
-        equivariance = self.equivariance_loss(target, out["target_kp"], step=-1)
-        real_logits = self.discriminator(target)
-        fake_logits = self.discriminator(fake)
-        perceptual = self.perceptual_loss(self.perceptual_network(target), fake)
-        adversarial = losses.generator_adversarial_loss(fake_logits)
-        return self._update_trackers(
-            d_loss=losses.discriminator_loss(real_logits, fake_logits),
-            g_loss=self.generator_loss(perceptual, adversarial, separation, coverage,
-                                       equivariance),
-            perceptual=perceptual, adversarial=adversarial, separation=separation,
-            coverage=coverage, equivariance=equivariance,
-            l1=losses.l1_loss(target, fake),
-            d_real=tf.reduce_mean(tf.sigmoid(real_logits)),
-            d_fake=tf.reduce_mean(tf.sigmoid(fake_logits)))
-
     # === Summaries ===
     def summary_images(self, batch) -> dict:
         """uint8 grids for TensorBoard: source | target | reconstruction | mask, keypoints drawn."""
-        from kpvp import visualize
-
         out = self.reconstruct(batch["source"], batch["target"])
         source = visualize.to_uint8(batch["source"])
         target = visualize.to_uint8(batch["target"])
@@ -242,20 +201,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 
 def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     """Creates Q, T, D_im from `config` (see `kpvp/configs/base.py`) around a feature network."""
-    s1 = config.stage1
-    detector = keypoint_detector.from_config(config)
-    translator = translator_lib.from_config(config)
-    discriminator = discriminators.image_discriminator_from_config(config)
-    return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
-                                      perceptual_weight=s1.perceptual_weight,
-                                      adversarial_weight=s1.adversarial_weight,
-                                      separation_weight=s1.separation_weight,
-                                      separation_sigma=s1.separation_sigma,
-                                      coverage_weight=s1.coverage_weight,
-                                      coverage_sigma=s1.coverage_sigma,
-                                      equivariance_weight=s1.equivariance_weight,
-                                      equivariance_rotate_degrees=s1.equivariance_rotate_degrees,
-                                      equivariance_scale=s1.equivariance_scale,
-                                      equivariance_shift=s1.equivariance_shift,
-                                      seed=config.seed,
-                                      name="keypoint_translation")
+    return KeypointTranslationTrainer(
+        keypoint_detector.from_config(config), translator_lib.from_config(config),
+        discriminators.image_discriminator_from_config(config), perceptual_network,
+        config.stage1, seed=config.seed, name="keypoint_translation")
