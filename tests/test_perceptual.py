@@ -1,14 +1,15 @@
 """Perceptual networks: deflated I3D equals I3D on static video; VGG19 loading and fallback."""
+import json
 import logging
 import math
+import zipfile
 
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from kpvp import perceptual
-from kpvp.metrics import i3d
+from kpvp.models import i3d, perceptual
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +95,26 @@ def test_save_and_reload_keep_source_and_outputs(arrays, frame, tmp_path):
     assert reloaded.source == "i3d2d"
     for a, b in zip(network(frame), reloaded(frame)):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_file_saved_under_the_old_module_path_reloads(tmp_path):
+    # Runs saved before the network moved from kpvp.perceptual to kpvp.models.perceptual.
+    network = perceptual.PerceptualNetwork("i3d2d", feature_layers=("Conv3d_1a_7x7",))
+    image = np.linspace(-1, 1, 32 * 32 * 3, dtype=np.float32).reshape(1, 32, 32, 3)
+    expected = network(image)[0].numpy()
+    network.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, \
+            zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in new.infolist():
+            data = new.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                assert config["module"] == "kpvp.models.perceptual"
+                config["module"] = "kpvp.perceptual"
+                data = json.dumps(config).encode()
+            old.writestr(item, data)
+    reloaded = keras.saving.load_model(tmp_path / "old.keras")
+    np.testing.assert_array_equal(reloaded(image)[0].numpy(), expected)
 
 
 # === VGG19 ===

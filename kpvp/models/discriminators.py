@@ -6,7 +6,7 @@ over every logit, so also over D_im's patch map).
 import keras
 from keras import ops
 
-from kpvp import layers
+from kpvp.models import layers
 
 
 HEADS = ("patch", "dense")

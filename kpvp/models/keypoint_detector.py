@@ -19,7 +19,7 @@ softmaxes).
 import keras
 from keras import ops
 
-from kpvp import layers
+from kpvp.models import layers
 
 DECODERS = ("authors", "light")
 # The constructor arguments added with the authors' layout, as the models saved before it

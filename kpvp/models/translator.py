@@ -29,7 +29,7 @@ source moved by the keypoints instead, `v_hat = m * W(s; k, k') + (1 - m) * v_cr
 import keras
 from keras import ops
 
-from kpvp import layers
+from kpvp.models import layers
 from kpvp.ops import warping
 
 DECODERS = ("plain", "unet")

