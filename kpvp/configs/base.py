@@ -10,6 +10,8 @@ kpvp's own choices. In the stage-1 section every field says where it comes from.
 """
 import ml_collections
 
+from kpvp.data.datasets import SYNTHETIC_CLASSES
+
 
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -18,7 +20,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.image_size = 128
     c.num_keypoints = 40
-    c.class_names = ("jumping_jacks", "squat", "arm_wave", "walk")
+    c.class_names = SYNTHETIC_CLASSES
     # Filled from class_names by `finalize()`; kept as a field so it is logged and overridable.
     c.num_classes = 4
     c.class_conditional = True
