@@ -56,7 +56,8 @@ def list_images(path: str) -> list[str]:
         files = sorted(os.path.join(path, f) for f in os.listdir(path)
                        if f.lower().endswith(START_IMAGE_EXTENSIONS))
         if not files:
-            raise FileNotFoundError(f"--image: folder {path!r} has no images {START_IMAGE_EXTENSIONS}")
+            raise FileNotFoundError(f"--image: folder {path!r} has no images "
+                                    f"{START_IMAGE_EXTENSIONS}")
         return files
     return [path]
 
