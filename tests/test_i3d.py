@@ -19,8 +19,8 @@ STRETCHING_ARM = 333
 
 
 @pytest.fixture(scope="module")
-def arrays():
-    return i3d.load_i3d_arrays()
+def arrays(i3d_arrays):
+    return i3d_arrays
 
 
 @pytest.fixture(scope="module")

@@ -12,8 +12,8 @@ from kpvp import configs
 from kpvp.data import inspection
 from kpvp.data.video_io import write_video
 
-from conftest import REPO
-from test_video_io import ACTIONS_FRAMES
+from helpers import REPO
+from helpers.videos import ACTIONS_FRAMES
 
 # Ten colours that GIFs and PNG strips store exactly; frame t of a test video is one colour.
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],

@@ -3,9 +3,10 @@ import keras
 import numpy as np
 import pytest
 
-import model_checks
 from kpvp.models import layers
 from kpvp.ops import keypoints as kp_ops
+
+from helpers import model_checks
 
 
 def blob_image(height, width, row, col, sigma=1.5):

@@ -7,21 +7,23 @@ import zipfile
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
+from kpvp.data import synthetic
 from kpvp.models import i3d, perceptual
 
 
 @pytest.fixture(scope="module")
-def arrays():
-    return i3d.load_i3d_arrays()
+def arrays(i3d_arrays):
+    return i3d_arrays
 
 
 @pytest.fixture(scope="module")
-def frame(shared_fixtures):
-    """A real 64x64 frame (jumping jack clip) in [-1, 1]: [1, 64, 64, 3]."""
-    strip = np.asarray(Image.open(shared_fixtures / "actions" / "train" / "00000020.jpg"))
-    return (strip[:, :64, :3].astype(np.float32) / 127.5 - 1.0)[None]
+def frame():
+    """A 64x64 synthetic frame (a figure on a textured background) in [-1, 1]: [1, 64, 64, 3].
+
+    Made here, so the checks run on a fresh clone without `../shared`."""
+    video = synthetic.SyntheticVideos("test", 1, image_size=64, num_frames=1, seed=0)[0]
+    return (video["frames"][0].astype(np.float32) / 127.5 - 1.0)[None]
 
 
 def _boundary_free_steps(num_frames):
@@ -167,7 +169,8 @@ def _offline_vgg19(*args, weights="imagenet", **kwargs):
                     "[Errno -2] Name or service not known")
 
 
-def test_auto_falls_back_to_i3d2d_only_when_the_download_fails(tmp_path, monkeypatch, caplog):
+def test_auto_falls_back_to_i3d2d_only_when_the_download_fails(tmp_path, monkeypatch, caplog,
+                                                                i3d_arrays):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache
     monkeypatch.setattr(keras.applications, "VGG19", _offline_vgg19)
     with caplog.at_level(logging.WARNING):

@@ -13,7 +13,7 @@ from kpvp.data.datasets import NEMO_CLASSES, PENN_CLASSES
 from kpvp.data.readers import PennAction, VideoFolder
 from kpvp.data.video_io import CorruptVideoError, read_video, write_video
 
-from test_video_io import ACTIONS_FRAMES, few_colour_video, smooth_video
+from helpers.videos import ACTIONS_FRAMES, few_colour_video, smooth_video
 
 # === Penn Action ===
 

@@ -81,7 +81,7 @@ def make_config(dataset="synthetic", tiny=False, data_dir=None, learning_rate=No
 
 def build_translator(config, seed=0) -> translator_lib.MaskedTranslator:
     keras.utils.set_random_seed(seed)
-    return translator_lib.from_config(config)
+    return translator_lib.build_translator(config)
 
 
 def oracle_inputs(batch):

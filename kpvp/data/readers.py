@@ -577,7 +577,7 @@ def open_source(config, split: str, crop: bool = True):
     _check_split(split)
     if dataset == "synthetic":
         from kpvp.data import synthetic  # pylint: disable=import-outside-toplevel
-        return synthetic.from_config(config, split)
+        return synthetic.open_source(config, split)
     if dataset not in DEFAULT_DATA_DIRS:
         raise ValueError(f"config.dataset must be one of synthetic, "
                          f"{', '.join(DEFAULT_DATA_DIRS)}; got {dataset!r}")

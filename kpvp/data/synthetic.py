@@ -544,7 +544,7 @@ class SyntheticVideos:
                 f"image_size={self.image_size}, num_frames={self.num_frames}, seed={self.seed})")
 
 
-def from_config(config, split: str) -> SyntheticVideos:
+def open_source(config, split: str) -> SyntheticVideos:
     """The `split` ("train" | "test") of the synthetic data set as sized by `config`.
 
     Uses `config.seed`, `config.image_size` and `config.data.synthetic_num_train` /

@@ -280,7 +280,7 @@ class MaskedTranslator(keras.Model):
         return cls(**{**LEGACY_ARGUMENTS, **config})
 
 
-def from_config(config, **kwargs) -> MaskedTranslator:
+def build_translator(config, **kwargs) -> MaskedTranslator:
     """T as a run's config describes it (`config.image_size`, `config.stage1.*`)."""
     s1 = config.stage1
     kwargs.setdefault("name", "translator")

@@ -243,9 +243,9 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     """Creates Q, T, D_im from `config` (see `kpvp/configs/base.py`) around a feature network."""
     s1 = config.stage1
-    detector = keypoint_detector.from_config(config)
-    translator = translator_lib.from_config(config)
-    discriminator = discriminators.image_discriminator_from_config(config)
+    detector = keypoint_detector.build_detector(config)
+    translator = translator_lib.build_translator(config)
+    discriminator = discriminators.build_image_discriminator(config)
     return KeypointTranslationTrainer(detector, translator, discriminator, perceptual_network,
                                       perceptual_weight=s1.perceptual_weight,
                                       adversarial_weight=s1.adversarial_weight,
