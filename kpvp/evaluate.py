@@ -400,7 +400,7 @@ def evaluate_keypoints(run: _Run) -> dict:
     untrained = []
     for i in range(max(int(config.eval.untrained_seeds), 1)):
         keras.utils.set_random_seed(config.seed + i)
-        untrained.append(regression_error(keypoint_detector.from_config(config)))
+        untrained.append(regression_error(keypoint_detector.build_detector(config)))
     spread = [u["mean_error"] for u in untrained]
     result["untrained"] = untrained[0]
     result["untrained_seeds"] = {"mean_errors": spread, "min": min(spread), "max": max(spread),

@@ -15,8 +15,7 @@ import tensorflow as tf
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 
 
-# Frames decoded per call of T's decoder: batching frames made a 32-frame 128x128 video 30 %
-# faster on 2 CPU cores than one call per frame (16 and 32 were equal); chunks bound memory.
+# Frames per call of T's decoder: batching is faster than one call per frame, chunks bound memory.
 FRAMES_PER_CALL = 16
 
 

@@ -16,6 +16,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from kpvp import cli  # defines --workdir (the trained run), --dataset, --config.*
+from kpvp.data.datasets import GIF_EXTENSIONS, IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS
 
 flags.DEFINE_string("image", None, "Input image file, or a folder of images (batch mode).",
                     required=True)
@@ -33,8 +34,8 @@ flags.DEFINE_bool("overlay", False, "Also show keypoints on the frames and the m
 flags.DEFINE_integer("fps", 8, "Frames per second of the output.")
 FLAGS = flags.FLAGS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-VIDEO_EXTENSIONS = (".gif", ".mp4", ".png")
+# Start images: stills, or the first frame of an animation.
+START_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS + GIF_EXTENSIONS
 
 
 def read_image(path: str) -> np.ndarray:
@@ -53,9 +54,10 @@ def read_image(path: str) -> np.ndarray:
 def list_images(path: str) -> list[str]:
     if os.path.isdir(path):
         files = sorted(os.path.join(path, f) for f in os.listdir(path)
-                       if f.lower().endswith(IMAGE_EXTENSIONS))
+                       if f.lower().endswith(START_IMAGE_EXTENSIONS))
         if not files:
-            raise FileNotFoundError(f"--image: folder {path!r} has no images {IMAGE_EXTENSIONS}")
+            raise FileNotFoundError(f"--image: folder {path!r} has no images "
+                                    f"{START_IMAGE_EXTENSIONS}")
         return files
     return [path]
 
@@ -97,8 +99,9 @@ def main(argv):
     config = cli.resolve_config(FLAGS.workdir)
     images = list_images(FLAGS.image)
     batch = os.path.isdir(FLAGS.image)
-    if not batch and not FLAGS.output.lower().endswith(VIDEO_EXTENSIONS):
-        raise app.UsageError(f"--output must end with one of {VIDEO_EXTENSIONS}: {FLAGS.output!r}")
+    if not batch and not FLAGS.output.lower().endswith(WRITABLE_VIDEO_EXTENSIONS):
+        raise app.UsageError(f"--output must end with one of {WRITABLE_VIDEO_EXTENSIONS}: "
+                             f"{FLAGS.output!r}")
     if batch:
         os.makedirs(FLAGS.output, exist_ok=True)
     elif os.path.dirname(FLAGS.output):

@@ -29,7 +29,8 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
 
     `export_only`: restore the last checkpoint and export it, without training or data.
     """
-    from kpvp import perceptual, run_info
+    from kpvp import run_info
+    from kpvp.models import perceptual
     from kpvp.data import pipelines
     from kpvp.trainers import loop, stage1
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 from absl import app, flags, logging
 
 from kpvp import cli, stages
+from kpvp.configs import base
+from kpvp.data import readers
 
 flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
@@ -54,11 +56,7 @@ def main(argv):
         for number in _stage_numbers(FLAGS.stage):
             config[f"stage{number}"].num_steps = FLAGS.num_steps
     if config.dataset == "folder":
-        from kpvp.configs import base
-        from kpvp.data import readers
-
-        # Your own videos: the classes are the sub-folders found on disk (or one class).
-        config.class_names = tuple(readers.open_source(config, "train").class_names)
+        config.class_names = readers.class_names_on_disk(config)
         base.finalize(config)
         logging.info("Classes found in %s: %s", config.data.data_dir, config.class_names)
     if FLAGS.export_only:

@@ -50,7 +50,7 @@ from kpvp import configs  # noqa: E402
 from kpvp.models.discriminators import ImageDiscriminator  # noqa: E402
 from kpvp.models import keypoint_detector, translator as translator_lib  # noqa: E402
 from kpvp.trainers import loop, stage1, stage2  # noqa: E402
-from test_stage1_trainer import TinyFeatures, tiny_config  # noqa: E402  (same stand-ins)
+from helpers.stage1 import TinyFeatures, tiny_config  # noqa: E402  (same stand-ins)
 
 GLOBAL_BATCH = 8
 RTOL, ATOL = 1e-4, 1e-5
@@ -134,8 +134,8 @@ def make_stage1_trainer(norm: str, run_eagerly: bool = False):
     layer_norm = "batch" if norm.startswith("batch") else norm
     with synchronized_batch_norm() if norm == "batch_synchronized" else contextlib.nullcontext():
         s1.norm = layer_norm
-        detector = keypoint_detector.from_config(c)
-        translator = translator_lib.from_config(c)
+        detector = keypoint_detector.build_detector(c)
+        translator = translator_lib.build_translator(c)
     trainer = stage1.KeypointTranslationTrainer(
         detector, translator, ImageDiscriminator(filters=s1.discriminator_filters),
         TinyFeatures(), s1)

@@ -9,14 +9,12 @@ import json
 import numpy as np
 import pytest
 
-from kpvp import cli, configs, layers
+from kpvp import cli, configs
+from kpvp.models import layers
 from kpvp.configs import base
 from kpvp.models import discriminators, keypoint_detector, translator as translator_lib
 
 K = 40
-RNG = np.random.default_rng(0)
-
-
 def conv_params(k, cin, cout, bias=True):
     return k * k * cin * cout + (cout if bias else 0)
 
@@ -71,8 +69,8 @@ def recorded_blocks(monkeypatch):
     return calls
 
 
-def images(batch=1):
-    return RNG.uniform(-1, 1, (batch, 128, 128, 3)).astype(np.float32)
+def images(rng, batch=1):
+    return rng.uniform(-1, 1, (batch, 128, 128, 3)).astype(np.float32)
 
 
 def penn():
@@ -91,11 +89,11 @@ def authors_blocks(network):
     return blocks
 
 
-def test_full_config_q_is_the_authors_hourglass(recorded_blocks):
-    detector = keypoint_detector.from_config(penn())
-    detector(images())
+def test_full_config_q_is_the_authors_hourglass(rng, recorded_blocks):
+    detector = keypoint_detector.build_detector(penn())
+    detector(images(rng))
     recorded_blocks.clear()
-    keypoints, maps = detector(images(), return_heatmaps=True)
+    keypoints, maps = detector(images(rng), return_heatmaps=True)
     assert recorded_blocks == Q_BLOCKS
     assert len(authors_blocks(detector)) == len(Q_BLOCKS)
     assert detector.heatmap_head.kernel.shape == (1, 1, 16, K) and detector.heatmap_head.use_bias
@@ -105,9 +103,9 @@ def test_full_config_q_is_the_authors_hourglass(recorded_blocks):
     assert detector.count_params() == Q_PARAMS
 
 
-def test_full_config_t_is_the_authors_plain_decoder(recorded_blocks):
-    translator = translator_lib.from_config(penn())
-    source, keypoints = images(), RNG.uniform(-0.9, 0.9, (1, K, 2)).astype(np.float32)
+def test_full_config_t_is_the_authors_plain_decoder(rng, recorded_blocks):
+    translator = translator_lib.build_translator(penn())
+    source, keypoints = images(rng), rng.uniform(-0.9, 0.9, (1, K, 2)).astype(np.float32)
     translator([source, keypoints, keypoints])
     recorded_blocks.clear()
     outputs = translator([source, keypoints, keypoints[:, ::-1]])
@@ -123,9 +121,9 @@ def test_full_config_t_is_the_authors_plain_decoder(recorded_blocks):
     assert translator.count_params() == T_PARAMS
 
 
-def test_full_config_t_blends_with_eq_3():
-    translator = translator_lib.from_config(penn())
-    source, keypoints = images(), RNG.uniform(-0.9, 0.9, (1, K, 2)).astype(np.float32)
+def test_full_config_t_blends_with_eq_3(rng):
+    translator = translator_lib.build_translator(penn())
+    source, keypoints = images(rng), rng.uniform(-0.9, 0.9, (1, K, 2)).astype(np.float32)
     translator([source, keypoints, keypoints])
     kernel = np.zeros((3, 3, 64, 1), np.float32)
     # m = sigmoid(log 3) = 0.75 everywhere: v_hat = 0.75 s + 0.25 v_crude.
@@ -137,11 +135,11 @@ def test_full_config_t_blends_with_eq_3():
     np.testing.assert_allclose(np.asarray(outputs["mask"]), 0.25, atol=1e-6)  # 1 - m
 
 
-def test_full_config_d_im_is_the_authors_patch_discriminator(recorded_blocks):
-    discriminator = discriminators.image_discriminator_from_config(penn())
-    discriminator(images(1))
+def test_full_config_d_im_is_the_authors_patch_discriminator(rng, recorded_blocks):
+    discriminator = discriminators.build_image_discriminator(penn())
+    discriminator(images(rng, 1))
     recorded_blocks.clear()
-    logits = discriminator(images(2))
+    logits = discriminator(images(rng, 2))
     assert recorded_blocks == D_BLOCKS
     assert logits.shape == (2, 6, 6, 1)  # the head pads to 6x6 and keeps it ('same')
     assert all(conv.norm_layer is None and conv.use_bias and conv.negative_slope == 0.01
@@ -178,17 +176,17 @@ def test_old_runs_reload_with_the_networks_they_were_built_with(tmp_path):
         section, name = key.split(".")
         assert reloaded[section][name] == value == tiny[section][name]
     # A .keras config written before the arguments existed builds the same networks.
-    detector = keypoint_detector.from_config(tiny)
+    detector = keypoint_detector.build_detector(tiny)
     old = {key: value for key, value in detector.get_config().items()
            if key not in keypoint_detector.LEGACY_ARGUMENTS}
     assert keypoint_detector.KeypointDetector.from_config(old).get_config() == \
         detector.get_config()
-    translator = translator_lib.from_config(tiny)
+    translator = translator_lib.build_translator(tiny)
     old = {key: value for key, value in translator.get_config().items()
            if key not in translator_lib.LEGACY_ARGUMENTS}
     assert translator_lib.MaskedTranslator.from_config(old).get_config() == \
         translator.get_config()
-    discriminator = discriminators.image_discriminator_from_config(tiny)
+    discriminator = discriminators.build_image_discriminator(tiny)
     old = {key: value for key, value in discriminator.get_config().items()
            if key not in discriminators.LEGACY_ARGUMENTS}
     assert discriminators.ImageDiscriminator.from_config(old).get_config() == \

@@ -17,7 +17,8 @@ import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from kpvp import configs, evaluate, perceptual, visualize
+from kpvp import configs, evaluate, visualize
+from kpvp.models import perceptual
 from kpvp.data import pipelines
 from kpvp.metrics import action_recognition
 

@@ -112,7 +112,7 @@ def test_load_video_set_cuts_pads_and_names_problems(tmp_path):
 
 
 @pytest.mark.slow
-def test_fvd_between_folders_cli_is_zero_on_itself_and_grows_with_a_shift(tmp_path):
+def test_fvd_between_folders_cli_is_zero_on_itself_and_grows_with_a_shift(tmp_path, i3d_arrays):
     """The pytorch-fid convention for videos: `--real=DIR --generated=DIR`."""
     rng = np.random.default_rng(1)
     base = [np.clip(rng.normal(128, 40, (10, 32, 32, 3)), 0, 255).astype(np.uint8)
@@ -139,10 +139,10 @@ def test_fvd_between_folders_cli_is_zero_on_itself_and_grows_with_a_shift(tmp_pa
 
 
 @pytest.mark.slow
-def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path):
+def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path, i3d_arrays):
     """`python -m kpvp.evaluate --metric=all` end to end on an (untrained) tiny run."""
     from kpvp import cli
-    from test_generation import save_tiny_run
+    from helpers.tiny_run import save_tiny_run
 
     import tensorflow as tf
 

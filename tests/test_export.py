@@ -16,8 +16,8 @@ from kpvp.generation import VideoGenerator
 from kpvp.models import motion_cvae
 from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.translator import MaskedTranslator
-from test_generation import (K, SIZE, random_images, save_tiny_run, tiny_config,
-                             untrained_motion_generator)
+from helpers.tiny_run import (K, SIZE, random_images, save_tiny_run, tiny_config,
+                              untrained_motion_generator)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -299,7 +299,7 @@ def test_a_network_saved_unbuilt_is_refused(tmp_path):
     # M saved after sample() only is unbuilt: its .keras file holds no weights, and exporting it
     # would serve whatever random weights tracing creates.
     config = save_tiny_run(tmp_path)
-    unbuilt = motion_cvae.from_config(tiny_config())
+    unbuilt = motion_cvae.build_motion_generator(tiny_config())
     unbuilt.sample(np.zeros((1, K, 2), np.float32), np.zeros(1, np.int32), seed=0)
     unbuilt.save(tmp_path / "stage2" / "motion_generator.keras")
     generator = VideoGenerator.from_workdir(str(tmp_path), config.class_names)

@@ -12,7 +12,7 @@ def _random_covariance(rng, dim, samples=50):
 
 
 @pytest.fixture(scope="module")
-def extractor():
+def extractor(i3d_arrays):  # skips when the I3D weights are absent
     return fvd.I3DFeatureExtractor(batch_size=8)
 
 

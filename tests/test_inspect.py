@@ -9,11 +9,11 @@ import pytest
 from PIL import Image
 
 from kpvp import configs
-from kpvp.data import inspect
+from kpvp.data import inspection
 from kpvp.data.video_io import write_video
 
-from conftest import REPO
-from test_video_io import ACTIONS_FRAMES
+from helpers import REPO
+from helpers.videos import ACTIONS_FRAMES
 
 # Ten colours that GIFs and PNG strips store exactly; frame t of a test video is one colour.
 PALETTE = np.array([[230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200],
@@ -49,7 +49,7 @@ def class_folder(tmp_path):
 
 def run_cli(*args):
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.run([sys.executable, "-m", "kpvp.data.inspect", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "kpvp.inspect_data", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -82,15 +82,25 @@ def test_cli_on_class_folder(class_folder, tmp_path):
 
     # Rows: 2 of jump's 3 videos, both of wave's; columns: 3 frames of 24 px beside the labels.
     sheet = np.asarray(Image.open(sheet_path).convert("RGB"))
-    assert sheet.shape == (4 * cell, inspect.LABEL_WIDTH + columns * cell, 3)
+    assert sheet.shape == (4 * cell, inspection.LABEL_WIDTH + columns * cell, 3)
     assert report["sheet"]["rows"] == 4
     # Each cell shows the frame picked evenly from its video: its colour at the cell's centre.
     shown = [TRAIN_VIDEOS["jump"]["a.gif"], TRAIN_VIDEOS["jump"]["b.gif"],
              TRAIN_VIDEOS["wave"]["d.png"], TRAIN_VIDEOS["wave"]["e.png"]]
     for row, (length, offset) in enumerate(shown):
         for col, t in enumerate(np.linspace(0, length - 1, columns).round().astype(int)):
-            centre = sheet[row * cell + cell // 2, inspect.LABEL_WIDTH + col * cell + cell // 2]
+            x = inspection.LABEL_WIDTH + col * cell + cell // 2
+            centre = sheet[row * cell + cell // 2, x]
             np.testing.assert_array_equal(centre, PALETTE[(t + offset) % len(PALETTE)])
+
+
+def test_importing_the_app_defines_no_flags():
+    code = ("import kpvp.inspect_data; from absl import flags; "
+            "assert 'sheet_split' not in flags.FLAGS, 'flags defined at import'")
+    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path):
@@ -105,7 +115,7 @@ def test_missing_data_dir_is_a_clear_error(tmp_path):
 
 def test_synthetic_tiny_counts_match_the_config():
     config = configs.get_config("synthetic", "tiny")
-    report, samples = inspect.inspect_dataset(config, videos_per_class=1, frames_per_video=2)
+    report, samples = inspection.inspect_dataset(config, videos_per_class=1, frames_per_video=2)
     for split, size in (("train", config.data.synthetic_num_train),
                         ("test", config.data.synthetic_num_test)):
         stats = report["splits"][split]
@@ -120,7 +130,7 @@ def test_synthetic_tiny_counts_match_the_config():
         # One sample per class, with 2 frames of joints each.
         assert sorted(x["label"] for x in samples[split]) == list(range(len(config.class_names)))
         assert all(x["joints"].shape == (2, 13, 2) for x in samples[split])
-    text = inspect.format_report(report)
+    text = inspection.format_report(report)
     assert "[train] 96 readable of 96 videos, 4 classes" in text and "joints: yes" in text
 
 
@@ -132,7 +142,7 @@ def test_shared_action_strips(shared_fixtures, tmp_path):
                    root / "train" / f"{name}.jpg")
     config = configs.get_config("folder", "tiny")
     config.data.data_dir = str(root)
-    report, samples = inspect.inspect_dataset(config, videos_per_class=2, frames_per_video=4)
+    report, samples = inspection.inspect_dataset(config, videos_per_class=2, frames_per_video=4)
     train = report["splits"]["train"]
     lengths = sorted(ACTIONS_FRAMES.values())
     assert train["class_names"] == ["actions"]  # a flat folder is one class named after it
@@ -144,10 +154,10 @@ def test_shared_action_strips(shared_fixtures, tmp_path):
     # No test/ folder: that split is reported, the train split still inspected.
     assert "test/" in report["splits"]["test"]["error"]
     assert [s["id"] for s in samples["train"]] == ["train/00000000", "train/00000016"]
-    assert "test] not available" in inspect.format_report(report)
+    assert "test] not available" in inspection.format_report(report)
 
     # As the pipelines see them: resized to config.image_size.
-    resized, _ = inspect.inspect_dataset(config, splits=("train",), native_size=False,
+    resized, _ = inspection.inspect_dataset(config, splits=("train",), native_size=False,
                                          max_videos=3, videos_per_class=1, frames_per_video=1)
     stats = resized["splits"]["train"]
     assert stats["read"] == 3 and not stats["complete"]
@@ -159,13 +169,13 @@ def test_fit_in_cell_moves_joints_with_the_pixels():
     frame = np.zeros((30, 60, 3), np.uint8)
     frame[10, 45] = 255  # row 10, column 45
     joint = np.array([[(2 * 45 + 1) / 60 - 1, (2 * 10 + 1) / 30 - 1]], np.float32)
-    tile, moved = inspect.fit_in_cell(frame, 120, joint)
+    tile, moved = inspection.fit_in_cell(frame, 120, joint)
     # Scale 2 (60 -> 120 wide), 30 rows of padding on top: the pixel lands on rows 50-51,
     # columns 90-91, whose centre is (91, 51) in pixel-corner units.
     assert tile.shape == (120, 120, 3)
     np.testing.assert_allclose(moved[0], [91 / 60 - 1, 51 / 60 - 1], atol=1e-6)
     assert tile[51, 91].max() > 100 and tile[20, 91].max() < 100
-    assert tuple(tile[5, 5]) == inspect._CELL_BACKGROUND  # padding above the frame
+    assert tuple(tile[5, 5]) == inspection._CELL_BACKGROUND  # padding above the frame
 
 
 def test_contact_sheet_draws_visible_joints_only():
@@ -178,15 +188,16 @@ def test_contact_sheet_draws_visible_joints_only():
     sample = {"frames": gray, "joints": joints, "visible": visible, "label": 1, "id": "v",
               "num_frames": 9}
     cell = 64
-    sheet = inspect.contact_sheet([sample], ("empty", "shown"), frames_per_video=2,
+    sheet = inspection.contact_sheet([sample], ("empty", "shown"), frames_per_video=2,
                                   cell_size=cell)
     # Class 0 has no video: an empty row; class 1 one row.
-    assert sheet.shape == (2 * cell, inspect.LABEL_WIDTH + 2 * cell, 3)
+    assert sheet.shape == (2 * cell, inspection.LABEL_WIDTH + 2 * cell, 3)
     for col in range(2):
-        x0 = inspect.LABEL_WIDTH + col * cell
+        x0 = inspection.LABEL_WIDTH + col * cell
         visible_px = sheet[cell + cell // 4, x0 + cell // 4]
         hidden_px = sheet[cell + 3 * cell // 4, x0 + 3 * cell // 4]
         assert tuple(visible_px) != (128, 128, 128)
         assert tuple(hidden_px) == (128, 128, 128)
         assert tuple(sheet[cell + cell // 2, x0 + cell // 2]) == (128, 128, 128)
-    assert tuple(sheet[cell // 2, inspect.LABEL_WIDTH + cell // 2]) == inspect._CELL_BACKGROUND
+    background = sheet[cell // 2, inspection.LABEL_WIDTH + cell // 2]
+    assert tuple(background) == inspection._CELL_BACKGROUND

@@ -2,6 +2,7 @@
 import numpy as np
 import pytest
 
+from kpvp.data.datasets import PENN_JOINTS
 from kpvp.metrics import keypoint_regression as kr
 
 
@@ -58,7 +59,7 @@ def test_random_keypoints_are_much_worse_than_informative_ones():
     # Random keypoints cannot beat predicting the mean joint: about the mean distance of a
     # uniform point on [-0.9, 0.9]^2 from the centre, ~0.69 units, i.e. ~0.34 normalised.
     assert bad["mean_error"] > 0.25
-    assert list(good["per_joint"]) == list(kr.PENN_JOINT_NAMES)
+    assert list(good["per_joint"]) == list(PENN_JOINTS)
 
 
 def test_visibility_mask_excludes_joints_from_fit_and_error():

@@ -1,11 +1,12 @@
-"""kpvp.layers: SpatialSoftmax on blob images, GaussianMaps, ConvBlock; shared layer checks."""
+"""kpvp.models.layers: SpatialSoftmax on blobs, GaussianMaps, ConvBlock; shared layer checks."""
 import keras
 import numpy as np
 import pytest
 
-import model_checks
-from kpvp import layers
+from kpvp.models import layers
 from kpvp.ops import keypoints as kp_ops
+
+from helpers import model_checks
 
 
 def blob_image(height, width, row, col, sigma=1.5):

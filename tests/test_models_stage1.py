@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import model_checks
 from kpvp import configs
 from kpvp.models import keypoint_detector, translator as translator_lib
 from kpvp.models.keypoint_detector import KeypointDetector
@@ -13,29 +12,29 @@ from kpvp.models.translator import MaskedTranslator, masked_blend
 from kpvp.ops import keypoints as kp_ops
 from kpvp.ops import warping
 
-RNG = np.random.default_rng(0)
+from helpers import model_checks
 
 
-def random_images(batch, size):
-    return RNG.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
+def random_images(rng, batch, size):
+    return rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
 
 
-def random_keypoints(batch, num_keypoints):
-    return RNG.uniform(-0.9, 0.9, (batch, num_keypoints, 2)).astype(np.float32)
+def random_keypoints(rng, batch, num_keypoints):
+    return rng.uniform(-0.9, 0.9, (batch, num_keypoints, 2)).astype(np.float32)
 
 
 # === Q ===
 
-def test_detector_shared_checks(tmp_path):
+def test_detector_shared_checks(rng, tmp_path):
     detector = KeypointDetector(5, filters=(8, 16, 16), softmax_temperature=0.1)
-    outputs = model_checks.check_network(detector, random_images(2, 32), (2, 5, 2), tmp_path)
+    outputs = model_checks.check_network(detector, random_images(rng, 2, 32), (2, 5, 2), tmp_path)
     keypoints = np.asarray(outputs["output"])
     assert np.all(np.abs(keypoints) < 1)  # an expectation over pixel centres
 
 
-def test_detector_maps_are_the_distributions_of_its_keypoints():
+def test_detector_maps_are_the_distributions_of_its_keypoints(rng):
     detector = KeypointDetector(3, filters=(8, 16), softmax_mode="marginal", norm="instance")
-    images = random_images(2, 16)
+    images = random_images(rng, 2, 16)
     keypoints, maps = detector(images, return_heatmaps=True)
     assert maps.shape == (2, 16, 16, 3)
     np.testing.assert_allclose(np.asarray(maps).sum(axis=(1, 2)), np.ones((2, 3)), atol=1e-5)
@@ -47,14 +46,14 @@ def test_detector_maps_are_the_distributions_of_its_keypoints():
         np.asarray(keypoints), atol=1e-6)
 
 
-def test_fresh_detector_keypoints_move_with_the_image_only_at_a_low_temperature():
+def test_fresh_detector_keypoints_move_with_the_image_only_at_a_low_temperature(rng):
     # The cold start the temperature is for: a freshly initialised Q's logits are nearly flat,
     # so at temperature 1 its keypoints barely depend on the image; at 0.1 (same weights) they
     # spread about ten times as far, giving T positions to learn from.
     keras.utils.set_random_seed(0)
     paper = KeypointDetector(4, filters=(8, 16, 16))
     sharp = KeypointDetector(4, filters=(8, 16, 16), softmax_temperature=0.1)
-    images = random_images(16, 32)
+    images = random_images(rng, 16, 32)
     paper(images[:1])
     sharp(images[:1])
     sharp.set_weights(paper.get_weights())
@@ -64,16 +63,16 @@ def test_fresh_detector_keypoints_move_with_the_image_only_at_a_low_temperature(
     assert spread_sharp > 5 * spread_paper
 
 
-def test_detector_from_config_and_bad_images():
+def test_build_detector_and_bad_images(rng):
     config = configs.get_config("synthetic", "tiny")
     config.stage1.softmax_temperature = 0.25
-    detector = keypoint_detector.from_config(config)
-    keypoints = detector(random_images(1, config.image_size))
+    detector = keypoint_detector.build_detector(config)
+    keypoints = detector(random_images(rng, 1, config.image_size))
     assert keypoints.shape == (1, config.num_keypoints, 2)
     assert detector.spatial_softmax.temperature == 0.25
     assert detector.get_config()["filters"] == list(config.stage1.detector_filters)
     with pytest.raises(ValueError, match="images"):
-        detector(random_images(1, 36))  # 36 is not a multiple of 2 ** 3
+        detector(random_images(rng, 1, 36))  # 36 is not a multiple of 2 ** 3
     with pytest.raises(ValueError, match="num_keypoints"):
         KeypointDetector(0)
 
@@ -87,9 +86,9 @@ def small_translator(**kwargs):
     return MaskedTranslator(**args)
 
 
-def test_translator_shared_checks(tmp_path):
+def test_translator_shared_checks(rng, tmp_path):
     translator = small_translator()
-    inputs = [random_images(2, 32), random_keypoints(2, 4), random_keypoints(2, 4)]
+    inputs = [random_images(rng, 2, 32), random_keypoints(rng, 2, 4), random_keypoints(rng, 2, 4)]
     outputs = model_checks.check_network(
         translator, inputs,
         {"image": (2, 32, 32, 3), "crude": (2, 32, 32, 3), "mask": (2, 32, 32, 1)}, tmp_path)
@@ -100,11 +99,11 @@ def test_translator_shared_checks(tmp_path):
         np.asarray(outputs["image"]), mask * crude + (1 - mask) * inputs[0], atol=1e-6)
 
 
-def test_our_unet_translator_shared_checks_and_tanh_crude_image(tmp_path):
+def test_our_unet_translator_shared_checks_and_tanh_crude_image(rng, tmp_path):
     translator = small_translator(decoder_layout="unet", crude_activation="tanh",
                                   mask_weighs="crude", use_bias=False, bn_momentum=0.99,
                                   bn_epsilon=1e-3)
-    inputs = [random_images(2, 32), random_keypoints(2, 4), random_keypoints(2, 4)]
+    inputs = [random_images(rng, 2, 32), random_keypoints(rng, 2, 4), random_keypoints(rng, 2, 4)]
     outputs = model_checks.check_network(
         translator, inputs,
         {"image": (2, 32, 32, 3), "crude": (2, 32, 32, 3), "mask": (2, 32, 32, 1)}, tmp_path)
@@ -114,10 +113,10 @@ def test_our_unet_translator_shared_checks_and_tanh_crude_image(tmp_path):
         np.asarray(outputs["image"]), mask * crude + (1 - mask) * inputs[0], atol=1e-6)
 
 
-def test_warping_translator_shared_checks_and_blend_with_the_warped_source(tmp_path):
+def test_warping_translator_shared_checks_and_blend_with_the_warped_source(rng, tmp_path):
     translator = small_translator(warp=True, warp_inv_std=6.0, warp_background=0.05)
-    source, source_kp, target_kp = random_images(2, 32), random_keypoints(2, 4), \
-        random_keypoints(2, 4)
+    source, source_kp, target_kp = random_images(rng, 2, 32), random_keypoints(rng, 2, 4), \
+        random_keypoints(rng, 2, 4)
     outputs = model_checks.check_network(
         translator, [source, source_kp, target_kp],
         {"image": (2, 32, 32, 3), "crude": (2, 32, 32, 3), "mask": (2, 32, 32, 1),
@@ -137,14 +136,14 @@ def test_warping_translator_shared_checks_and_blend_with_the_warped_source(tmp_p
 
 def test_translator_warps_only_when_the_config_says_so():
     for dataset in ("penn", "nemo", "mgif", "synthetic"):  # the paper's T in the full configs
-        assert not translator_lib.from_config(configs.get_config(dataset)).warp
+        assert not translator_lib.build_translator(configs.get_config(dataset)).warp
     config = configs.get_config("synthetic", "tiny")
-    assert translator_lib.from_config(config).warp  # the CPU-sized variant warps
+    assert translator_lib.build_translator(config).warp  # the CPU-sized variant warps
     config.stage1.translator_warp = False
-    assert not translator_lib.from_config(config).warp
+    assert not translator_lib.build_translator(config).warp
     config.stage1.translator_warp = True
     config.stage1.warp_inv_std = 7.0
-    translator = translator_lib.from_config(config)
+    translator = translator_lib.build_translator(config)
     assert translator.warp and translator.warp_inv_std == 7.0
     assert translator.warp_background == config.stage1.warp_background
     with pytest.raises(ValueError, match="warp_background"):
@@ -163,10 +162,10 @@ def test_masked_blend_is_eq_3_on_hand_values():
 @pytest.mark.parametrize("mask_weighs,bias,expected", [
     ("source", 1e4, "source"), ("source", -1e4, "crude"),
     ("crude", -1e4, "source"), ("crude", 1e4, "crude")])
-def test_translator_with_saturated_mask_returns_source_or_crude(mask_weighs, bias, expected):
+def test_translator_with_saturated_mask_returns_source_or_crude(rng, mask_weighs, bias, expected):
     translator = small_translator(mask_weighs=mask_weighs)
-    source = random_images(2, 32)
-    inputs = [source, random_keypoints(2, 4), random_keypoints(2, 4)]
+    source = random_images(rng, 2, 32)
+    inputs = [source, random_keypoints(rng, 2, 4), random_keypoints(rng, 2, 4)]
     translator(inputs)
     kernel, _ = translator.mask_head.get_weights()
     translator.mask_head.set_weights([np.zeros_like(kernel), np.full((1,), bias, np.float32)])
@@ -178,11 +177,11 @@ def test_translator_with_saturated_mask_returns_source_or_crude(mask_weighs, bia
 
 
 @pytest.mark.parametrize("decoder_layout", ["plain", "unet"])
-def test_encode_once_decode_many_equals_call(decoder_layout):
+def test_encode_once_decode_many_equals_call(rng, decoder_layout):
     translator = small_translator(norm="instance", bottleneck_depth=1,
                                   decoder_layout=decoder_layout)
-    source, source_kp = random_images(1, 32), random_keypoints(1, 4)
-    targets = random_keypoints(3, 4)
+    source, source_kp = random_images(rng, 1, 32), random_keypoints(rng, 1, 4)
+    targets = random_keypoints(rng, 3, 4)
     features = translator.encode_source(source)
     assert features.shape == (1, 8, 8, 8)  # gaussian_size^2 x half of filters[-1]
     repeat = lambda x: np.repeat(np.asarray(x), 3, axis=0)  # noqa: E731
@@ -195,7 +194,7 @@ def test_encode_once_decode_many_equals_call(decoder_layout):
     assert np.abs(np.asarray(video["image"][0]) - np.asarray(video["image"][1])).max() > 1e-4
 
 
-def test_translator_rejects_bad_arguments_and_inputs():
+def test_translator_rejects_bad_arguments_and_inputs(rng):
     with pytest.raises(ValueError, match="gaussian_size"):
         MaskedTranslator(128, 10, filters=(64, 128, 256), gaussian_size=16)
     with pytest.raises(ValueError, match="encoder_filters"):
@@ -206,16 +205,17 @@ def test_translator_rejects_bad_arguments_and_inputs():
         with pytest.raises(ValueError, match=name):
             small_translator(**{name: "other"})
     translator = small_translator()
-    translator([random_images(1, 32), random_keypoints(1, 4), random_keypoints(1, 4)])
+    keypoints = random_keypoints(rng, 1, 4)
+    translator([random_images(rng, 1, 32), keypoints, random_keypoints(rng, 1, 4)])
     with pytest.raises(ValueError, match="source_image"):
-        translator([random_images(1, 16), random_keypoints(1, 4), random_keypoints(1, 4)])
+        translator([random_images(rng, 1, 16), keypoints, random_keypoints(rng, 1, 4)])
     with pytest.raises(ValueError, match="target_kp"):
-        translator([random_images(1, 32), random_keypoints(1, 4), random_keypoints(1, 5)])
+        translator([random_images(rng, 1, 32), keypoints, random_keypoints(rng, 1, 5)])
 
 
 def test_paper_sized_networks_build_from_the_config():
     config = configs.get_config("penn", "full")
-    translator = translator_lib.from_config(config)
+    translator = translator_lib.build_translator(config)
     assert translator.get_config()["gaussian_inv_std"] == config.stage1.gaussian_inv_std
     features = translator.encode_source(np.zeros((1, 128, 128, 3), np.float32))
     assert features.shape == (1, 32, 32, 128)  # the authors' 32x32x128 source features
@@ -267,7 +267,7 @@ def test_tiny_detector_and_translator_overfit_one_batch():
     assert np.abs(detector.heatmap_head.get_weights()[0] - head_before).max() > 1e-4
 
 
-def test_networks_give_float32_outputs_under_mixed_precision():
+def test_networks_give_float32_outputs_under_mixed_precision(rng):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
@@ -275,7 +275,7 @@ def test_networks_give_float32_outputs_under_mixed_precision():
         translator = small_translator()
     finally:
         keras.config.set_dtype_policy(previous)
-    images = random_images(2, 32)
+    images = random_images(rng, 2, 32)
     keypoints = detector(images)
     outputs = translator([images, keypoints, keypoints])
     assert detector.stem[0].compute_dtype == "bfloat16"

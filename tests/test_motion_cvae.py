@@ -4,10 +4,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import model_checks
 from kpvp import configs, losses
 from kpvp.models import motion_cvae
 from kpvp.models.motion_cvae import MotionCVAE
+
+from helpers import model_checks
 
 K, T, C, D = 5, 6, 3, 4
 # The authors' M (the full configs' forms; the constructor defaults are kpvp's earlier ones).
@@ -180,9 +181,9 @@ def test_bad_inputs_name_the_argument():
         MotionCVAE(num_keypoints=0)
 
 
-def test_from_config_follows_the_run_config():
+def test_build_motion_generator_follows_the_run_config():
     config = configs.get_config("synthetic", "tiny")
-    model = motion_cvae.from_config(config)
+    model = motion_cvae.build_motion_generator(config)
     assert model.num_keypoints == config.num_keypoints
     assert model.num_classes == config.num_classes and model.conditional
     assert model.units == config.stage2.lstm_units
@@ -193,11 +194,11 @@ def test_from_config_follows_the_run_config():
     assert model.offsets and model.condition_every_step
     assert (model.encoder_condition, model.encoder_fc, model.posterior,
             model.decoder_fc_activation) == ("every_step", 64, "log_var", "linear")
-    full = motion_cvae.from_config(configs.get_config("synthetic", "full"))
+    full = motion_cvae.build_motion_generator(configs.get_config("synthetic", "full"))
     assert not full.offsets and not full.condition_every_step
     assert (full.encoder_condition, full.encoder_fc, full.posterior,
             full.decoder_fc_activation) == ("head", 0, "softplus", "relu")
-    assert not motion_cvae.from_config(configs.get_config("mgif", "tiny")).conditional
+    assert not motion_cvae.build_motion_generator(configs.get_config("mgif", "tiny")).conditional
 
 
 def test_offsets_model_starts_at_the_first_pose_and_moves_it(tmp_path):
@@ -252,7 +253,7 @@ def _dense_params(inputs, outputs):
 
 def test_penn_full_config_builds_the_authors_m():
     config = configs.get_config("penn", "full")
-    model = motion_cvae.from_config(config)
+    model = motion_cvae.build_motion_generator(config)
     model.build()
     k2, classes, units, z = 2 * config.num_keypoints, config.num_classes, 1024, 64
     assert (k2, classes, model.num_steps) == (80, 9, 32)

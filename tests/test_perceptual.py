@@ -1,26 +1,29 @@
 """Perceptual networks: deflated I3D equals I3D on static video; VGG19 loading and fallback."""
+import json
 import logging
 import math
+import zipfile
 
 import keras
 import numpy as np
 import pytest
-from PIL import Image
 
-from kpvp import perceptual
-from kpvp.metrics import i3d
-
-
-@pytest.fixture(scope="module")
-def arrays():
-    return i3d.load_i3d_arrays()
+from kpvp.data import synthetic
+from kpvp.models import i3d, perceptual
 
 
 @pytest.fixture(scope="module")
-def frame(shared_fixtures):
-    """A real 64x64 frame (jumping jack clip) in [-1, 1]: [1, 64, 64, 3]."""
-    strip = np.asarray(Image.open(shared_fixtures / "actions" / "train" / "00000020.jpg"))
-    return (strip[:, :64, :3].astype(np.float32) / 127.5 - 1.0)[None]
+def arrays(i3d_arrays):
+    return i3d_arrays
+
+
+@pytest.fixture(scope="module")
+def frame():
+    """A 64x64 synthetic frame (a figure on a textured background) in [-1, 1]: [1, 64, 64, 3].
+
+    Made here, so the checks run on a fresh clone without `../shared`."""
+    video = synthetic.SyntheticVideos("test", 1, image_size=64, num_frames=1, seed=0)[0]
+    return (video["frames"][0].astype(np.float32) / 127.5 - 1.0)[None]
 
 
 def _boundary_free_steps(num_frames):
@@ -96,6 +99,26 @@ def test_save_and_reload_keep_source_and_outputs(arrays, frame, tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+def test_file_saved_under_the_old_module_path_reloads(tmp_path):
+    # Runs saved before the network moved from kpvp.perceptual to kpvp.models.perceptual.
+    network = perceptual.PerceptualNetwork("i3d2d", feature_layers=("Conv3d_1a_7x7",))
+    image = np.linspace(-1, 1, 32 * 32 * 3, dtype=np.float32).reshape(1, 32, 32, 3)
+    expected = network(image)[0].numpy()
+    network.save(tmp_path / "new.keras")
+    with zipfile.ZipFile(tmp_path / "new.keras") as new, \
+            zipfile.ZipFile(tmp_path / "old.keras", "w") as old:
+        for item in new.infolist():
+            data = new.read(item)
+            if item.filename == "config.json":
+                config = json.loads(data)
+                assert config["module"] == "kpvp.models.perceptual"
+                config["module"] = "kpvp.perceptual"
+                data = json.dumps(config).encode()
+            old.writestr(item, data)
+    reloaded = keras.saving.load_model(tmp_path / "old.keras")
+    np.testing.assert_array_equal(reloaded(image)[0].numpy(), expected)
+
+
 # === VGG19 ===
 
 
@@ -146,7 +169,8 @@ def _offline_vgg19(*args, weights="imagenet", **kwargs):
                     "[Errno -2] Name or service not known")
 
 
-def test_auto_falls_back_to_i3d2d_only_when_the_download_fails(tmp_path, monkeypatch, caplog):
+def test_auto_falls_back_to_i3d2d_only_when_the_download_fails(tmp_path, monkeypatch, caplog,
+                                                                i3d_arrays):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # empty cache
     monkeypatch.setattr(keras.applications, "VGG19", _offline_vgg19)
     with caplog.at_level(logging.WARNING):

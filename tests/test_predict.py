@@ -10,7 +10,7 @@ from PIL import Image
 from kpvp import cli
 from kpvp.data import video_io
 
-from test_generation import SIZE, save_tiny_run, tiny_config
+from helpers.tiny_run import SIZE, save_tiny_run, tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

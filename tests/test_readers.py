@@ -8,12 +8,12 @@ import scipy.io
 from PIL import Image
 
 from kpvp import configs
-from kpvp.configs.penn import PENN_CLASSES
 from kpvp.data import readers
+from kpvp.data.datasets import NEMO_CLASSES, PENN_CLASSES
 from kpvp.data.readers import PennAction, VideoFolder
 from kpvp.data.video_io import CorruptVideoError, read_video, write_video
 
-from test_video_io import ACTIONS_FRAMES, few_colour_video, smooth_video
+from helpers.videos import ACTIONS_FRAMES, few_colour_video, smooth_video
 
 # === Penn Action ===
 
@@ -265,7 +265,7 @@ def test_nemo_classes_from_file_names(tmp_path):
     for i, name in enumerate(["001_spontaneous_smile_1", "002_deliberate_smile_2",
                               "003_posed_smile", "004_unknown"]):
         write_some(root / f"{name}.gif", i)
-    source = VideoFolder(root.parent, "train", class_names=readers.NEMO_CLASSES,
+    source = VideoFolder(root.parent, "train", class_names=NEMO_CLASSES,
                          label_fn=readers.nemo_label)
     assert [(e["id"].split("/")[1], e["label"]) for e in source] == [
         ("001_spontaneous_smile_1", 0), ("002_deliberate_smile_2", 1), ("003_posed_smile", 1)]

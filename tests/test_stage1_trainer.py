@@ -9,35 +9,7 @@ from kpvp.configs import base
 from kpvp.ops import warping
 from kpvp.trainers import loop, stage1
 
-
-class TinyFeatures(keras.Model):
-    """A fixed random 2-layer feature network standing in for VGG19 / deflated I3D."""
-
-    def __init__(self):
-        super().__init__()
-        self.c1 = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
-                                      kernel_initializer=keras.initializers.HeNormal(seed=1))
-        self.c2 = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu",
-                                      kernel_initializer=keras.initializers.HeNormal(seed=2))
-        self.source = "random"
-
-    def call(self, x):
-        a = self.c1(x)
-        return [a, self.c2(a)]
-
-
-def tiny_config():
-    c = configs.get_config("synthetic", "tiny")
-    c.image_size = 32
-    c.num_keypoints = 4
-    c.stage1.gaussian_size = 8
-    c.stage1.detector_filters = (8, 8, 8, 8)
-    c.stage1.translator_filters = (8, 8, 8)
-    c.stage1.discriminator_filters = (8, 8, 8)
-    c.stage1.learning_rate = 1e-3
-    # The paper's G loss; the tiny variant's coverage term has a test of its own.
-    c.stage1.coverage_weight = 0.0
-    return c
+from helpers.stage1 import TinyFeatures, tiny_config
 
 
 def make_trainer(config=None, seed=0):
@@ -290,7 +262,7 @@ def _initial_detector_weights(tmp_path, name, seed):
     return keras.models.load_model(f"{workdir}/stage1/detector.keras").get_weights()
 
 
-def test_stage1_initial_weights_follow_the_config_seed(tmp_path):
+def test_stage1_initial_weights_follow_the_config_seed(tmp_path, i3d_arrays):
     a = _initial_detector_weights(tmp_path, "a", seed=0)
     b = _initial_detector_weights(tmp_path, "b", seed=0)
     c = _initial_detector_weights(tmp_path, "c", seed=1)

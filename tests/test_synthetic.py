@@ -88,17 +88,17 @@ def test_videos_of_one_class_differ():
     assert np.abs(clips[0]["frames"].astype(int) - clips[1]["frames"]).mean() > 5
 
 
-def test_from_config_split_sizes():
+def test_open_source_split_sizes():
     config = configs.get_config("synthetic", "tiny")
-    train = synthetic.from_config(config, "train")
-    test = synthetic.from_config(config, "test")
+    train = synthetic.open_source(config, "train")
+    test = synthetic.open_source(config, "test")
     assert len(train) == config.data.synthetic_num_train == 96
     assert len(test) == config.data.synthetic_num_test == 16
     element = test[0]
     assert element["frames"].shape == (config.data.synthetic_num_frames, 64, 64, 3)
     assert element["id"] == "synthetic/test/000000"
     with pytest.raises(ValueError, match="valid"):
-        synthetic.from_config(config, "valid")
+        synthetic.open_source(config, "valid")
 
 
 def test_labels_in_range_and_every_class_in_eight_videos():

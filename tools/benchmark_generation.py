@@ -83,9 +83,9 @@ def make_config(tiny: bool = False, image_size=None, num_keypoints=None, num_fra
 def build_generator(config, seed: int = 0) -> generation.VideoGenerator:
     """Untrained Q, M, T of `config` (as the trainers build them) under the current policy;
     `seed` seeds M's noise (the script seeds the weights' initialisers globally)."""
-    detector = keypoint_detector.from_config(config)
-    translator = translator_lib.from_config(config)
-    motion = motion_cvae.from_config(config, seed=seed)
+    detector = keypoint_detector.build_detector(config)
+    translator = translator_lib.build_translator(config)
+    motion = motion_cvae.build_motion_generator(config, seed=seed)
     size = config.image_size
     images = keras.ops.zeros((1, size, size, 3))
     keypoints = detector(images)

@@ -34,7 +34,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kpvp import configs, perceptual  # noqa: E402
+from kpvp import configs  # noqa: E402
+from kpvp.models import perceptual  # noqa: E402
 from kpvp.configs import base  # noqa: E402
 from kpvp.trainers import loop, stage1, stage2  # noqa: E402
 

@@ -12,7 +12,7 @@ import numpy as np
 from absl import app, flags, logging
 from PIL import Image, ImageDraw
 
-from kpvp.data import synthetic
+from kpvp.data import datasets, synthetic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "synthetic_sheet", "Folder for the PNG and the GIFs.")
@@ -39,7 +39,7 @@ def draw_joints(frame: np.ndarray, joints: np.ndarray, visible: np.ndarray, zoom
     img = Image.fromarray(frame).resize((size, size), Image.NEAREST)
     draw = ImageDraw.Draw(img)
     r = max(2, size // 64)
-    for name, (x, y), vis in zip(synthetic.JOINT_NAMES, joints, visible):
+    for name, (x, y), vis in zip(datasets.PENN_JOINTS, joints, visible):
         if not vis:
             continue
         # Keypoint convention: -1 / 1 are the outer pixel corners.

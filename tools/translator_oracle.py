@@ -27,7 +27,8 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from kpvp import configs, losses, perceptual, visualize  # noqa: E402
+from kpvp import configs, losses, visualize  # noqa: E402
+from kpvp.models import perceptual  # noqa: E402
 from kpvp.data import pipelines, readers  # noqa: E402
 from kpvp.metrics import frame_metrics  # noqa: E402
 from kpvp.models import translator as translator_lib  # noqa: E402
@@ -80,7 +81,7 @@ def make_config(dataset="synthetic", tiny=False, data_dir=None, learning_rate=No
 
 def build_translator(config, seed=0) -> translator_lib.MaskedTranslator:
     keras.utils.set_random_seed(seed)
-    return translator_lib.from_config(config)
+    return translator_lib.build_translator(config)
 
 
 def oracle_inputs(batch):

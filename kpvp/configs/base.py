@@ -10,6 +10,8 @@ kpvp's own choices. In the stage-1 section every field says where it comes from.
 """
 import ml_collections
 
+from kpvp.data.datasets import SYNTHETIC_CLASSES
+
 
 def get_base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -18,7 +20,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.image_size = 128
     c.num_keypoints = 40
-    c.class_names = ("jumping_jacks", "squat", "arm_wave", "walk")
+    c.class_names = SYNTHETIC_CLASSES
     # Filled from class_names by `finalize()`; kept as a field so it is logged and overridable.
     c.num_classes = 4
     c.class_conditional = True
@@ -125,9 +127,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     # it) or "dense" (ours: one global logit from a dense layer).
     s1.discriminator_head = "patch"
     s1.discriminator_pad = 1  # authors' code: zero padding before each D_im conv (ours: 0)
-    # Ours: mixed_bfloat16 is faster only where the hardware has bf16 units (AVX512_BF16/AMX
-    # CPUs, GPUs, TPUs); measured 5x SLOWER for stage 1 on an AVX2-only CPU
-    # (tools/benchmark_train.py).
+    # Ours: off, as bfloat16 is faster only on hardware with bf16 units (experiments/README.md).
     s1.mixed_precision = False
     s1.checkpoint_every = 1000  # ours
     s1.log_every = 100  # ours
@@ -256,22 +256,16 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.seq_about_centroid = True
     c.data.seq_clip = True
     c.stage1.batch_size = 8
-    # 7-20 min on 2 CPU cores, depending on the machine (experiments/README.md).
-    c.stage1.num_steps = 1000
-    # A fresh Q's logits are nearly flat: at temperature 1 its keypoints start pinned to the
-    # image centre and these short runs never learned keypoints; at 0.1 they did
-    # (experiments/README.md, "The softmax temperature").
+    c.stage1.num_steps = 1000  # minutes on 2 CPU cores (experiments/README.md)
+    # A fresh Q's logits are nearly flat: sharper, its keypoints do not start pinned to the centre.
     c.stage1.softmax_temperature = 0.1
     c.stage1.gaussian_size = 16
-    # The paper's 14.3 is sigma = 0.05 (in [-1, 1] units): 0.8 px of its 32x32 maps, only 0.4 px
-    # of these 16x16 maps, narrower than a map cell. 5.0 is sigma 1.1 px here. (Runs with either
-    # did not learn keypoints at CPU budgets; see experiments/README.md.)
+    # The paper's 14.3 (sigma 0.05) would be narrower than a cell of these 16x16 maps.
     c.stage1.gaussian_inv_std = 5.0
     c.stage1.detector_filters = (16, 32, 64, 64)
     c.stage1.translator_filters = (32, 64, 64)
     c.stage1.discriminator_filters = (32, 64, 128, 128)
-    # Ours: the lighter networks and Keras defaults these CPU runs were developed and measured
-    # with (README.md's demo numbers); the full configs use the authors' forms.
+    # Ours: the lighter networks and Keras defaults the README's demo numbers were measured with.
     c.stage1.softmax_mode = "joint"
     c.stage1.bn_momentum = 0.99
     c.stage1.bn_epsilon = 1e-3
@@ -283,13 +277,9 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.discriminator_head = "dense"
     c.stage1.discriminator_pad = 0
     c.stage1.bn_recalibration_batches = 0  # the demo exports the moving averages
-    # Not in the paper: at this budget the paper's T shuts its mask and repeats the input image;
-    # blending with the source warped by the keypoints moves the figure and beats the still
-    # image on FVD (experiments/README.md, "The warping translator").
+    # Not in the paper: at this budget it moves the figure where the paper's T repeats the input.
     c.stage1.translator_warp = True
-    # Not in the paper: at this budget Q's keypoints gather on the torso, where the reconstruction
-    # loss rewards them most; a loss on the share of each pair's motion that no keypoint is near
-    # moves some onto the hands and feet (experiments/README.md, "Keypoints on the limbs").
+    # Not in the paper: pulls keypoints off the torso onto the moving hands and feet.
     c.stage1.coverage_weight = 50.0
     c.stage1.coverage_sigma = 0.08
     c.stage1.checkpoint_every = 100
@@ -297,14 +287,9 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.image_summary_every = 100
     c.stage2.batch_size = 16
     c.stage2.adversarial_weight = 2.0  # the paper's lambda3, which the tiny runs were tuned with
-    # The paper's M (absolute coordinates, [z, k0, a] at step 1) ignored its class condition on
-    # this budget even on the true joints; decoding displacements from k0 with the condition at
-    # every step followed it (experiments/README.md, "Stage 2 on the true joints").
     c.stage2.num_steps = 3000
-    # At 1e-4 M's samples of the periodic actions (jumping jacks, squats, arm waving) barely
-    # moved (0.4 px against 6.5 px in the real videos); at 1e-3 they move (experiments/README.md,
-    # "Keypoints on the limbs").
-    c.stage2.learning_rate = 1e-3
+    c.stage2.learning_rate = 1e-3  # at 1e-4 the periodic actions' samples barely move
+    # At this budget the paper's M ignores its class; these two make it follow the class.
     c.stage2.offsets = True
     c.stage2.condition_every_step = True
     c.stage2.lstm_units = 128

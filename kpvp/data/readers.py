@@ -14,7 +14,8 @@ moves on, then logs a one-line summary. Joints use the keypoint convention: (x, 
 - `PennAction`: `frames/NNNN/%06d.jpg` + `labels/NNNN.mat`, the paper's 9 classes and split.
 - `VideoFolder`: Siarohin's `train/` + `test/` folders of `.gif`/`.mp4`/strip images/frame
   folders (MGIF, UvA-NEMO) and users' own folders (flat, or one sub-folder per class).
-- `open_source(config, split)`: the source named by `config.dataset`.
+- `open_source(config, split)`: the source named by `config.dataset`; `class_names_on_disk`:
+  the classes a 'folder' data set has.
 
 `datasets/README.md` says where to get each data set and how to unpack it.
 """
@@ -25,22 +26,12 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
-from kpvp.configs.penn import PENN_CLASSES
-from kpvp.data.video_io import (CONTAINER_EXTENSIONS, GIF_EXTENSIONS, IMAGE_EXTENSIONS,
-                                VIDEO_EXTENSIONS, CorruptVideoError, read_video,
-                                resize_points, resize_video)
+from kpvp.data.datasets import (CONTAINER_EXTENSIONS, GIF_EXTENSIONS, IMAGE_EXTENSIONS,
+                                PENN_ALL_CLASSES, PENN_CLASSES, PENN_JOINTS, VIDEO_EXTENSIONS)
+from kpvp.data.video_io import CorruptVideoError, read_video, resize_points, resize_video
 
 SPLITS = ("train", "test")
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
-
-# Penn Action joint order (the data set's README); `joints[..., j, :]` is PENN_JOINTS[j].
-PENN_JOINTS = ("head", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",
-               "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle")
-# All 15 Penn Action actions; the paper keeps the 9 of PENN_CLASSES.
-PENN_ALL_CLASSES = ("baseball_pitch", "baseball_swing", "bench_press", "bowl", "clean_and_jerk",
-                    "golf_swing", "jump_rope", "jumping_jacks", "pullup", "pushup", "situp",
-                    "squat", "strum_guitar", "tennis_forehand", "tennis_serve")
-NEMO_CLASSES = ("spontaneous", "posed")
 
 # Where `open_source` looks when config.data.data_dir is empty (relative to the current dir).
 DEFAULT_DATA_DIRS = {"penn": os.path.join("datasets", "penn"),
@@ -586,7 +577,7 @@ def open_source(config, split: str, crop: bool = True):
     _check_split(split)
     if dataset == "synthetic":
         from kpvp.data import synthetic  # pylint: disable=import-outside-toplevel
-        return synthetic.from_config(config, split)
+        return synthetic.open_source(config, split)
     if dataset not in DEFAULT_DATA_DIRS:
         raise ValueError(f"config.dataset must be one of synthetic, "
                          f"{', '.join(DEFAULT_DATA_DIRS)}; got {dataset!r}")
@@ -610,3 +601,11 @@ def open_source(config, split: str, crop: bool = True):
     # The seeded 90/10 split (folders without train/test) uses the fixed default seed, not
     # config.seed, so that runs with different seeds share one test set.
     return VideoFolder(root, split, image_size=size, crop=crop, name="folder")
+
+
+def class_names_on_disk(config) -> tuple:
+    """The class names of `config`'s data: for 'folder', the sub-folders of its training videos
+    (or one class); for the other data sets, fixed ones, `config.class_names`."""
+    if config.dataset != "folder":
+        return tuple(config.class_names)
+    return tuple(open_source(config, "train").class_names)

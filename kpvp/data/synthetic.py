@@ -19,7 +19,7 @@ Every video is a function of (seed, split, index) only, so it comes out the same
 videos are requested in; "train" and "test" draw from disjoint seed streams.
 
 Joints follow the project's keypoint convention: `(x, y)` in [-1, 1], x right, y down,
-(-1, -1) the top-left corner of the top-left pixel, in Penn Action's joint order (`JOINT_NAMES`).
+(-1, -1) the top-left corner of the top-left pixel, in Penn Action's joint order (`PENN_JOINTS`).
 The figure's left side (`l_*`) is on the image's right when it faces the camera.
 """
 from __future__ import annotations
@@ -30,10 +30,9 @@ import numbers
 import numpy as np
 from PIL import Image, ImageDraw
 
-CLASS_NAMES = ("jumping_jacks", "squat", "arm_wave", "walk")
-JOINT_NAMES = ("head", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",
-               "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle")
-NUM_JOINTS = len(JOINT_NAMES)
+from kpvp.data.datasets import PENN_JOINTS, SYNTHETIC_CLASSES
+
+NUM_JOINTS = len(PENN_JOINTS)
 SPLITS = ("train", "test")
 
 (HEAD, L_SHOULDER, R_SHOULDER, L_ELBOW, R_ELBOW, L_WRIST, R_WRIST,
@@ -199,7 +198,7 @@ def _motion(label: int, body: dict, num_frames: int, rng: np.random.Generator) -
         # Two steps per cycle, each about twice the thigh+shin length times sin(swing).
         speed = 2 * 2 * (body["thigh"] + body["shin"]) * np.sin(swing) / period
     else:
-        raise ValueError(f"label must be in [0, {len(CLASS_NAMES)}), got {label}")
+        raise ValueError(f"label must be in [0, {len(SYNTHETIC_CLASSES)}), got {label}")
 
     joints = _assemble(body, root, lean, body["hip_w"], body["shoulder_w"], arms, legs,
                        knees, ankles, width)
@@ -478,7 +477,7 @@ def render_video(seed, split: str, index: int, image_size: int = 128, num_frames
 def _label(seed, split: str, index: int) -> int:
     """Class of video `index`: every block of 4 consecutive videos holds each class once."""
     block = np.random.default_rng([int(seed), _SPLIT_STREAM[split], int(index) // 4, 7])
-    return int(block.permutation(len(CLASS_NAMES))[int(index) % 4])
+    return int(block.permutation(len(SYNTHETIC_CLASSES))[int(index) % 4])
 
 
 # === Data set ===
@@ -490,7 +489,7 @@ class SyntheticVideos:
     `"synthetic/<split>/<i:06d>"`, `joints` float32 `[T, 13, 2]` (Penn Action order, keypoint
     convention), `visible` bool `[T, 13]` (False where a joint is outside the frame).
     """
-    CLASS_NAMES = CLASS_NAMES
+    CLASS_NAMES = SYNTHETIC_CLASSES
 
     def __init__(self, split: str, num_videos: int, image_size: int = 128,
                  num_frames: int = 48, seed: int = 0):
@@ -508,7 +507,7 @@ class SyntheticVideos:
         self.num_frames = int(num_frames)
         self.seed = int(seed)
         self.name = "synthetic"
-        self.class_names = CLASS_NAMES
+        self.class_names = SYNTHETIC_CLASSES
         self.has_joints = True
         self.skipped = []
 
@@ -545,7 +544,7 @@ class SyntheticVideos:
                 f"image_size={self.image_size}, num_frames={self.num_frames}, seed={self.seed})")
 
 
-def from_config(config, split: str) -> SyntheticVideos:
+def open_source(config, split: str) -> SyntheticVideos:
     """The `split` ("train" | "test") of the synthetic data set as sized by `config`.
 
     Uses `config.seed`, `config.image_size` and `config.data.synthetic_num_train` /

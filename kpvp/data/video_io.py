@@ -24,11 +24,8 @@ import struct
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-GIF_EXTENSIONS = (".gif",)
-CONTAINER_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-# Every file name `read_video` accepts as one video (directories are accepted as well).
-VIDEO_EXTENSIONS = GIF_EXTENSIONS + CONTAINER_EXTENSIONS + IMAGE_EXTENSIONS
+from kpvp.data.datasets import (CONTAINER_EXTENSIONS, IMAGE_EXTENSIONS,
+                                WRITABLE_VIDEO_EXTENSIONS)
 
 # Pillow and ffmpeg report damaged input through these.
 _DECODE_ERRORS = (OSError, EOFError, SyntaxError, ValueError, IndexError, RuntimeError,
@@ -208,7 +205,7 @@ def write_video(path, frames, fps: float = 10.0) -> str:
     path = os.fspath(path)
     frames = _check_frames(frames, "frames")
     ext = os.path.splitext(path)[1].lower()
-    if ext not in (".gif", ".mp4", ".png"):
+    if ext not in WRITABLE_VIDEO_EXTENSIONS:
         raise ValueError(f"write_video: unsupported extension {ext!r} of {path!r}; "
                          "expected .gif, .mp4 or .png")
     if fps <= 0:

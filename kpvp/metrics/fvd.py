@@ -2,7 +2,7 @@
 
 Protocol (google-research `frechet_video_distance`): every frame resized to 224x224 with TF1's
 `resize_bilinear` (no half-pixel centres), scaled to [-1, 1], the video fed to I3D trained on
-Kinetics-400 (`kpvp.metrics.i3d`), its 400 logits taken as features; FVD is the Frechet
+Kinetics-400 (`kpvp.models.i3d`), its 400 logits taken as features; FVD is the Frechet
 distance between Gaussians fitted to the features of real and generated videos, computed in
 float64. Lower is better.
 
@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 from tqdm.auto import tqdm
 
-from kpvp.metrics import i3d
+from kpvp.models import i3d
 
 I3D_SIZE = 224
 

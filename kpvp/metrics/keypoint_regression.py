@@ -23,9 +23,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-PENN_JOINT_NAMES = (
-    "head", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow", "l_wrist", "r_wrist",
-    "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle")
+from kpvp.data.datasets import PENN_JOINTS
+
 
 
 def _points(array, name: str) -> np.ndarray:
@@ -190,7 +189,7 @@ def joint_errors(pred, joints, visible=None, image_size=128,
     dist_px = np.sqrt(np.square(d[..., 0] * w / 2.0) + np.square(d[..., 1] * h / 2.0))
     num_joints = t.shape[1]
     if joint_names is None:
-        joint_names = (PENN_JOINT_NAMES if num_joints == len(PENN_JOINT_NAMES)
+        joint_names = (PENN_JOINTS if num_joints == len(PENN_JOINTS)
                        else tuple(f"joint_{j}" for j in range(num_joints)))
     if len(joint_names) != num_joints:
         raise ValueError(f"joint_names must have {num_joints} names, got {len(joint_names)}")

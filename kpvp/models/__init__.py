@@ -5,7 +5,14 @@ so `keras.models.load_model("detector.keras")` needs no `custom_objects`.
 * `MaskedTranslator` (T): masked U-Net redrawing the source image at target keypoints.
 * `ImageDiscriminator` (D_im), `SequenceDiscriminator` (D_seq).
 * `MotionCVAE` (M): class-conditional LSTM cVAE over keypoint sequences.
+* `layers`: the keypoint and conv-block layers the networks are made of.
+* `i3d.InceptionI3D`: I3D for FVD, and deflated to 2D for `perceptual.PerceptualNetwork`, the
+  feature network of stage 1's perceptual loss.
+
+Keras finds saved networks by their registered names (`kpvp>ClassName`), not by module path,
+so `.keras` files saved before a network moved between modules still load.
 """
+from kpvp.models import i3d, layers, perceptual  # noqa: F401  (registers their classes)
 from kpvp.models.discriminators import ImageDiscriminator, SequenceDiscriminator
 from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.motion_cvae import MotionCVAE

@@ -6,7 +6,7 @@ over every logit, so also over D_im's patch map).
 import keras
 from keras import ops
 
-from kpvp import layers
+from kpvp.models import layers
 
 
 HEADS = ("patch", "dense")
@@ -89,7 +89,7 @@ class ImageDiscriminator(keras.Model):
         return cls(**{**LEGACY_ARGUMENTS, **config})
 
 
-def image_discriminator_from_config(config, **kwargs) -> ImageDiscriminator:
+def build_image_discriminator(config, **kwargs) -> ImageDiscriminator:
     """D_im as a run's config describes it (`config.stage1.discriminator_*`)."""
     s1 = config.stage1
     kwargs.setdefault("name", "image_discriminator")

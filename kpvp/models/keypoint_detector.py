@@ -19,7 +19,7 @@ softmaxes).
 import keras
 from keras import ops
 
-from kpvp import layers
+from kpvp.models import layers
 
 DECODERS = ("authors", "light")
 # The constructor arguments added with the authors' layout, as the models saved before it
@@ -157,7 +157,7 @@ class KeypointDetector(keras.Model):
         return cls(**{**LEGACY_ARGUMENTS, **config})
 
 
-def from_config(config, **kwargs) -> KeypointDetector:
+def build_detector(config, **kwargs) -> KeypointDetector:
     """Q as a run's config describes it (`config.num_keypoints`, `config.stage1.*`)."""
     s1 = config.stage1
     kwargs.setdefault("name", "detector")

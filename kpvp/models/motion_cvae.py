@@ -4,7 +4,7 @@ M learns `q(z | k_1:T, k_0, a)` (encoder) and `p(k_1:T | z, k_0, a)` (decoder) o
 `k_0:T` that the stage-1 detector Q produced from real videos; at test time `z ~ N(0, I)` and
 the decoder alone turns `(z, k_0, a)` into a future keypoint sequence.
 
-Choices the paper leaves open (the authors' code settles them; `from_config` builds the
+Choices the paper leaves open (the authors' code settles them; `build_motion_generator` builds the
 authors' form from the full configs, and the constructor's defaults are kpvp's earlier form so
 that `.keras` files saved before these arguments existed reload unchanged):
 
@@ -346,7 +346,7 @@ class MotionCVAE(keras.Model):
         return config
 
 
-def from_config(config, seed=None) -> MotionCVAE:
+def build_motion_generator(config, seed=None) -> MotionCVAE:
     """M from a kpvp config (`config.stage2`, `num_keypoints`, `num_classes`, ...)."""
     s2 = config.stage2
     return MotionCVAE(

@@ -29,7 +29,7 @@ source moved by the keypoints instead, `v_hat = m * W(s; k, k') + (1 - m) * v_cr
 import keras
 from keras import ops
 
-from kpvp import layers
+from kpvp.models import layers
 from kpvp.ops import warping
 
 DECODERS = ("plain", "unet")
@@ -280,7 +280,7 @@ class MaskedTranslator(keras.Model):
         return cls(**{**LEGACY_ARGUMENTS, **config})
 
 
-def from_config(config, **kwargs) -> MaskedTranslator:
+def build_translator(config, **kwargs) -> MaskedTranslator:
     """T as a run's config describes it (`config.image_size`, `config.stage1.*`)."""
     s1 = config.stage1
     kwargs.setdefault("name", "translator")

@@ -202,6 +202,6 @@ class KeypointTranslationTrainer(AdversarialTrainer):
 def build_trainer(config, perceptual_network) -> KeypointTranslationTrainer:
     """Creates Q, T, D_im from `config` (see `kpvp/configs/base.py`) around a feature network."""
     return KeypointTranslationTrainer(
-        keypoint_detector.from_config(config), translator_lib.from_config(config),
-        discriminators.image_discriminator_from_config(config), perceptual_network,
+        keypoint_detector.build_detector(config), translator_lib.build_translator(config),
+        discriminators.build_image_discriminator(config), perceptual_network,
         config.stage1, seed=config.seed, name="keypoint_translation")

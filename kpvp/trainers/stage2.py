@@ -172,7 +172,7 @@ def build_trainer(config) -> MotionGenerationTrainer:
     the class too only if `stage2.discriminator_conditional` as well (not in eq. 5).
     """
     s2 = config.stage2
-    generator = motion_cvae.from_config(config)
+    generator = motion_cvae.build_motion_generator(config)
     conditional = bool(config.class_conditional) and int(config.num_classes) > 0
     d_conditional = conditional and bool(s2.discriminator_conditional)
     discriminator = SequenceDiscriminator(

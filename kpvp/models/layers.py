@@ -23,10 +23,9 @@ class SpatialSoftmax(keras.layers.Layer):
     returns the probability maps `l` `[B, H, W, K]` (each channel sums to 1).
 
     `temperature` divides the logits first. 1 is the paper's eq. 1. A freshly initialised
-    detector's logits are nearly flat, so at 1 every keypoint starts at the image centre and
-    hardly moves with the image (std 0.003 over images at init, in [-1, 1] units): the
-    translator gets no position to learn from. 0.1 (as in Siarohin et al.'s keypoint detector)
-    is the same network with its last layer's weights and their learning rate scaled by 10.
+    detector's logits are nearly flat, so at 1 every keypoint starts near the image centre and
+    the translator gets no position to learn from. 0.1 (as in Siarohin et al.'s keypoint
+    detector) is the same network with its last layer's weights and learning rate scaled by 10.
     """
 
     def __init__(self, mode="joint", temperature=1.0, **kwargs):

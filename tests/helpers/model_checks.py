@@ -1,4 +1,4 @@
-"""Checks every kpvp network and layer goes through (import from tests: `import model_checks`).
+"""Checks every kpvp network and layer goes through (`from helpers import model_checks`).
 
 `check_network`: output shapes and dtypes, finite outputs, every constructor argument in
 `get_config`, a `from_config` round trip, and a `.keras` save + `keras.models.load_model`
