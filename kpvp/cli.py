@@ -17,6 +17,7 @@ from ml_collections import config_flags
 
 from kpvp import configs
 from kpvp.configs import base
+from kpvp.rundir import RunDir
 
 FLAGS = flags.FLAGS
 
@@ -66,7 +67,6 @@ config_flags.DEFINE_config_dict(
     "config", base.get_base_config(), "Overrides of config fields, e.g. --config.seed=1.",
     lock_config=True)
 
-CONFIG_FILE = "config.json"
 
 def load_saved_config(path: str):
     """The config a run saved as JSON in `path`; a clear error for fields kpvp does not know."""
@@ -92,7 +92,7 @@ def resolve_config(workdir: str | None = None):
     keeps its settings unless told otherwise.
     """
     overrides = config_flags.get_override_values(FLAGS["config"])
-    saved = os.path.join(workdir, CONFIG_FILE) if workdir else None
+    saved = RunDir(workdir).config_file if workdir else None
     if saved and os.path.exists(saved):
         config = load_saved_config(saved)
         if FLAGS["dataset"].present and FLAGS.dataset != config.dataset:
@@ -124,8 +124,7 @@ def requested_variant() -> str:
 
 def save_config(config, workdir: str) -> str:
     """Writes the resolved config as JSON into `workdir`; returns the path."""
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, CONFIG_FILE)
+    path = RunDir(workdir).makedirs().config_file
     with open(path, "w", encoding="utf-8") as f:
         json.dump(config.to_dict(), f, indent=2, default=list)
     return path

@@ -29,6 +29,7 @@ import tensorflow as tf
 from absl import app, flags, logging
 
 from kpvp.generation import VideoGenerator, render_frames  # (registers the networks too)
+from kpvp.rundir import RunDir
 
 METADATA_FILE = "kpvp_export.json"
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
@@ -225,8 +226,8 @@ def export_run(workdir: str, output_dir: str, config, overwrite: bool = False) -
     if generator.image_size != config.image_size:
         raise ValueError(
             f"The networks in {workdir!r} work at {generator.image_size}x{generator.image_size} "
-            f"but the config says image_size={config.image_size}: is {workdir!r}/config.json "
-            "this run's config?")
+            f"but the config says image_size={config.image_size}: is "
+            f"{RunDir(workdir).config_file!r} this run's config?")
     return export(generator, output_dir, overwrite=overwrite,
                   extra_metadata={"dataset": config.dataset, "variant": config.variant,
                                   "workdir": os.path.abspath(workdir)})

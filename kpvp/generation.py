@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
+from kpvp.rundir import RunDir
 
 
 # Frames per call of T's decoder: batching is faster than one call per frame, chunks bound memory.
@@ -59,10 +60,8 @@ class VideoGenerator:
                      stage1_only: bool = False) -> "VideoGenerator":
         """Loads the `.keras` exports of a trained run (`stage1/`, and `stage2/` unless
         `stage1_only`, which is enough for motion transfer)."""
-        parts = [("detector", "stage1"), ("translator", "stage1")]
-        if not stage1_only:
-            parts.append(("motion_generator", "stage2"))
-        paths = {name: os.path.join(workdir, sub, f"{name}.keras") for name, sub in parts}
+        names = ["detector", "translator"] + ([] if stage1_only else ["motion_generator"])
+        paths = {name: RunDir(workdir).exported(name) for name in names}
         missing = [p for p in paths.values() if not os.path.exists(p)]
         if missing:
             stage = "1" if stage1_only else "all"
@@ -192,7 +191,7 @@ def write_class_samples(config, workdir: str, videos_per_class: int = 2, seed: i
     generator = VideoGenerator.from_workdir(workdir, config.class_names)
     starts = sample_start_frames(readers.open_source(config, "test"), len(config.class_names),
                                  videos_per_class)
-    out_dir = os.path.join(workdir, "samples")
+    out_dir = RunDir(workdir).samples
     os.makedirs(out_dir, exist_ok=True)
     paths = []
     for action, name in enumerate(config.class_names):

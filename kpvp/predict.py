@@ -17,6 +17,7 @@ from absl import app, flags, logging
 
 from kpvp import cli  # defines --workdir (the trained run), --dataset, --config.*
 from kpvp.data.datasets import GIF_EXTENSIONS, IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS
+from kpvp.rundir import RunDir
 
 flags.DEFINE_string("image", None, "Input image file, or a folder of images (batch mode).",
                     required=True)
@@ -93,9 +94,9 @@ def main(argv):
     from kpvp.data import video_io
     from kpvp.generation import VideoGenerator
 
-    if not os.path.exists(os.path.join(FLAGS.workdir, cli.CONFIG_FILE)):
+    if not RunDir(FLAGS.workdir).has_config():
         raise app.UsageError(f"--workdir={FLAGS.workdir!r} holds no trained run "
-                             f"({cli.CONFIG_FILE} missing)")
+                             f"({RunDir(FLAGS.workdir).config_file} missing)")
     config = cli.resolve_config(FLAGS.workdir)
     images = list_images(FLAGS.image)
     batch = os.path.isdir(FLAGS.image)

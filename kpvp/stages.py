@@ -1,27 +1,22 @@
 """The training stages of one run directory: stage 1, pseudo-labels, stage 2, samples.
 
-Library functions behind `python -m kpvp.train` (which only parses flags and calls them):
-
-    workdir/
-      config.json, run_info.json       resolved config; versions, git revision, choices made
-      stage1/checkpoints, stage1/logs  Q + T + D_im (tf.train.CheckpointManager), TensorBoard
-      stage1/detector.keras            Q, exported at the end of stage 1
-      stage1/translator.keras          T
-      pseudo_labels/{train,test}/      Q's keypoints per video (resumable)
-      stage2/checkpoints, stage2/logs  M + D_seq
-      stage2/motion_generator.keras    M
-      samples/<class>_<i>.gif          generated videos | keypoints | masks
-      report.json, report.md           the metrics (`kpvp.evaluate`)
+Library functions behind `python -m kpvp.train` (which only parses flags and calls them); what
+each writes where in the run directory is laid out in `kpvp.rundir`.
 """
 from __future__ import annotations
 
 import os
 
+import keras
 from absl import logging
 
-
-def stage_dir(workdir: str, stage: int) -> str:
-    return os.path.join(workdir, f"stage{stage}")
+from kpvp import generation, run_info
+from kpvp.data import pipelines, pseudo_labels
+from kpvp.evaluation import report as eval_report
+from kpvp.evaluation import run as eval_run
+from kpvp.models import perceptual
+from kpvp.rundir import RunDir, StageDir
+from kpvp.trainers import loop, stage1, stage2
 
 
 def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dict:
@@ -29,14 +24,7 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
 
     `export_only`: restore the last checkpoint and export it, without training or data.
     """
-    from kpvp import run_info
-    from kpvp.models import perceptual
-    from kpvp.data import pipelines
-    from kpvp.trainers import loop, stage1
-
-    import keras
-
-    directory = stage_dir(workdir, 1)
+    directory = RunDir(workdir).stage(1)
     # Q's, T's and D_im's initial weights follow config.seed (the data pipelines take it too).
     keras.utils.set_random_seed(config.seed)
     # The policy is read when layers are made: networks built here compute in bfloat16 (their
@@ -66,16 +54,13 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
                                                            seed=config.seed + step),
             config.stage1, directory, image_batch=image_batch)
     recalibrate_stage1(trainer, config)
-    export_stage1(trainer, directory)
+    export_stage1(trainer, workdir)
     return result
 
 
 def recalibrate_stage1(trainer, config) -> None:
     """Q's and T's batch-norm statistics re-estimated on `stage1.bn_recalibration_batches`
     training batches before export (the checkpoint keeps the moving averages)."""
-    from kpvp.data import pipelines
-    from kpvp.trainers import loop
-
     num_batches = int(config.stage1.bn_recalibration_batches)
     layers = loop.batch_norm_layers(trainer.detector, trainer.translator)
     if num_batches <= 0 or not layers:
@@ -86,18 +71,17 @@ def recalibrate_stage1(trainer, config) -> None:
     logging.info("Batch-norm statistics of Q and T re-estimated on %d training batches", used)
 
 
-def export_stage1(trainer, directory: str) -> None:
-    os.makedirs(directory, exist_ok=True)
-    trainer.detector.save(os.path.join(directory, "detector.keras"))
-    trainer.translator.save(os.path.join(directory, "translator.keras"))
-    logging.info("Exported detector.keras and translator.keras to %s", directory)
+def export_stage1(trainer, workdir) -> None:
+    run = RunDir(workdir)
+    os.makedirs(run.stage(1).path, exist_ok=True)
+    trainer.detector.save(run.exported("detector"))
+    trainer.translator.save(run.exported("translator"))
+    logging.info("Exported Q and T to %s", run.stage(1).path)
 
 
-def _restore_for_export(trainer, directory: str) -> dict:
-    from kpvp.trainers import loop
-
-    step = loop.restore_latest(trainer, os.path.join(directory, "checkpoints"))
-    logging.info("Restored step %d from %s for export", step, directory)
+def _restore_for_export(trainer, directory: StageDir) -> dict:
+    step = loop.restore_latest(trainer, directory.checkpoints)
+    logging.info("Restored step %d from %s for export", step, directory.path)
     return {"step": step, "resumed_from": step, "logs": {}}
 
 
@@ -106,71 +90,35 @@ def run_stage2(config, workdir: str, strategy, export_only: bool = False) -> dic
 
     `export_only`: restore the last checkpoint and export M, without labelling or training.
     """
-    import keras
-
-    from kpvp.data import pipelines
-    from kpvp.trainers import loop, stage2
-
-    directory = stage_dir(workdir, 2)
+    directory = RunDir(workdir).stage(2)
     keras.utils.set_random_seed(config.seed)  # M's and D_seq's initial weights
     with strategy.scope():
         trainer = stage2.build_trainer(config)
         trainer.compile(*loop.make_optimizers(config.stage2))
     if export_only:
         result = _restore_for_export(trainer, directory)
-        _export_stage2(trainer, directory)
+        _export_stage2(trainer, workdir)
         return result
-    sequences = pseudo_label(config, workdir, "train")
+    sequences = pseudo_labels.label_run(config, workdir, "train")
     image_batch = next(iter(pipelines.stage2_dataset(sequences, config, training=False)))
     result = loop.fit_stage(
         trainer,
         lambda step: pipelines.stage2_dataset(sequences, config, training=True,
                                               seed=config.seed + step),
         config.stage2, directory, image_batch=image_batch)
-    _export_stage2(trainer, directory)
+    _export_stage2(trainer, workdir)
     return result
 
 
-def _export_stage2(trainer, directory: str) -> None:
-    trainer.generator.save(os.path.join(directory, "motion_generator.keras"))
-    logging.info("Exported motion_generator.keras to %s", directory)
-
-
-def detector_id(workdir: str) -> str:
-    """Names the stage-1 weights behind `stage1/detector.keras` (its last checkpoint)."""
-    import tensorflow as tf
-
-    latest = tf.train.latest_checkpoint(os.path.join(stage_dir(workdir, 1), "checkpoints"))
-    exported = os.path.join(stage_dir(workdir, 1), "detector.keras")
-    if latest is None or not os.path.exists(exported):
-        raise FileNotFoundError(
-            f"No trained stage 1 in {workdir!r}: run `python -m kpvp.train --stage=1 "
-            f"--workdir={workdir}` first")
-    return os.path.basename(latest)
-
-
-def pseudo_label(config, workdir: str, split: str) -> list[dict]:
-    """Q's keypoints for every video of `split` (written once, reused if Q is unchanged)."""
-    import keras
-
-    import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
-    from kpvp.data import pseudo_labels, readers
-
-    ident = detector_id(workdir)
-    detector = keras.models.load_model(os.path.join(stage_dir(workdir, 1), "detector.keras"))
-    out_dir = os.path.join(workdir, "pseudo_labels", split)
-    source = readers.open_source(config, split)
-    summary = pseudo_labels.label_videos(detector, source, out_dir, ident,
-                                         image_size=config.image_size)
-    logging.info("Pseudo-labels (%s): %s", split, summary)
-    return pseudo_labels.load_pseudo_labels(out_dir, ident)
+def _export_stage2(trainer, workdir) -> None:
+    path = RunDir(workdir).exported("motion_generator")
+    trainer.generator.save(path)
+    logging.info("Exported M to %s", path)
 
 
 def finish_all(config, workdir: str) -> None:
     """After both stages: sample videos per class, then the metrics report."""
-    from kpvp import evaluate, generation
-
     paths = generation.write_class_samples(config, workdir)
-    logging.info("Wrote %d sample videos to %s", len(paths), os.path.dirname(paths[0]))
-    report = evaluate.run_evaluation(config, workdir, evaluate.METRICS)
-    print(evaluate.format_summary(report))
+    logging.info("Wrote %d sample videos to %s", len(paths), RunDir(workdir).samples)
+    report = eval_run.run_evaluation(config, workdir, eval_run.METRICS)
+    print(eval_report.format_summary(report))

@@ -16,6 +16,7 @@ from absl import app, flags, logging
 from kpvp import cli, stages
 from kpvp.configs import base
 from kpvp.data import readers
+from kpvp.rundir import RunDir
 
 flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
 flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
@@ -34,12 +35,10 @@ def _stage_numbers(stage: str) -> tuple[int, ...]:
 
 def _check_checkpoints(workdir: str, stage: str) -> None:
     """For --export_only: every stage of --stage must have a checkpoint to export."""
-    import os
-
     import tensorflow as tf
 
     for number in _stage_numbers(stage):
-        directory = os.path.join(stages.stage_dir(workdir, number), "checkpoints")
+        directory = RunDir(workdir).checkpoints(number)
         if tf.train.latest_checkpoint(directory) is None:
             raise FileNotFoundError(f"--export_only: no stage-{number} checkpoint in {directory}; "
                                     "train that stage first")

@@ -17,9 +17,10 @@ import tensorflow as tf
 from absl import flags
 from PIL import Image
 
-from kpvp import configs, evaluate, visualize
+from kpvp import configs, visualize
 from kpvp.models import perceptual
 from kpvp.data import pipelines
+from kpvp.data.tracks import fixed_length_sequences
 from kpvp.metrics import action_recognition
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
@@ -271,8 +272,8 @@ def test_motion_oracle_scores_generators_by_the_class_they_follow():
     config = configs.get_config("synthetic", "tiny")
     tracks = tool.load_joints(config, num_test=16)
     assert config.num_keypoints == 13 and len(tracks["train"]) == 96
-    x, y = evaluate.fixed_length_sequences(tracks["train"], config.data.seq_len)
-    test_x, test_y = evaluate.fixed_length_sequences(tracks["test"], config.data.seq_len)
+    x, y = fixed_length_sequences(tracks["train"], config.data.seq_len)
+    test_x, test_y = fixed_length_sequences(tracks["test"], config.data.seq_len)
     classifier = action_recognition.train_sequence_classifier(x, y, config.num_classes)
     ceiling = action_recognition.accuracy(classifier, test_x, test_y)
     assert ceiling >= 0.75
@@ -315,7 +316,7 @@ def test_motion_oracle_trains_stage_2_on_joints(tmp_path):
     import kpvp.models  # noqa: F401  (registers M for load_model)
 
     reloaded = keras.models.load_model(output)
-    test_x, test_y = evaluate.fixed_length_sequences(tracks["test"], config.data.seq_len)
+    test_x, test_y = fixed_length_sequences(tracks["test"], config.data.seq_len)
     recon = np.asarray(reloaded([test_x, test_y], training=False)["keypoints"])
     assert np.mean(np.abs(recon - test_x[:, 1:])) == pytest.approx(results[-1]["test_l1"],
                                                                    rel=1e-5)
@@ -324,22 +325,22 @@ def test_motion_oracle_trains_stage_2_on_joints(tmp_path):
 
 
 def run_with_detector(tmp_path, config):
-    """A workdir with `config` and an untrained tiny Q exported (and checkpointed, which names
-    it for the pseudo-labels) as stage 1's; returns (workdir, detector)."""
+    """A workdir with `config` and an untrained tiny Q exported as stage 1's; returns
+    (workdir, detector)."""
     import keras
 
     from kpvp import cli
     from kpvp.models import KeypointDetector
+    from kpvp.rundir import RunDir
 
     workdir = tmp_path / "run"
-    (workdir / "stage1" / "checkpoints").mkdir(parents=True)
+    (workdir / "stage1").mkdir(parents=True)
     cli.save_config(config, str(workdir))
     keras.utils.set_random_seed(0)
     detector = KeypointDetector(num_keypoints=config.num_keypoints, filters=(4, 4, 4, 4),
                                 softmax_temperature=0.1)
     detector(np.zeros((1, config.image_size, config.image_size, 3), np.float32))
-    detector.save(workdir / "stage1" / "detector.keras")
-    tf.train.Checkpoint(detector=detector).save(str(workdir / "stage1" / "checkpoints" / "ckpt"))
+    detector.save(RunDir(workdir).exported("detector"))
     return workdir, detector
 
 

@@ -1,4 +1,5 @@
-"""kpvp.evaluate: metric selection, report formatting, FVD between two folders of videos."""
+"""kpvp.evaluation and the `kpvp.evaluate` app: metric selection, the action-recognition
+numbers on a constructed case, report formatting, FVD between two folders of videos."""
 import json
 import os
 import subprocess
@@ -7,24 +8,109 @@ import sys
 import numpy as np
 import pytest
 
-from kpvp import evaluate
+from kpvp import configs
 from kpvp.data import video_io
+from kpvp.evaluation import action, fvd, run, trained_run
+from kpvp.evaluation import report as eval_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_parse_metrics():
-    assert evaluate.parse_metrics("all") == evaluate.METRICS
-    assert evaluate.parse_metrics("fvd, ssim") == ("fvd", "ssim")
+    assert run.parse_metrics("all") == run.METRICS
+    assert run.METRICS == ("fvd", "action", "keypoints", "ssim", "transfer")
+    assert run.parse_metrics("fvd, ssim") == ("fvd", "ssim")
     with pytest.raises(ValueError, match="unknown.*'psnr'"):
-        evaluate.parse_metrics("fvd,psnr")
+        run.parse_metrics("fvd,psnr")
 
 
 def test_other_classes_never_returns_the_true_class():
     labels = np.arange(400) % 4
-    other = evaluate.other_classes(labels, 4, seed=0)
+    other = trained_run.other_classes(labels, 4, seed=0)
     assert np.all(other != labels) and set(other) == {0, 1, 2, 3}
-    np.testing.assert_array_equal(evaluate.other_classes(labels * 0, 1, seed=0), labels * 0)
+    np.testing.assert_array_equal(trained_run.other_classes(labels * 0, 1, seed=0), labels * 0)
+
+
+def _moving(classes, rng, seq_len, num_classes, k=3):
+    """Keypoint sequences `[N, seq_len, k, 2]` whose keypoints all move in the direction of
+    their class (class c: angle 2 pi c / C) from random starting poses."""
+    classes = np.asarray(classes)
+    angle = 2 * np.pi * classes / num_classes
+    step = 0.04 * np.stack([np.cos(angle), np.sin(angle)], -1)  # [N, 2]
+    start = rng.uniform(-0.4, 0.4, (len(classes), 1, k, 2))
+    t = np.arange(seq_len)[None, :, None, None]
+    return (start + t * step[:, None, None, :]).astype(np.float32)
+
+
+class _ConstructedRun:
+    """A `TrainedRun` stand-in whose videos' motions (keypoints) and I3D features say their
+    class outright: generated videos 0-7 move in their condition's direction, 8-15 in the next
+    class's; under a random other condition every video follows that condition."""
+
+    def __init__(self, config):
+        self.config, self.num_videos, self.seed = config, 0, 0
+        c, n = config.num_classes, 16
+        rng = np.random.default_rng(0)
+        seq_len = int(config.data.seq_len)
+        self.train_labels = np.arange(8 * c) % c
+        self.test_labels = np.arange(n) % c
+        self.shuffled_labels = trained_run.other_classes(self.test_labels, c, seed=0)
+        drawn = np.where(np.arange(n) < 8, self.test_labels, (self.test_labels + 1) % c)
+        self.tracks = {
+            "train": [{"keypoints": kp, "label": int(y)} for kp, y in zip(
+                _moving(self.train_labels, rng, seq_len, c), self.train_labels)],
+            "test": [{"keypoints": kp, "label": int(y)} for kp, y in zip(
+                _moving(self.test_labels, rng, seq_len, c), self.test_labels)]}
+        self.generated_keypoints = {False: _moving(drawn, rng, seq_len, c),
+                                    True: _moving(self.shuffled_labels, rng, seq_len, c)}
+        eye = np.eye(c, dtype=np.float32)
+        self.i3d_features = {"train": eye[self.train_labels], "real": eye[self.test_labels],
+                             "generated": eye[drawn], "shuffled": eye[self.shuffled_labels]}
+        conditions = np.repeat(np.arange(c), n)
+        self.motion = {"keypoints": _moving(conditions, rng, seq_len, c), "labels": conditions,
+                       "videos": np.tile(np.arange(n), c)}
+
+    def pseudo_labels(self, split):
+        return self.tracks[split]
+
+    def test_videos(self):
+        return {"labels": self.test_labels}
+
+    def train_videos(self):
+        return {"labels": self.train_labels, "frames": None}
+
+    def generated(self, shuffled=False):
+        labels = self.shuffled_labels if shuffled else self.test_labels
+        return {"keypoints": self.generated_keypoints[shuffled], "labels": labels,
+                "frames": None}
+
+    def motion_samples(self):
+        return self.motion
+
+    def features(self, name, frames_fn):
+        return self.i3d_features[name]
+
+
+def test_action_accuracies_on_a_constructed_case(monkeypatch):
+    """Accuracies worked out by hand: a classifier (or a report) that scores the wrong labels
+    misses them."""
+    config = configs.get_config("synthetic", "tiny")
+    config.data.seq_len = 8
+    monkeypatch.setattr(action.data_tracks, "joint_tracks", lambda *args: None)
+    result = action.evaluate_action(_ConstructedRun(config))
+    for name in ("keypoint_classifier", "i3d_linear_probe"):
+        r = result[name]
+        assert r["real"] == 1.0, name
+        assert r["generated"] == 0.5, name  # half the videos move as the next class
+        # Under a random other condition: never the true class, always the condition.
+        assert r["generated_unconditional"] == 0.0, name
+        assert r["generated_follows_random_condition"] == 1.0, name
+    motion = result["keypoint_classifier"]["motion_samples"]
+    assert motion["follows_condition"] == 1.0 and motion["own_class"] == 1.0
+    assert motion["other_follows_first_frame"] == 0.0
+    assert (motion["num_own"], motion["num_other"]) == (16, 48)
+    assert result["chance"] == 0.25 and "real_ground_truth_joints" not in result[
+        "keypoint_classifier"]
 
 
 def test_markdown_report_shows_every_number():
@@ -63,31 +149,29 @@ def test_markdown_report_shows_every_number():
                                                    "ssim": 0.8123, "psnr": 23.5,
                                                    "num_frames": 128},
                                "num_videos": 4, "num_frames": 33}}}
-    text = evaluate.format_markdown(report)
+    text = eval_report.format_markdown(report)
     for expected in ("0.0123", "0.0988", "0.8765", "27.12", "0.0235", "0.2345", "0.8123", "23.50",
                      "4 test videos of 33 frames"):
         assert expected in text
     assert "frames 1-16 (x0 excluded)" in text
     assert "trained against I3D features, so this FVD is not independent" in text
     report["metrics"]["fvd"]["perceptual_network"] = "vgg19"
-    assert "VGG19 ImageNet features, as in the paper" in evaluate.format_markdown(report)
+    assert "VGG19 ImageNet features, as in the paper" in eval_report.format_markdown(report)
     for expected in ("321.5", "100.2", "654.8", "0.9123", "25.50", "21.25", "no joints",
                      "0.0432", "0.2468", "3.8 %", "mask 0.125", "0.1358", "0.375", "0.312", "0.188",
                      "0.438", "(256 sequences)", "condition: 0.266", "own class 0.547",
-                     "held still: 0.812", "how they move from the first frame", "another class 0.172", "instead 0.484", "0.938", "0.562", "0.062",
-                     "0.688"):
+                     "held still: 0.812", "how they move from the first frame",
+                     "another class 0.172", "instead 0.484", "0.938", "0.562", "0.062", "0.688"):
         assert expected in text
 
 
 def test_fvd_clips_are_the_predicted_frames_without_x0():
-    from kpvp import configs
-
     config = configs.get_config("penn", "full")
     assert config.eval.fvd_num_frames == 32 and config.data.eval_num_frames == 33
     clip = np.arange(33)[None, :, None]  # frame t holds t: x0, then the 32 predictions
-    np.testing.assert_array_equal(evaluate.fvd_clips(clip, config)[0, :, 0], np.arange(1, 33))
+    np.testing.assert_array_equal(trained_run.fvd_clips(clip, config)[0, :, 0], np.arange(1, 33))
     with pytest.raises(ValueError, match="frames 1..32"):
-        evaluate.fvd_clips(clip[:, :32], config)
+        trained_run.fvd_clips(clip[:, :32], config)
 
 
 def write_set(folder, videos):
@@ -100,15 +184,15 @@ def test_load_video_set_cuts_pads_and_names_problems(tmp_path):
     rng = np.random.default_rng(0)
     write_set(tmp_path / "a", [rng.integers(0, 256, (n, 16, 16, 3), np.uint8) for n in (12, 9)])
     with pytest.raises(ValueError, match="9 frames < --num_frames=10"):
-        evaluate.load_video_set(str(tmp_path / "a"), 10, pad=False, name="--real")
-    videos = evaluate.load_video_set(str(tmp_path / "a"), 10, pad=True)
+        fvd.load_video_set(str(tmp_path / "a"), 10, pad=False, name="--real")
+    videos = fvd.load_video_set(str(tmp_path / "a"), 10, pad=True)
     assert videos.shape == (2, 10, 16, 16, 3)
     np.testing.assert_array_equal(videos[1, 9], videos[1, 8])  # padded with the last frame
     write_set(tmp_path / "one", [rng.integers(0, 256, (10, 16, 16, 3), np.uint8)])
     with pytest.raises(ValueError, match="at least 2 videos"):
-        evaluate.load_video_set(str(tmp_path / "one"), 10, pad=False, name="--generated")
+        fvd.load_video_set(str(tmp_path / "one"), 10, pad=False, name="--generated")
     with pytest.raises(FileNotFoundError, match="--real: no such file"):
-        evaluate.load_video_set(str(tmp_path / "missing"), 10, pad=False, name="--real")
+        fvd.load_video_set(str(tmp_path / "missing"), 10, pad=False, name="--real")
 
 
 @pytest.mark.slow
@@ -144,13 +228,8 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path, i3d_arrays):
     from kpvp import cli
     from helpers.tiny_run import save_tiny_run
 
-    import tensorflow as tf
-
     config = save_tiny_run(tmp_path)
     cli.save_config(config, str(tmp_path))
-    # A stage-1 checkpoint names the detector behind the pseudo-labels of the action metric.
-    tf.train.CheckpointManager(tf.train.Checkpoint(step=tf.Variable(1)),
-                               str(tmp_path / "stage1" / "checkpoints"), 1).save()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)
     proc = subprocess.run(
         [sys.executable, "-m", "kpvp.evaluate", f"--workdir={tmp_path}", "--metric=all",
@@ -166,16 +245,19 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path, i3d_arrays):
     assert fvd["num_videos"] == 4 and fvd["num_frames"] == 9
     assert fvd["frames"] == "1-9 (x0 excluded)"
     assert fvd["fvd"] >= 0 and fvd["fvd_static_baseline"] >= 0
-    # Accuracies are fractions of 4 test videos.
+    # Scored against the true classes and against the other classes they were generated under,
+    # the same predictions cannot be right for both (the numbers themselves are checked on a
+    # constructed case in test_action_accuracies_on_a_constructed_case).
     for name in ("keypoint_classifier", "i3d_linear_probe"):
-        for key in ("real", "generated", "generated_unconditional"):
-            assert metrics["action"][name][key] in (0.0, 0.25, 0.5, 0.75, 1.0)
+        r = metrics["action"][name]
+        assert r["num_real"] == r["num_generated"] == 4
+        assert r["generated_unconditional"] + r["generated_follows_random_condition"] <= 1
     keypoint_action = metrics["action"]["keypoint_classifier"]
     # M's sequences: 4 first frames x 4 classes x 2 samples, each labelled with its condition.
     motion = keypoint_action["motion_samples"]
     assert (motion["num_own"], motion["num_other"]) == (4 * 2, 4 * 3 * 2)
     assert 0 <= motion["follows_condition"] <= 1 and 0 <= motion["own_class"] <= 1
-    assert keypoint_action["first_frame_held"] in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert 0 <= keypoint_action["first_frame_held"] <= 1
     # The synthetic actions are separable from their joints even with 8 training videos.
     assert keypoint_action["real_ground_truth_joints"] >= 0.5
     keypoints = metrics["keypoints"]

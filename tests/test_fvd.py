@@ -170,7 +170,7 @@ def test_fvd_between_folders_of_real_clips_equals_the_reference_computation(
 
     import tensorflow as tf
 
-    from kpvp import evaluate
+    from kpvp.evaluation import fvd as evaluation_fvd
 
     clips = sorted((shared_fixtures / "actions" / "train").glob("*.jpg"))[:12]
     for i, clip in enumerate(clips):
@@ -178,11 +178,11 @@ def test_fvd_between_folders_of_real_clips_equals_the_reference_computation(
         folder.mkdir(exist_ok=True)
         shutil.copy(clip, folder / clip.name)
     num_frames = 16
-    ours = evaluate.fvd_between(str(tmp_path / "a"), str(tmp_path / "b"), num_frames,
+    ours = evaluation_fvd.fvd_between(str(tmp_path / "a"), str(tmp_path / "b"), num_frames,
                                 batch_size=6)["fvd"]
 
     def reference_features(folder, resize):
-        videos = evaluate.load_video_set(str(folder), num_frames, pad=False)
+        videos = evaluation_fvd.load_video_set(str(folder), num_frames, pad=False)
         return extractor.model(resize(videos)).numpy().astype(np.float64)
 
     def reference_fvd(resize):

@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp import cli, visualize
+from kpvp.rundir import RunDir
 
 FLAGS = flags.FLAGS
 
@@ -68,7 +69,7 @@ def keypoint_sheet(detector, videos: list[dict], class_names, columns: int,
 def main(argv):
     del argv
     config = cli.resolve_config(FLAGS.workdir)
-    path = os.path.join(FLAGS.workdir, "stage1", "detector.keras")
+    path = RunDir(FLAGS.workdir).exported("detector")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path} not found: train stage 1 in {FLAGS.workdir!r} first")
     detector = keras.models.load_model(path)

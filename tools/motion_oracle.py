@@ -26,8 +26,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from kpvp import cli, evaluate  # noqa: E402
+from kpvp import cli  # noqa: E402
 from kpvp.data import pipelines  # noqa: E402
+from kpvp.data import tracks as data_tracks  # noqa: E402
+from kpvp.evaluation.trained_run import sample_motions  # noqa: E402
 from kpvp.metrics import action_recognition as ar  # noqa: E402
 from kpvp.trainers import loop, stage2  # noqa: E402
 
@@ -49,8 +51,8 @@ def load_joints(config, num_test: int) -> dict:
     """Ground-truth joint tracks of all training videos and of the first `num_test` test
     videos (0: all): `{"train": [...], "test": [...]}`; K of `config` becomes the joint
     count."""
-    tracks = {"train": evaluate.joint_tracks(config, "train"),
-              "test": evaluate.joint_tracks(config, "test", num_test)}
+    tracks = {"train": data_tracks.joint_tracks(config, "train"),
+              "test": data_tracks.joint_tracks(config, "test", num_test)}
     if tracks["train"] is None:
         raise ValueError(f"{config.dataset} has no ground-truth joints; the oracle needs them")
     config.num_keypoints = int(tracks["train"][0]["keypoints"].shape[1])
@@ -62,7 +64,7 @@ def evaluate_motion(generator, classifier, test_x, test_y, num_classes: int, sam
     """Samples M from the first pose of every test sequence under every class condition and
     classifies the samples: `action_recognition.condition_report` of them, how often each
     class is predicted (`predicted_counts`) and how far the samples move from k_0."""
-    motion = evaluate.sample_motions(generator, test_x[:, 0], num_classes, samples, seed)
+    motion = sample_motions(generator, test_x[:, 0], num_classes, samples, seed)
     pred = ar.predict_labels(classifier, motion["keypoints"])
     report = ar.condition_report(pred, motion["labels"], np.asarray(test_y)[motion["videos"]])
     return dict(report, predicted_counts=np.bincount(pred, minlength=num_classes).tolist(),
@@ -83,8 +85,8 @@ def train(config, tracks, steps: int, eval_every: int, samples: int, report=prin
     if output is not None and not output.endswith(".keras"):
         raise ValueError(f"--output must be a .keras file, got {output!r}")
     seq_len = int(config.data.seq_len)
-    train_x, train_y = evaluate.fixed_length_sequences(tracks["train"], seq_len)
-    test_x, test_y = evaluate.fixed_length_sequences(tracks["test"], seq_len)
+    train_x, train_y = data_tracks.fixed_length_sequences(tracks["train"], seq_len)
+    test_x, test_y = data_tracks.fixed_length_sequences(tracks["test"], seq_len)
     classifier = ar.train_sequence_classifier(
         train_x, train_y, config.num_classes, seed=config.seed,
         motion_only=bool(config.eval.classifier_motion_only))

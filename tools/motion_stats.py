@@ -24,10 +24,15 @@ The data set and its settings come from the run's `config.json` (and `--config.x
 """
 import os
 
+import keras
 import numpy as np
 from absl import app, flags
 
+import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp import cli
+from kpvp.data import pseudo_labels
+from kpvp.data.tracks import fixed_length_sequences, joint_tracks
+from kpvp.rundir import RunDir
 
 FLAGS = flags.FLAGS
 
@@ -125,22 +130,17 @@ def format_table(rows, class_names) -> str:
 
 def main(argv):
     del argv
-    import keras
-
-    import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
-    from kpvp import evaluate, stages
-
     config = cli.resolve_config(FLAGS.workdir)
     seq_len = int(config.data.seq_len)
-    tracks = stages.pseudo_label(config, FLAGS.workdir, FLAGS.split)
+    tracks = pseudo_labels.label_run(config, FLAGS.workdir, FLAGS.split)
     if not tracks:
         raise ValueError(f"no pseudo-labels for split {FLAGS.split!r} in {FLAGS.workdir!r}")
-    x, y = evaluate.fixed_length_sequences(tracks, seq_len)
-    joints = evaluate.joint_tracks(config, FLAGS.split)
+    x, y = fixed_length_sequences(tracks, seq_len)
+    joints = joint_tracks(config, FLAGS.split)
     joint_seqs = joint_labels = None
     if joints:
-        joint_seqs, joint_labels = evaluate.fixed_length_sequences(joints, seq_len)
-    path = os.path.join(stages.stage_dir(FLAGS.workdir, 2), "motion_generator.keras")
+        joint_seqs, joint_labels = fixed_length_sequences(joints, seq_len)
+    path = RunDir(FLAGS.workdir).exported("motion_generator")
     motion_generator = keras.models.load_model(path) if os.path.exists(path) else None
     rows = motion_stats(x, y, max(1, int(config.num_classes)), config.image_size / 2.0,
                         motion_generator, joint_seqs, joint_labels)

@@ -8,9 +8,11 @@ so the store is written one file per video and resumes where it stopped:
       index.json        detector_id, status ("in_progress" | "complete"), counts, video list
       <video id>.npz    keypoints float32 [T, K, 2], label int, id str, detector_id str
 
-`detector_id` names the stage-1 checkpoint that produced the labels (e.g. its path and step);
-labels from another detector are never mixed in: a run with a different `detector_id` clears
-the directory and starts over, and `load_pseudo_labels` can insist on the id it expects.
+`detector_id` names the detector that produced the labels (in a run directory, a hash of the
+exported Q: `kpvp.rundir.RunDir.detector_id`); labels from another detector are never mixed in:
+a run with a different `detector_id` clears the directory and starts over, and
+`load_pseudo_labels` can insist on the id it expects. `label_run` does all this for the
+`pseudo_labels/<split>/` store of a run directory.
 """
 from __future__ import annotations
 
@@ -19,13 +21,31 @@ import json
 import os
 import re
 
+import keras
 import numpy as np
 import tensorflow as tf
 import tqdm
 from absl import logging
 
+import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
+from kpvp import rundir
+from kpvp.data import readers
+
 INDEX_FILE = "index.json"
 FORMAT_VERSION = 1
+
+
+def label_run(config, workdir, split: str) -> list[dict]:
+    """Q's keypoints for every video of `split` in the run directory `workdir` (a path or a
+    `RunDir`): written once, reused while the exported Q is unchanged, redone when it changes."""
+    run = rundir.RunDir(workdir)
+    ident = run.detector_id
+    detector = keras.models.load_model(run.exported("detector"))
+    out_dir = run.pseudo_labels(split)
+    summary = label_videos(detector, readers.open_source(config, split), out_dir, ident,
+                           image_size=config.image_size)
+    logging.info("Pseudo-labels (%s): %s", split, summary)
+    return load_pseudo_labels(out_dir, ident)
 
 
 def label_videos(detector, source, out_dir: str, detector_id: str, batch_size: int = 32,
@@ -39,7 +59,7 @@ def label_videos(detector, source, out_dir: str, detector_id: str, batch_size: i
         e.g. `kpvp.data.readers.open_source(config, "train")`. Videos it cannot decode are
         counted from its `skipped` attribute if it has one.
       out_dir: where the `.npz` files and `index.json` go (created if needed).
-      detector_id: a non-empty string naming the stage-1 checkpoint behind `detector`.
+      detector_id: a non-empty string naming `detector` (its weights).
       batch_size: frames per detector call.
       image_size: S, the detector's input size; frames of another size are resized (bilinear,
         antialiased) to S x S. None: `detector.image_size` if it has one, else frames keep

@@ -16,12 +16,13 @@ A trainer (`stage1.KeypointTranslationTrainer`, `stage2.MotionGenerationTrainer`
 from __future__ import annotations
 
 import functools
-import os
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
+
+from kpvp.rundir import StageDir
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -169,7 +170,8 @@ def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batc
     Raises:
       NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint is kept).
     """
-    ckpt_dir = os.path.join(directory, "checkpoints")
+    stage_dir = StageDir(directory)
+    ckpt_dir = stage_dir.checkpoints
     manager = make_checkpoint_manager(trainer, ckpt_dir, stage_config.keep_checkpoints)
     resumed_from = 0
     if manager.latest_checkpoint:
@@ -184,7 +186,7 @@ def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batc
     chunk = max(1, int(stage_config.checkpoint_every))
     guard = _NonFiniteGuard()
     callbacks = [guard, _Checkpointer(manager, guard),
-                 _Summaries(os.path.join(directory, "logs"), stage_config.log_every,
+                 _Summaries(stage_dir.logs, stage_config.log_every,
                             stage_config.image_summary_every, image_batch)]
     history = None
     for start, steps_per_epoch, num_epochs in training_segments(resumed_from, total, chunk):
