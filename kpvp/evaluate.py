@@ -39,6 +39,7 @@ import numpy as np
 from absl import app, flags, logging
 
 from kpvp import cli, run_info
+from kpvp.data import pseudo_labels
 
 METRICS = ("fvd", "action", "keypoints", "ssim", "transfer")
 REPORT_JSON = "report.json"
@@ -387,7 +388,8 @@ def evaluate_keypoints(run: _Run) -> dict:
             for split in ("train", "test")}
 
     def regression_error(detector):
-        kp = {split: _detect(detector, d["frames"]) for split, d in data.items()}
+        kp = {split: _detect(detector, d["frames"], image_size=config.image_size)
+              for split, d in data.items()}
         errors = kr.keypoint_regression_error(
             kp["train"], data["train"]["joints"], kp["test"], data["test"]["joints"],
             visible_train=data["train"]["visible"], visible_test=data["test"]["visible"],
@@ -430,10 +432,9 @@ def _frames_with_joints(config, split: str, limit: int, frames_per_video: int = 
             "visible": np.concatenate(visible)}
 
 
-def _detect(detector, frames: np.ndarray, batch: int = 64) -> np.ndarray:
-    out = [detector(frames[i:i + batch].astype(np.float32) / 127.5 - 1.0).numpy()
-           for i in range(0, len(frames), batch)]
-    return np.concatenate(out)
+def _detect(detector, frames: np.ndarray, batch: int = 64, image_size=None) -> np.ndarray:
+    """Q's keypoints of uint8 frames, taken to Q as pseudo-labelling takes them."""
+    return pseudo_labels.detect_video(detector, frames, image_size, batch)
 
 
 def evaluate_ssim(run: _Run) -> dict:
