@@ -8,8 +8,9 @@ The SavedModel holds Q, the decoder of M (its encoder is not needed to sample) a
 signatures:
 
 * `serving_default`: `images` uint8 `[B, H, W, 3]` (any H, W), `actions` int32 `[B]`,
-  `seed` int32 `[]` -> `video` uint8 `[B, T+1, S, S, 3]` (frame 0 is the input image, resized
-  and centre-cropped), `keypoints` float32 `[B, T+1, K, 2]` (k_0..k_T), `mask` float32
+  `seed` int32 `[]` -> `video` uint8 `[B, T+1, S, S, 3]` (frame 0 is the input image taken to
+  the networks by `kpvp.ops.images.model_input` in the graph: short side resized, centre
+  crop), `keypoints` float32 `[B, T+1, K, 2]` (k_0..k_T), `mask` float32
   `[B, T+1, S, S, 1]` (T's foreground mask; 0 in frame 0).
 * `detect_keypoints`: `images` uint8 `[B, H, W, 3]` -> `keypoints` float32 `[B, K, 2]`.
 
@@ -30,6 +31,7 @@ from absl import app, flags, logging
 
 from kpvp.generation import VideoGenerator, render_frames  # (registers the networks too)
 from kpvp.rundir import RunDir
+from kpvp.ops import images as image_ops
 
 METADATA_FILE = "kpvp_export.json"
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
@@ -47,35 +49,6 @@ def latent_noise(seed, batch_size, latent_dim) -> tf.Tensor:
     shape = tf.stack([tf.cast(batch_size, tf.int32), tf.cast(latent_dim, tf.int32)])
     # Philox named explicitly: the automatic choice may differ between devices.
     return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32, alg="philox")
-
-
-def resize_and_crop(images, size: int) -> tf.Tensor:
-    """Graph version of `VideoGenerator.preprocess`: uint8 `[B, H, W, 3]` (H, W known only at
-    run time) -> float32 `[B, S, S, 3]` in [-1, 1], S = `size`.
-
-    Same arithmetic as the eager one (float64 scale, round half to even like Python's `round`,
-    antialiased bilinear resize, no resize at all when the image is already S x S), so both
-    give the same pixels.
-    """
-    # A run-time check: a signature called by name does not check shapes against its spec.
-    images = tf.ensure_shape(images, [None, None, None, 3], name="images_must_be_B_H_W_3")
-    shape = tf.shape(images)
-    h, w = shape[1], shape[2]
-
-    def resized():
-        scale = tf.constant(size, tf.float64) / tf.cast(tf.minimum(h, w), tf.float64)
-        nh = tf.maximum(size, tf.cast(tf.round(tf.cast(h, tf.float64) * scale), tf.int32))
-        nw = tf.maximum(size, tf.cast(tf.round(tf.cast(w, tf.float64) * scale), tf.int32))
-        x = tf.image.resize(images, tf.stack([nh, nw]), antialias=True)
-        top, left = (nh - size) // 2, (nw - size) // 2
-        return x[:, top:top + size, left:left + size, :]
-
-    same = tf.logical_and(tf.equal(h, size), tf.equal(w, size))
-    x = tf.cond(same, lambda: tf.cast(images, tf.float32), resized)
-    x = tf.ensure_shape(x, [None, size, size, 3])
-    # DivNoNan rather than `/`: Grappler turns a division by a constant into a multiplication
-    # by its reciprocal, which can differ in the last bit from the eager division.
-    return tf.math.divide_no_nan(x, 127.5) - 1.0
 
 
 class ServingModule(tf.Module):
@@ -136,7 +109,7 @@ class ServingModule(tf.Module):
     @tf.function(input_signature=[IMAGES_SPEC], autograph=False)
     def detect_keypoints(self, images):
         """Q: uint8 `[B, H, W, 3]` -> dict(keypoints float32 `[B, K, 2]`)."""
-        x0 = resize_and_crop(images, self._size)
+        x0 = image_ops.model_input(images, self._size)
         return {"keypoints": self._nets.detector(x0, training=False)}
 
     @tf.function(input_signature=[IMAGES_SPEC, ACTIONS_SPEC, SEED_SPEC], autograph=False)
@@ -156,14 +129,14 @@ class ServingModule(tf.Module):
         ]
         with tf.control_dependencies(checks):
             actions = tf.identity(actions)
-        x0 = resize_and_crop(images, self._size)
+        x0 = image_ops.model_input(images, self._size)
         k0 = self._nets.detector(x0, training=False)
         z = latent_noise(seed, batch, self._latent_dim)
         future = self._nets.decode_motion(z, k0, actions, training=False)
         frames, masks = render_frames(self._nets.translator, x0, k0, future)
         frames = tf.concat([x0[:, None], frames], axis=1)
         masks = tf.concat([tf.zeros_like(masks[:, :1]), masks], axis=1)
-        video = tf.cast(tf.round((frames + 1.0) * 127.5), tf.uint8)
+        video = image_ops.to_uint8(frames)
         return {"video": video, "keypoints": tf.concat([k0[:, None], future], axis=1),
                 "mask": masks}
 

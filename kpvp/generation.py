@@ -14,6 +14,7 @@ import tensorflow as tf
 
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp.rundir import RunDir
+from kpvp.ops import images as image_ops
 
 
 # Frames per call of T's decoder: batching is faster than one call per frame, chunks bound memory.
@@ -87,22 +88,14 @@ class VideoGenerator:
     def preprocess(self, images) -> tf.Tensor:
         """uint8 `[B, H, W, 3]` of any size -> float32 `[B, S, S, 3]` in [-1, 1].
 
-        Resizes the short side to S (the model's image size, bilinear, antialiased) and
-        centre-crops, like the evaluation pipeline.
+        `kpvp.ops.images.model_input` at the model's image size S: the road every frame takes
+        to Q and T (short side resized to S, centre S x S crop).
         """
         images = tf.convert_to_tensor(images)
         if images.dtype != tf.uint8 or images.shape.rank != 4 or images.shape[-1] != 3:
             raise ValueError(
                 f"images must be uint8 [B, H, W, 3]; got {images.dtype.name} {images.shape}")
-        h, w = images.shape[1], images.shape[2]
-        s = self.image_size
-        if (h, w) != (s, s):
-            scale = s / min(h, w)
-            nh, nw = max(s, round(h * scale)), max(s, round(w * scale))
-            images = tf.image.resize(images, (nh, nw), antialias=True)
-            top, left = (nh - s) // 2, (nw - s) // 2
-            images = images[:, top:top + s, left:left + s, :]
-        return tf.cast(images, tf.float32) / 127.5 - 1.0
+        return image_ops.model_input(images, self.image_size)
 
     def generate(self, images, actions, seed: int = 0, z=None) -> dict:
         """Generates one video per image.
@@ -128,7 +121,7 @@ class VideoGenerator:
         frames = tf.concat([x0[:, None], frames], axis=1)
         masks = tf.concat([tf.zeros_like(masks[:, :1]), masks], axis=1)
         keypoints = tf.concat([k0[:, None], future], axis=1)
-        video = tf.cast(tf.round((frames + 1.0) * 127.5), tf.uint8)
+        video = image_ops.to_uint8(frames)
         return {"video": video.numpy(), "keypoints": keypoints.numpy(), "mask": masks.numpy()}
 
     def render(self, x0, k0, keypoints):
@@ -153,7 +146,7 @@ class VideoGenerator:
         kd = self.detector(driving)
         target = k0 + (kd - kd[:1]) if relative else kd
         frames, _ = self.render(x0, k0, target[None])
-        video = tf.cast(tf.round((frames[0] + 1.0) * 127.5), tf.uint8)
+        video = image_ops.to_uint8(frames[0])
         return {"video": video.numpy(), "keypoints": target.numpy(),
                 "driving_keypoints": kd.numpy()}
 

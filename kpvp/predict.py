@@ -6,7 +6,8 @@
     python -m kpvp.predict --workdir=runs/demo --image=face.png --driving=smile.mp4 --output=t.gif
 
 Any image size is accepted: the short side is resized to the model's size and the centre is
-cropped. `--overlay` writes keypoints and masks side by side with the frames.
+cropped (`kpvp.ops.images`, the road every frame takes to the networks). `--overlay` writes
+keypoints and masks side by side with the frames.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from absl import app, flags, logging
 from kpvp import cli  # defines --workdir (the trained run), --dataset, --config.*
 from kpvp.data.datasets import GIF_EXTENSIONS, IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS
 from kpvp.rundir import RunDir
+from kpvp.ops import images as image_ops
 
 flags.DEFINE_string("image", None, "Input image file, or a folder of images (batch mode).",
                     required=True)
@@ -115,11 +117,9 @@ def main(argv):
         for path in images:
             result = generator.transfer(read_image(path), driving, relative=not FLAGS.absolute)
             size = generator.image_size
-            driving_frames = generator.preprocess(driving)
-            panels = [visualize.to_uint8(driving_frames.numpy()),
-                      np.repeat(visualize.to_uint8(generator.preprocess(
-                          read_image(path)[None]).numpy()), len(driving), axis=0),
-                      result["video"]]
+            source = image_ops.resize_crop(read_image(path)[None], size).numpy()
+            panels = [image_ops.resize_crop(driving, size).numpy(),
+                      np.repeat(source, len(driving), axis=0), result["video"]]
             if FLAGS.overlay:
                 panels[0] = visualize.draw_keypoints(panels[0], result["driving_keypoints"])
                 panels.append(visualize.draw_keypoints(result["video"], result["keypoints"]))

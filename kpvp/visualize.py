@@ -6,11 +6,12 @@ import colorsys
 import numpy as np
 from PIL import Image, ImageDraw
 
+from kpvp.ops import images as image_ops
+
 
 def to_uint8(images) -> np.ndarray:
-    """float images in [-1, 1] (any shape `[..., 3]`) -> uint8 in [0, 255]."""
-    images = np.asarray(images, dtype=np.float32)
-    return np.clip(np.round((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    """float images in [-1, 1] (any shape `[..., 3]`) -> uint8 numpy (`kpvp.ops.images`)."""
+    return image_ops.to_uint8(images).numpy()
 
 
 def keypoint_colors(num_keypoints: int) -> np.ndarray:

@@ -7,6 +7,7 @@ import tensorflow as tf
 from PIL import Image, ImageEnhance, ImageFilter
 
 from kpvp.data import augment
+from kpvp.ops import keypoints as kp_ops
 
 
 def _pixel_centre(index, size):
@@ -41,7 +42,7 @@ def test_flip_moves_pixel_and_joint_to_the_mirror_column():
     expected[2, 6] = 200.0
     np.testing.assert_allclose(out, expected, atol=1e-3)
     joint = [[_pixel_centre(1, 8), _pixel_centre(2, 8)]]
-    moved = augment.transform_keypoints(joint, matrix, 8, 8, 8).numpy()
+    moved = kp_ops.transform_keypoints(joint, matrix, 8, 8).numpy()
     np.testing.assert_allclose(moved, [[_pixel_centre(6, 8), _pixel_centre(2, 8)]], atol=1e-6)
 
 
@@ -64,7 +65,7 @@ def test_rotation_by_30_degrees_matches_the_hand_computed_place():
     out = augment.warp_images(image, matrix, size).numpy()[0, ..., 0]
     expected = np.array([25.160254 / size * 2 - 1, 21.5 / size * 2 - 1])
     np.testing.assert_allclose(_centroid_xy(out), expected, atol=0.02)  # 0.33 px
-    joint = augment.transform_keypoints([[26.5 / size * 2 - 1, 0.0]], matrix, size, size, size)
+    joint = kp_ops.transform_keypoints([[26.5 / size * 2 - 1, 0.0]], matrix, size, size)
     np.testing.assert_allclose(joint.numpy()[0], expected, atol=1e-5)
 
 
@@ -73,8 +74,8 @@ def test_zoom_and_crop_keep_a_joint_on_its_blob():
     image = _blob(40, 60, (40.0, 12.0), sigma=1.2)[None, ..., None]
     matrix = augment.geometric_matrix(40, 60, 40, 0.0, False, 1.1, 0.3, 0.9)
     out = augment.warp_images(image, matrix, 40).numpy()[0, ..., 0]
-    joint = augment.transform_keypoints([[40.0 / 60 * 2 - 1, 12.0 / 40 * 2 - 1]], matrix, 40, 60,
-                                        40).numpy()[0]
+    joint = kp_ops.transform_keypoints([[40.0 / 60 * 2 - 1, 12.0 / 40 * 2 - 1]], matrix,
+                                       (40, 60), 40).numpy()[0]
     # By hand: s = 1.1, u = 40 * 1.1 - 0.3 * (66 - 40) = 36.2, v = 12 * 1.1 - 0.9 * 4 = 9.6.
     np.testing.assert_allclose(joint, [36.2 / 20 - 1, 9.6 / 20 - 1], atol=1e-5)
     np.testing.assert_allclose(_centroid_xy(out), joint, atol=0.03)
@@ -144,20 +145,6 @@ def test_flip_of_a_real_clip_equals_its_mirrored_upstream_copy(shared_fixtures):
     matrix = augment.geometric_matrix(64, 64, 64, 0.0, True, 1.0, 0.5, 0.5)
     flipped = augment.warp_images(first_frame("00000026.jpg")[None], matrix, 64).numpy()[0]
     np.testing.assert_allclose(flipped, first_frame("00000027.jpg"), atol=1e-3)
-
-
-def test_resize_short_side_and_center_crop_keep_a_joint_on_its_blob():
-    frames = _blob(40, 80, (62.0, 14.0), sigma=2.0)[None, ..., None]
-    frames = np.repeat(frames, 3, -1)
-    joints = np.array([[[62.0 / 80 * 2 - 1, 14.0 / 40 * 2 - 1]]], np.float32)
-    resized = augment.resize_short_side(frames, 20)
-    assert resized.shape == (1, 20, 40, 3)
-    cropped, moved = augment.center_crop(resized, 20, joints)
-    assert cropped.shape == (1, 20, 20, 3)
-    # By hand: scale 0.5 -> (31, 7), crop columns 10..30 -> (21, 7) of 20: x = 1.1, y = -0.3.
-    np.testing.assert_allclose(moved.numpy()[0, 0], [1.1, -0.3], atol=1e-6)
-    full = _centroid_xy(resized.numpy()[0, ..., 0])
-    np.testing.assert_allclose(full, joints[0, 0], atol=0.03)
 
 
 # === PIL filters ===

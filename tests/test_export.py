@@ -18,6 +18,7 @@ from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.translator import MaskedTranslator
 from helpers.tiny_run import (K, SIZE, random_images, save_tiny_run, tiny_config,
                               untrained_motion_generator)
+from kpvp.ops import images as image_ops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "3"}
@@ -162,10 +163,10 @@ def test_latent_noise_is_a_pure_function_of_the_seed():
 
 @pytest.mark.parametrize("hw", [(SIZE, SIZE), (40, 57), (100, 33), (64, 129), (64, 131),
                                 (SIZE, 2 * SIZE), (17, 20)])
-def test_resize_and_crop_in_the_graph_equals_preprocess(generator, hw):
+def test_model_input_in_the_graph_equals_preprocess(generator, hw):
     # (64, 129) and (64, 131) scale to 64.5 and 65.5 columns: both must round half to even,
     # as Python's round() in VideoGenerator.preprocess does.
-    graph = tf.function(lambda x: export.resize_and_crop(x, SIZE),
+    graph = tf.function(lambda x: image_ops.model_input(x, SIZE),
                         input_signature=[export.IMAGES_SPEC])
     images = random_images(2, *hw, seed=hw[0] * 1000 + hw[1])
     np.testing.assert_array_equal(graph(images).numpy(), generator.preprocess(images).numpy())

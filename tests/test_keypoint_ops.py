@@ -4,7 +4,9 @@ import math
 import numpy as np
 import pytest
 
+from kpvp.data import augment
 from kpvp.ops import keypoints as kp_ops
+from kpvp.ops import warping
 
 
 def np_(x):
@@ -219,3 +221,51 @@ def test_scale_hand_computed_values():
                                [[[0.5, -0.75], [-1.0, 3.0]]])
     with pytest.raises(ValueError, match="keypoints"):
         kp_ops.scale_keypoints(np.zeros((2, 3), np.float32), 2.0)
+
+
+# === Geometry conventions: pixel matrices (canonical), unit maps, keypoint transforms ===
+
+def test_pixel_coordinates_round_trip_and_pixel_indices_are_centres():
+    points = np.array([[-1.0, -1.0], [1.0, 1.0], [0.25, -0.5]], np.float32)
+    pixels = np.asarray(kp_ops.keypoints_to_pixels(points, (40, 60)))
+    np.testing.assert_allclose(pixels, [[0, 0], [60, 40], [37.5, 10]], atol=1e-5)
+    np.testing.assert_allclose(kp_ops.pixels_to_keypoints(pixels, (40, 60)), points, atol=1e-6)
+    np.testing.assert_allclose(kp_ops.pixel_indices_to_keypoints([[0, 0], [59, 39]], (40, 60)),
+                               [[kp_ops.pixel_centers(60)[0], kp_ops.pixel_centers(40)[0]],
+                                [kp_ops.pixel_centers(60)[-1], kp_ops.pixel_centers(40)[-1]]],
+                               atol=1e-6)
+
+
+def test_the_three_geometry_conventions_agree():
+    """Keypoint transforms and 2x3 unit maps are pixel matrices seen through N (the module
+    docstring): the augmentation's pixel matrix, the unit map and the keypoint transform move
+    the same points to the same places."""
+    size, angle = 24, 0.4
+    points = np.random.default_rng(3).uniform(-0.9, 0.9, (2, 5, 2)).astype(np.float32)
+
+    def by_pixels(matrix):
+        return np.asarray(kp_ops.transform_keypoints(points, matrix, size, size))
+
+    # Rotation: keypoint transform == unit map == the augmentation's pixel matrix.
+    unit = warping.affine_matrices([angle], [1.0], [[0.0, 0.0]])[0]
+    rotated = np.asarray(kp_ops.rotate_keypoints(points, angle))
+    np.testing.assert_allclose(np.asarray(warping.apply_affine(points, np.stack([unit] * 2))),
+                               rotated, atol=1e-5)
+    np.testing.assert_allclose(by_pixels(kp_ops.unit_to_pixel_matrix(unit, size)), rotated,
+                               atol=1e-5)
+    pixel_rotation = augment.geometric_matrix(size, size, size, angle, False, 1.0, 0.5, 0.5)
+    np.testing.assert_allclose(by_pixels(pixel_rotation), rotated, atol=1e-5)
+    # Flip: x -> -x is the pixel flip u -> W - u.
+    flipped = np.asarray(kp_ops.flip_keypoints_x(points))
+    pixel_flip = augment.geometric_matrix(size, size, size, 0.0, True, 1.0, 0.5, 0.5)
+    np.testing.assert_allclose(by_pixels(pixel_flip), flipped, atol=1e-5)
+    np.testing.assert_allclose(
+        by_pixels(kp_ops.unit_to_pixel_matrix(np.diag([-1.0, 1.0, 1.0]), size)), flipped,
+        atol=1e-5)
+    # Scale and shift: a unit map with a translation, on a non-square frame too.
+    unit = warping.affine_matrices([0.0], [0.8], [[0.1, -0.2]])[0]
+    expected = np.asarray(kp_ops.scale_keypoints(points, 0.8)) + [0.1, -0.2]
+    matrix = kp_ops.unit_to_pixel_matrix(unit, (20, 30))
+    np.testing.assert_allclose(
+        np.asarray(kp_ops.transform_keypoints(points, matrix, (20, 30), (20, 30))), expected,
+        atol=1e-5)

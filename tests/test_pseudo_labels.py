@@ -10,6 +10,7 @@ from PIL import Image
 
 from kpvp.data import pseudo_labels
 from kpvp.data.readers import VideoFolder
+from kpvp.ops import images as image_ops
 
 SIZE, FRAMES, SQUARE = 32, 5, 6
 
@@ -189,8 +190,7 @@ def test_with_the_keypoint_detector_on_synthetic_videos(tmp_path):
     sequences = pseudo_labels.load_pseudo_labels(str(tmp_path), "tiny-q")
     for element, seq in zip(source, sequences):
         assert seq["id"] == element["id"] and seq["label"] == element["label"]
-        images = tf.image.resize(tf.cast(element["frames"], tf.float32) / 127.5 - 1.0, (32, 32),
-                                 antialias=True)
+        images = image_ops.model_input(element["frames"], 32)  # the pipelines' road to Q
         np.testing.assert_allclose(seq["keypoints"], detector(images, training=False),
                                    atol=1e-5)
 

@@ -1,11 +1,10 @@
-"""Video reading/writing round trips, corrupt-file errors, resize + crop geometry."""
+"""Video reading/writing round trips and corrupt-file errors (resizing: tests/test_images.py)."""
 import os
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from kpvp.data import video_io
 from kpvp.data.video_io import CorruptVideoError, read_video, write_video
 
 from helpers.videos import ACTIONS_FRAMES, few_colour_video, smooth_video
@@ -162,47 +161,3 @@ def test_frame_folder_with_mismatched_sizes_raises(tmp_path):
     Image.new("RGB", (9, 8)).save(folder / "1.png")
     with pytest.raises(CorruptVideoError, match="1.png"):
         read_video(folder)
-
-
-# === Resize + crop ===
-
-def test_resize_crop_geometry_by_hand():
-    assert video_io.resize_crop_geometry(100, 200, 50) == (50, 100, 0, 25)
-    assert video_io.resize_crop_geometry(480, 640, 128) == (128, 171, 0, 21)
-    assert video_io.resize_crop_geometry(200, 100, 50) == (100, 50, 25, 0)
-    assert video_io.resize_crop_geometry(64, 64, 64) == (64, 64, 0, 0)
-
-
-def test_resize_video_keeps_the_centre():
-    frames = np.zeros((2, 40, 80, 3), np.uint8)
-    frames[:, :, :20] = (255, 0, 0)  # left quarter red: cropped away at size 20
-    frames[:, :, 20:60] = (0, 255, 0)  # centre half green: all that remains
-    out = video_io.resize_video(frames, 20)
-    assert out.shape == (2, 20, 20, 3) and out.dtype == np.uint8
-    assert (out[..., 1] > 200).all() and (out[..., 0] < 50).all()
-    same = np.ones((1, 16, 16, 3), np.uint8)
-    assert video_io.resize_video(same, 16) is same
-
-
-def test_resize_points_by_hand():
-    # 100 x 200 -> 50 x 100, crop columns 25..75: x = -0.5 (column edge 50 of 200 -> 25 after
-    # resize -> the left edge of the crop) maps to -1; the centre stays; y is only scaled.
-    points = np.array([[-0.5, 0.0], [0.0, 0.5], [0.5, -1.0]], np.float32)
-    out = video_io.resize_points(points, 100, 200, 50)
-    np.testing.assert_allclose(out, [[-1.0, 0.0], [0.0, 0.5], [1.0, -1.0]], atol=1e-6)
-    np.testing.assert_allclose(video_io.resize_points(points, 32, 32, 32), points, atol=1e-6)
-
-
-def test_resize_points_follow_the_pixels():
-    """A bright blob and its keypoint end up at the same place after resize + crop."""
-    height, width, size = 60, 100, 30
-    frame = np.zeros((1, height, width, 3), np.uint8)
-    row, col = 21, 67  # blob centred on pixel (row, col)
-    frame[0, row - 2:row + 3, col - 2:col + 3] = 255
-    point = np.array([(2 * col + 1) / width - 1, (2 * row + 1) / height - 1], np.float32)
-    out = video_io.resize_video(frame, size)[0, ..., 0].astype(np.float64)
-    ys, xs = np.mgrid[0:size, 0:size]
-    centroid = np.array([(xs * out).sum(), (ys * out).sum()]) / out.sum()
-    expected = (video_io.resize_points(point, height, width, size) + 1) / 2 * size - 0.5
-    # In output pixels; a half-pixel slip in the convention would be off by 0.25.
-    np.testing.assert_allclose(centroid, expected, atol=0.05)

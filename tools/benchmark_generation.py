@@ -33,6 +33,7 @@ from kpvp import configs, generation  # noqa: E402
 from kpvp.configs import base  # noqa: E402
 from kpvp.models import motion_cvae  # noqa: E402
 from kpvp.models import keypoint_detector, translator as translator_lib  # noqa: E402
+from kpvp.ops import images as image_ops  # noqa: E402
 
 MODES = ("eager", "graph", "bf16")
 
@@ -121,7 +122,7 @@ def run_parts(parts: Parts, generator, images, labels) -> dict:
     future.numpy()
     after_m = time.perf_counter()
     frames, _ = parts.t(x0, k0, future)
-    video = tf.cast(tf.round((frames + 1.0) * 127.5), tf.uint8).numpy()
+    video = image_ops.to_uint8(frames).numpy()
     end = time.perf_counter()
     if video.shape[1] != future.shape[1]:
         raise AssertionError(f"expected {future.shape[1]} frames, got video {video.shape}")

@@ -19,6 +19,7 @@ from PIL import Image, ImageDraw
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp import cli, visualize
 from kpvp.rundir import RunDir
+from kpvp.ops import images as image_ops
 
 FLAGS = flags.FLAGS
 
@@ -53,7 +54,7 @@ def keypoint_sheet(detector, videos: list[dict], class_names, columns: int,
     for row, element in enumerate(videos):
         times = np.linspace(0, len(element["frames"]) - 1, columns).round().astype(int)
         frames = element["frames"][times]
-        keypoints = detector(frames.astype(np.float32) / 127.5 - 1.0, training=False).numpy()
+        keypoints = detector(image_ops.to_model_range(frames), training=False).numpy()
         big = np.stack([np.asarray(Image.fromarray(f).resize((cell, cell), Image.NEAREST))
                         for f in frames])
         tiles = visualize.draw_keypoints(big, keypoints, radius=max(2.0, cell / 64))

@@ -33,9 +33,11 @@ keeps its place in the frame, and clip to [-1, 1], where the detector's keypoint
 The flip mirrors about the image's vertical axis (x -> -x, what mirroring the video would do).
 
 Coordinates follow the project convention: keypoints and joints are (x, y) in [-1, 1] with
-(-1, -1) the top-left CORNER of the top-left pixel. Internally the geometric transform works in
-continuous pixel coordinates u = (x + 1) / 2 * W (pixel column i spans [i, i + 1]); TF's
-projective transform addresses pixel centres by integer index, i.e. index = u - 0.5.
+(-1, -1) the top-left CORNER of the top-left pixel. The geometric transform is a forward 3x3
+pixel matrix, the canonical geometry of `kpvp.ops.keypoints` (continuous pixel coordinates
+u = (x + 1) / 2 * W, pixel column i spans [i, i + 1]; `keypoint_ops.transform_keypoints` moves
+the joints by it); TF's projective transform addresses pixel centres by integer index, i.e.
+index = u - 0.5.
 Angles: positive = CLOCKWISE as seen on screen, the project's convention of
 `kpvp.ops.keypoints.rotate_keypoints` (the matrix [[cos, -sin], [sin, cos]] in y-down
 coordinates); the random angles are symmetric, so only the tests see the direction.
@@ -44,6 +46,7 @@ import math
 
 import tensorflow as tf
 
+from kpvp.ops import images as image_ops
 from kpvp.ops import keypoints as keypoint_ops
 
 # Names in the order of the authors' release; `pil_filter_by_index` uses this order.
@@ -144,55 +147,6 @@ def warp_images(images, matrix, output_size: int, fill_mode: str = "CONSTANT"):
         fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode=fill_mode)
     channels = images.shape[-1]
     return tf.ensure_shape(out, [None, output_size, output_size, channels])
-
-
-def transform_keypoints(points, matrix, input_height, input_width, output_size: int):
-    """Moves keypoints/joints `[..., K, 2]` ((x, y) in [-1, 1]) by the forward pixel `matrix`.
-
-    Input coordinates refer to the input frame (H x W), output ones to the square output crop.
-    Points that leave the crop keep their (out-of-range) value.
-    """
-    points = tf.convert_to_tensor(points, tf.float32)
-    size_in = tf.stack([tf.cast(input_width, tf.float32), tf.cast(input_height, tf.float32)])
-    pixels = (points + 1.0) / 2.0 * size_in
-    matrix = tf.cast(matrix, tf.float32)
-    moved = tf.linalg.matvec(matrix[:2, :2], pixels) + matrix[:2, 2]
-    return moved / (float(output_size) / 2.0) - 1.0
-
-
-def resize_short_side(frames, size: int, antialias: bool = True):
-    """Resizes `frames` [T, H, W, 3] so that min(H, W) == size, keeping the aspect ratio.
-
-    Returns float32 [T, H', W', 3] in the input's value range. Normalised keypoint coordinates
-    are unchanged by a whole-frame resize in the pixel-corner convention.
-    """
-    shape = tf.shape(frames)
-    h, w = tf.cast(shape[1], tf.float32), tf.cast(shape[2], tf.float32)
-    scale = float(size) / tf.minimum(h, w)
-    new_h = tf.maximum(tf.cast(tf.round(h * scale), tf.int32), size)
-    new_w = tf.maximum(tf.cast(tf.round(w * scale), tf.int32), size)
-    return tf.image.resize(tf.cast(frames, tf.float32), tf.stack([new_h, new_w]),
-                           method="bilinear", antialias=antialias)
-
-
-def center_crop(frames, size: int, joints=None):
-    """Centre crop of `frames` [T, H, W, C] (H, W >= size) to [T, size, size, C].
-
-    `joints` [T, J, 2] in [-1, 1] of the full frame are mapped to the crop's coordinates.
-    Returns `(frames, joints)` (joints None when not given).
-    """
-    shape = tf.shape(frames)
-    h, w = shape[1], shape[2]
-    top, left = (h - size) // 2, (w - size) // 2
-    cropped = frames[:, top:top + size, left:left + size, :]
-    cropped = tf.ensure_shape(cropped, [None, size, size, frames.shape[-1]])
-    if joints is None:
-        return cropped, None
-    joints = tf.convert_to_tensor(joints, tf.float32)
-    size_in = tf.stack([tf.cast(w, tf.float32), tf.cast(h, tf.float32)])
-    offset = tf.cast(tf.stack([left, top]), tf.float32)
-    pixels = (joints + 1.0) / 2.0 * size_in - offset
-    return cropped, pixels / (size / 2.0) - 1.0
 
 
 def sample_geometric(seed, input_height, input_width, output_size: int,
@@ -318,8 +272,9 @@ def augment_pair(frames, seed, output_size: int, joints=None, rotate_degrees: fl
         index, factor = sample_photometric(seeds[1])
         images = pil_filter_by_index(images, index, factor)
     if joints is not None:
-        joints = transform_keypoints(joints, matrix, shape[1], shape[2], output_size)
-    return images / 127.5 - 1.0, joints
+        joints = keypoint_ops.transform_keypoints(joints, matrix, (shape[1], shape[2]),
+                                                  output_size)
+    return image_ops.to_model_range(images), joints
 
 
 # === Stage 2: keypoint sequences ===

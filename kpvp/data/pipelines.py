@@ -24,6 +24,7 @@ import tensorflow as tf
 from absl import logging
 
 from kpvp.data import augment
+from kpvp.ops import images as image_ops
 
 # Fixed evaluation pairs per test video (stage-1 test split), evenly spread over the video.
 EVAL_PAIRS_PER_VIDEO = 4
@@ -106,11 +107,8 @@ def _cache_videos(source, size: int, crop: bool, split: str):
         joints = visible = None
         if with_joints:
             joints, visible = _joint_arrays(element, len(frames))
-        if min(frames.shape[1:3]) != size:
-            frames = augment.resize_short_side(frames, size).numpy()
-            frames = np.clip(np.round(frames), 0, 255).astype(np.uint8)
-        if crop and frames.shape[1:3] != (size, size):
-            frames, joints = augment.center_crop(tf.constant(frames), size, joints)
+        if min(frames.shape[1:3]) != size or (crop and frames.shape[1:3] != (size, size)):
+            frames, joints = image_ops.resize_with_keypoints(frames, size, joints, crop)
             frames = frames.numpy()
             joints = None if joints is None else joints.numpy()
         entry["frames"] = np.ascontiguousarray(frames)
@@ -230,7 +228,7 @@ def stage1_dataset(config, split: str = "train", seed=None, source=None) -> tf.d
         return to_batch_element(element, images, joints)
 
     def plain_fn(element):
-        images = tf.cast(element["frames"], tf.float32) / 127.5 - 1.0
+        images = image_ops.to_model_range(element["frames"])
         images = tf.ensure_shape(images, [2, size, size, 3])
         return to_batch_element(element, images, element.get("joints"))
 
@@ -388,7 +386,7 @@ def prepare_eval_video(frames, num_frames: int, size: int, joints=None):
       frames: uint8 [T, H, W, 3]; joints: optional float32 [T, J, 2].
     Returns:
       `(frames, joints)`: uint8 [num_frames, size, size, 3] (the frames `eval_frame_indices`
-      picks, short side resized to `size`, centre crop) and float32 [num_frames, J, 2] in the
+      picks through `kpvp.ops.images.resize_crop`) and float32 [num_frames, J, 2] in the
       crop's coordinates. Frame 0 is the input x0 of generation; frames 1.. are what the
       predicted frames are compared with, at the stride M learned.
     """
@@ -397,16 +395,8 @@ def prepare_eval_video(frames, num_frames: int, size: int, joints=None):
     frames = tf.gather(frames, index)
     if joints is not None:
         joints = tf.gather(tf.convert_to_tensor(joints, tf.float32), index)
-    shape = tf.shape(frames)
-
-    def resized():
-        return tf.clip_by_value(tf.round(augment.resize_short_side(frames, size)), 0.0, 255.0)
-
-    needs_resize = tf.not_equal(tf.minimum(shape[1], shape[2]), size)
-    frames = tf.cond(needs_resize, resized, lambda: tf.cast(frames, tf.float32))
-    frames, joints = augment.center_crop(frames, size, joints)
-    frames = tf.ensure_shape(tf.cast(frames, tf.uint8), [num_frames, size, size, 3])
-    return frames, joints
+    frames, joints = image_ops.resize_with_keypoints(frames, size, joints)
+    return tf.ensure_shape(frames, [num_frames, size, size, 3]), joints
 
 
 def eval_videos(config, split: str = "test", num_frames=None, source=None) -> tf.data.Dataset:

@@ -30,6 +30,7 @@ from absl import logging
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp import rundir
 from kpvp.data import readers
+from kpvp.ops import images as image_ops
 
 INDEX_FILE = "index.json"
 FORMAT_VERSION = 1
@@ -61,9 +62,9 @@ def label_videos(detector, source, out_dir: str, detector_id: str, batch_size: i
       out_dir: where the `.npz` files and `index.json` go (created if needed).
       detector_id: a non-empty string naming `detector` (its weights).
       batch_size: frames per detector call.
-      image_size: S, the detector's input size; frames of another size are resized (bilinear,
-        antialiased) to S x S. None: `detector.image_size` if it has one, else frames keep
-        their size.
+      image_size: S, the detector's input size; frames of another size take the one road to
+        the networks, `kpvp.ops.images.model_input` (short side resized to S, centre S x S
+        crop). None: `detector.image_size` if it has one, else frames keep their size.
     Returns:
       dict(written, already_done, skipped, total, num_frames, out_dir, detector_id): `written`
       videos labelled now, `already_done` kept from an earlier run with the same detector_id,
@@ -201,13 +202,10 @@ def _make_detect_fn(detector, image_size):
     graphs = {}
 
     def build(height, width):
-        size = (height, width) if image_size is None else (int(image_size), int(image_size))
-
         @tf.function(input_signature=[tf.TensorSpec([None, height, width, 3], tf.uint8)])
         def detect(frames):
-            images = tf.cast(frames, tf.float32) / 127.5 - 1.0
-            if size != (height, width):
-                images = tf.image.resize(images, size, method="bilinear", antialias=True)
+            images = (image_ops.to_model_range(frames) if image_size is None
+                      else image_ops.model_input(frames, image_size))
             out = detector(images, training=False)
             if isinstance(out, dict):
                 out = out["keypoints"]
@@ -220,6 +218,17 @@ def _make_detect_fn(detector, image_size):
             graphs[key] = build(*key)
         return graphs[key](frames)
     return detect
+
+
+def detect_video(detector, frames, image_size: int | None = None,
+                 batch_size: int = 32) -> np.ndarray:
+    """Q's keypoints of every frame, `uint8 [T, H, W, 3]` -> `float32 [T, K, 2]`, the frames
+    taken to Q as in `label_videos` (`kpvp.ops.images.model_input` at `image_size`; None:
+    `detector.image_size` if it has one, else the frames keep their size)."""
+    if image_size is None:
+        image_size = getattr(detector, "image_size", None)
+    return _detect_video(_make_detect_fn(detector, image_size), np.asarray(frames),
+                         int(batch_size))
 
 
 def _detect_video(detect, frames, batch_size) -> np.ndarray:

@@ -23,12 +23,15 @@ import csv
 import os
 
 import numpy as np
+import tensorflow as tf
 from absl import logging
 from PIL import Image
 
 from kpvp.data.datasets import (CONTAINER_EXTENSIONS, GIF_EXTENSIONS, IMAGE_EXTENSIONS,
                                 PENN_ALL_CLASSES, PENN_CLASSES, PENN_JOINTS, VIDEO_EXTENSIONS)
-from kpvp.data.video_io import CorruptVideoError, read_video, resize_points, resize_video
+from kpvp.data.video_io import CorruptVideoError, read_video
+from kpvp.ops import images as image_ops
+from kpvp.ops import keypoints as keypoint_ops
 
 SPLITS = ("train", "test")
 SPLITS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")
@@ -159,8 +162,6 @@ def element_signature(source, image_size=None) -> dict:
 
     `image_size` fixes H = W when the source crops to squares; otherwise they are unknown.
     """
-    import tensorflow as tf  # pylint: disable=import-outside-toplevel
-
     size = image_size or (getattr(source, "image_size", None)
                           if getattr(source, "crop", True) else None)
     signature = {"frames": tf.TensorSpec([None, size, size, 3], tf.uint8),
@@ -176,14 +177,6 @@ def _check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     return split
-
-
-def pixels_to_keypoints(xy, height: int, width: int) -> np.ndarray:
-    """Pixel coordinates `[..., 2]` (x, y; the centre of pixel column i is x = i) of an
-    `height x width` frame -> keypoint convention: `(2 * x + 1) / width - 1`, same for y."""
-    xy = np.asarray(xy, np.float64)
-    return np.stack([(2.0 * xy[..., 0] + 1.0) / width - 1.0,
-                     (2.0 * xy[..., 1] + 1.0) / height - 1.0], axis=-1).astype(np.float32)
 
 
 # === Penn Action ===
@@ -324,10 +317,11 @@ class PennAction(_Source):
         length = min(len(frames), len(item["xy"]))
         frames = frames[:length]
         height, width = frames.shape[1:3]
-        joints = pixels_to_keypoints(item["xy"][:length], height, width)
+        joints = np.array(keypoint_ops.pixel_indices_to_keypoints(item["xy"][:length],
+                                                                  (height, width)))
         if self.image_size:
-            frames = resize_video(frames, self.image_size, self.crop)
-            joints = resize_points(joints, height, width, self.image_size, self.crop)
+            frames, joints = (np.array(x) for x in image_ops.resize_with_keypoints(
+                frames, self.image_size, joints, self.crop))
         return {"frames": frames, "label": self.class_names.index(item["action"]),
                 "id": item["id"], "joints": joints, "visible": item["visible"][:length].copy()}
 
@@ -536,7 +530,9 @@ class VideoFolder(_Source):
         path, label = item
         frames = read_video(path, frame_size=self.frame_size)
         if self.image_size:
-            frames = resize_video(frames, self.image_size, self.crop)
+            frames, _ = image_ops.resize_with_keypoints(frames, self.image_size,
+                                                        crop=self.crop)
+            frames = frames.numpy()
         video_id = os.path.splitext(os.path.relpath(path, self.root))[0].replace(os.sep, "/")
         return {"frames": frames, "label": label, "id": video_id}
 

@@ -12,9 +12,7 @@ Formats read by `read_video` (chosen by looking at the file's first bytes, not o
 Anything unreadable raises `CorruptVideoError` (a `ValueError`) naming the file and the reason,
 so data readers can skip it and carry on.
 
-Geometry shared with the joint annotations lives here too: `resize_video` (short side to
-`size`, then by default the centre square) and `resize_points`, which moves keypoints
-`[..., 2]` in the project's [-1, 1] pixel-corner convention through the same resize and crop.
+Resizing and cropping frames for the networks is `kpvp.ops.images` (one road for every caller).
 """
 import io
 import os
@@ -225,7 +223,7 @@ def _check_frames(frames, name: str) -> np.ndarray:
     frames = np.asarray(frames)
     if frames.dtype != np.uint8:
         raise ValueError(f"{name} must be uint8 [T, H, W, 3], got dtype {frames.dtype} "
-                         "(convert images in [-1, 1] with (x + 1) * 127.5 first)")
+                         "(convert images in [-1, 1] with kpvp.ops.images.to_uint8 first)")
     if frames.ndim != 4 or frames.shape[-1] != 3 or min(frames.shape[:3]) < 1:
         raise ValueError(f"{name} must have shape [T, H, W, 3] with T, H, W >= 1, "
                          f"got {frames.shape}")
@@ -305,53 +303,3 @@ def _encode_gif_frame(frame: np.ndarray):
     while data[pos]:
         pos += data[pos] + 1
     return table_bits, table, data[start:pos + 1]
-
-
-# === Geometry ===
-
-def resize_crop_geometry(height: int, width: int, size: int, crop: bool = True):
-    """`(new_height, new_width, top, left)` of `resize_video`: the short side scaled to `size`,
-    then (with `crop`) the centre `size x size` square from `top`, `left`; without `crop`
-    `top = left = 0` and the output is `new_height x new_width`."""
-    if min(height, width, size) < 1:
-        raise ValueError(f"sizes must be >= 1, got height={height}, width={width}, size={size}")
-    scale = size / min(height, width)
-    new_h = size if height <= width else max(size, int(round(height * scale)))
-    new_w = size if width <= height else max(size, int(round(width * scale)))
-    if not crop:
-        return new_h, new_w, 0, 0
-    return new_h, new_w, (new_h - size) // 2, (new_w - size) // 2
-
-
-def resize_video(frames, size: int, crop: bool = True) -> np.ndarray:
-    """Resizes uint8 frames `[T, H, W, 3]` to `[T, size, size, 3]` (or, without `crop`, to
-    `[T, H', W', 3]` with min(H', W') = size).
-
-    The short side is scaled to `size` (bilinear, antialiased when shrinking, aspect kept), then
-    with `crop` the centre `size x size` square is cut out (the long side loses equal margins,
-    the odd pixel at the bottom/right). Frames already at the target size come back unchanged.
-    """
-    frames = _check_frames(frames, "frames")
-    height, width = frames.shape[1:3]
-    new_h, new_w, top, left = resize_crop_geometry(height, width, size, crop)
-    out_h, out_w = (size, size) if crop else (new_h, new_w)
-    if (height, width) == (out_h, out_w):
-        return frames
-    out = np.empty((len(frames), out_h, out_w, 3), np.uint8)
-    for i, frame in enumerate(frames):
-        image = Image.fromarray(frame).resize((new_w, new_h), Image.Resampling.BILINEAR)
-        out[i] = np.asarray(image.crop((left, top, left + out_w, top + out_h)))
-    return out
-
-
-def resize_points(points, height: int, width: int, size: int, crop: bool = True) -> np.ndarray:
-    """Moves keypoints `[..., 2]` (x, y in [-1, 1], pixel corners) of an `height x width` frame
-    through `resize_video(..., size, crop)`; points cropped away end up outside [-1, 1]."""
-    points = np.asarray(points, np.float32)
-    new_h, new_w, top, left = resize_crop_geometry(height, width, size, crop)
-    out_h, out_w = (size, size) if crop else (new_h, new_w)
-    # Pillow's resize maps the image rectangle onto the new one corner to corner, so positions
-    # in pixel units (0 = left edge) scale by new/old.
-    x = (points[..., 0] + 1.0) * 0.5 * new_w - left
-    y = (points[..., 1] + 1.0) * 0.5 * new_h - top
-    return np.stack([x / out_w * 2.0 - 1.0, y / out_h * 2.0 - 1.0], axis=-1).astype(np.float32)

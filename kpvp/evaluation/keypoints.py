@@ -7,7 +7,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kpvp.data import pipelines, readers
+from kpvp.data import pipelines, pseudo_labels, readers
 from kpvp.evaluation import report
 from kpvp.evaluation.trained_run import TrainedRun
 from kpvp.metrics import keypoint_regression as kr
@@ -24,7 +24,8 @@ def evaluate_keypoints(run: TrainedRun) -> dict:
             for split in ("train", "test")}
 
     def regression_error(detector):
-        kp = {split: _detect(detector, d["frames"]) for split, d in data.items()}
+        kp = {split: detect(detector, d["frames"], config.image_size)
+              for split, d in data.items()}
         errors = kr.keypoint_regression_error(
             kp["train"], data["train"]["joints"], kp["test"], data["test"]["joints"],
             visible_train=data["train"]["visible"], visible_test=data["test"]["visible"],
@@ -65,8 +66,6 @@ def _frames_with_joints(config, split: str, limit: int, frames_per_video: int = 
             "visible": np.concatenate(visible)}
 
 
-def _detect(detector, frames: np.ndarray, batch: int = 64) -> np.ndarray:
-    """Q's keypoints `[N, K, 2]` of uint8 frames `[N, S, S, 3]`, `batch` frames per call."""
-    out = [detector(frames[i:i + batch].astype(np.float32) / 127.5 - 1.0).numpy()
-           for i in range(0, len(frames), batch)]
-    return np.concatenate(out)
+def detect(detector, frames: np.ndarray, image_size: int, batch: int = 64) -> np.ndarray:
+    """Q's keypoints `[N, K, 2]` of uint8 frames, taken to Q as pseudo-labelling takes them."""
+    return pseudo_labels.detect_video(detector, frames, image_size, batch)

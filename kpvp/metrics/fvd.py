@@ -18,6 +18,7 @@ from absl import logging
 from tqdm.auto import tqdm
 
 from kpvp.models import i3d
+from kpvp.ops import images as image_ops
 
 I3D_SIZE = 224
 
@@ -41,7 +42,7 @@ def preprocess(videos, size=I3D_SIZE):
     frames = tf.compat.v1.image.resize_bilinear(frames, (size, size), align_corners=False,
                                                 half_pixel_centers=False)
     frames = tf.reshape(frames, [dims[0], dims[1], size, size, 3])
-    return frames / 127.5 - 1.0
+    return image_ops.to_model_range(frames)
 
 
 def _check_covariance(sigma, name, dim):

@@ -10,6 +10,20 @@ Coordinate convention (used everywhere in kpvp):
 (The authors' code uses `linspace(-1, 1, W)`, i.e. pixel CENTRES at -1 and 1; the two differ
 by at most half a pixel. The corner convention is what makes 128x128 and 32x32 maps agree.)
 
+Geometry: one canonical form, the forward 3x3 PIXEL MATRIX `P` acting on continuous pixel
+coordinates `u = (x + 1) / 2 * W`, `v = (y + 1) / 2 * H` (column i spans [i, i + 1]) of the
+input frame and giving those of the output frame (`keypoints_to_pixels`, `pixels_to_keypoints`,
+`transform_keypoints`). It is the only form that handles non-square frames and a change of
+size: the stage-1 augmentation (`kpvp.data.augment.geometric_matrix`) and the resize + centre
+crop (`kpvp.ops.images.resize_crop_matrix`) are pixel matrices. The other two forms act on
+[-1, 1] units of one square frame and are pixel matrices seen through the normalisation
+`N = [[W/2, 0, W/2], [0, H/2, H/2], [0, 0, 1]]` (`unit_to_pixel_matrix`):
+  * keypoint transforms (`flip_keypoints_x`, `rotate_keypoints`, `scale_keypoints`): the unit
+    map `A` with `P = N A N^-1` (e.g. flip: `A = diag(-1, 1, 1)`, the pixel flip u -> W - u);
+  * 2x3 unit maps (`kpvp.ops.warping.affine_matrices`, the equivariance loss): the same `A`
+    with its last row `[0, 0, 1]` dropped.
+tests/test_keypoint_ops.py checks that the three agree.
+
 All functions use `keras.ops`, so they run on symbolic Keras tensors as well as eager ones.
 """
 import numbers
@@ -172,3 +186,67 @@ def scale_keypoints(keypoints, scale, center=0.0):
     dtype = keypoints.dtype
     center = ops.cast(center, dtype)
     return center + ops.cast(scale, dtype) * (keypoints - center)
+
+
+# === Pixel coordinates and pixel matrices ===
+
+def _height_width(size):
+    """`(height, width)` from an int (square) or a `(height, width)` pair."""
+    if isinstance(size, numbers.Integral):
+        return size, size
+    height, width = size
+    return height, width
+
+
+def keypoints_to_pixels(keypoints, size):
+    """Keypoints `[..., 2]` -> continuous pixel coordinates `[..., 2]` float32 of a frame of
+    `size` (int or `(height, width)`, ints or scalar tensors): `u = (x + 1) / 2 * W`, so
+    column i spans [i, i + 1] and its centre is `u = i + 0.5`."""
+    height, width = _height_width(size)
+    keypoints = ops.cast(keypoints, "float32")
+    scale = ops.stack([ops.cast(width, "float32"), ops.cast(height, "float32")])
+    return (keypoints + 1.0) / 2.0 * scale
+
+
+def pixels_to_keypoints(pixels, size):
+    """Inverse of `keypoints_to_pixels`: continuous pixel coordinates `[..., 2]` of a frame of
+    `size` (int or `(height, width)`) -> keypoints `[..., 2]` float32 in this convention."""
+    height, width = _height_width(size)
+    pixels = ops.cast(pixels, "float32")
+    scale = ops.stack([ops.cast(width, "float32"), ops.cast(height, "float32")])
+    return pixels / scale * 2.0 - 1.0
+
+
+def pixel_indices_to_keypoints(xy, size):
+    """Pixel INDICES `[..., 2]` (x = i at the centre of column i, as annotations such as Penn
+    Action's joints are given) -> keypoints `[..., 2]`: `(2 * i + 1) / W - 1`, same for y."""
+    return pixels_to_keypoints(ops.cast(xy, "float32") + 0.5, size)
+
+
+def transform_keypoints(keypoints, matrix, input_size, output_size):
+    """Moves keypoints `[..., K, 2]` of an `input_size` frame by the forward pixel `matrix`
+    `[3, 3]` (the module docstring's canonical form) into an `output_size` frame.
+
+    Sizes are ints (square) or `(height, width)`. Points that leave the output frame keep
+    their out-of-range value.
+    """
+    keypoints = ops.convert_to_tensor(keypoints, "float32")
+    _check_keypoints(keypoints)
+    pixels = keypoints_to_pixels(keypoints, input_size)
+    matrix = ops.cast(matrix, "float32")
+    moved = ops.matmul(pixels, ops.transpose(matrix[:2, :2])) + matrix[:2, 2]
+    return pixels_to_keypoints(moved, output_size)
+
+
+def unit_to_pixel_matrix(unit_map, size):
+    """A map of [-1, 1] units (`[2, 3]` or `[3, 3]`) -> the pixel matrix `N A N^-1` `[3, 3]`
+    that moves the same points in pixel coordinates of a frame of `size`."""
+    height, width = (float(v) for v in _height_width(size))
+    unit_map = ops.cast(unit_map, "float32")
+    if tuple(unit_map.shape) == (2, 3):
+        unit_map = ops.concatenate([unit_map, ops.convert_to_tensor([[0.0, 0.0, 1.0]])], 0)
+    norm = ops.convert_to_tensor([[width / 2, 0.0, width / 2], [0.0, height / 2, height / 2],
+                                  [0.0, 0.0, 1.0]])
+    inverse = ops.convert_to_tensor([[2 / width, 0.0, -1.0], [0.0, 2 / height, -1.0],
+                                     [0.0, 0.0, 1.0]])
+    return ops.matmul(ops.matmul(norm, unit_map), inverse)
