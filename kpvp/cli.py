@@ -21,15 +21,6 @@ from kpvp.rundir import RunDir
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS), "Data set (and its config).")
-flags.DEFINE_enum("variant", "full", list(configs.VARIANTS),
-                  "Config variant: full (the paper's settings), tiny (minutes on a laptop CPU) or "
-                  "paper_small (the full networks and losses at 64x64 with CPU-sized batches and "
-                  "steps).")
-flags.DEFINE_bool("tiny", False, "Short for --variant=tiny.")
-flags.DEFINE_string("data_dir", None, "Root of the data set on disk (see datasets/README.md).")
-flags.DEFINE_string("workdir", "runs/default", "Run directory: checkpoints, logs, samples.")
-
 
 def _flatten(d, prefix=""):
     out = {}
@@ -62,10 +53,26 @@ def check_config_overrides(argv, config) -> None:
                      "kpvp/configs/base.py.")
 
 
-check_config_overrides(sys.argv, base.get_base_config())
-config_flags.DEFINE_config_dict(
-    "config", base.get_base_config(), "Overrides of config fields, e.g. --config.seed=1.",
-    lock_config=True)
+def define_flags() -> None:
+    """Defines the shared flags: `--dataset`, `--variant`, `--tiny`, `--data_dir`, `--workdir`,
+    `--config.*`. Apps call it when run as programs; importing this module defines nothing.
+    A second call (two apps' flags in one process) is a no-op."""
+    if "dataset" in FLAGS:
+        return
+    flags.DEFINE_enum("dataset", "synthetic", list(configs.DATASETS),
+                      "Data set (and its config).")
+    flags.DEFINE_enum("variant", "full", list(configs.VARIANTS),
+                      "Config variant: full (the paper's settings), tiny (minutes on a laptop "
+                      "CPU) or paper_small (the full networks and losses at 64x64 with CPU-sized "
+                      "batches and steps).")
+    flags.DEFINE_bool("tiny", False, "Short for --variant=tiny.")
+    flags.DEFINE_string("data_dir", None,
+                        "Root of the data set on disk (see datasets/README.md).")
+    flags.DEFINE_string("workdir", "runs/default", "Run directory: checkpoints, logs, samples.")
+    check_config_overrides(sys.argv, base.get_base_config())
+    config_flags.DEFINE_config_dict(
+        "config", base.get_base_config(), "Overrides of config fields, e.g. --config.seed=1.",
+        lock_config=True)
 
 
 def load_saved_config(path: str):

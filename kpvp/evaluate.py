@@ -44,6 +44,7 @@ from kpvp.rundir import RunDir
 def define_flags():
     """The app's own flags, defined only when run as `python -m kpvp.evaluate` (the library is
     `kpvp.evaluation`, which defines none)."""
+    cli.define_flags()
     flags.DEFINE_string("metric", "all", f"Comma-separated subset of {run.METRICS}, or 'all'.")
     flags.DEFINE_integer("num_videos", None, "Test videos to use (default: config.eval.num_videos, "
                          "0 = all).")

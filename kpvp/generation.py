@@ -13,8 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
-from kpvp.rundir import RunDir
+from kpvp import visualize
+from kpvp.data import readers, video_io
 from kpvp.ops import images as image_ops
+from kpvp.rundir import RunDir
 
 
 # Frames per call of T's decoder: batching is faster than one call per frame, chunks bound memory.
@@ -160,8 +162,6 @@ def sample_start_frames(source, num_classes: int, per_class: int,
     `max_scanned` (default `50 * num_classes`) is filled up with the first videos of any
     class. Corrupt videos are skipped.
     """
-    from kpvp.data import readers
-
     groups = readers.first_per_class(readers.iter_valid(source), num_classes, per_class,
                                      limit=max_scanned or 50 * num_classes)
     if not groups[None]:
@@ -178,9 +178,6 @@ def write_class_samples(config, workdir: str, videos_per_class: int = 2, seed: i
     drawn, and the translator's mask. Class c starts from the first frames of test videos of
     class c (`sample_start_frames`). Returns the paths written.
     """
-    from kpvp import visualize
-    from kpvp.data import readers, video_io
-
     generator = VideoGenerator.from_workdir(workdir, config.class_names)
     starts = sample_start_frames(readers.open_source(config, "test"), len(config.class_names),
                                  videos_per_class)

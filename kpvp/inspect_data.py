@@ -30,6 +30,7 @@ from kpvp.data.inspection import contact_sheet, format_report, inspect_dataset, 
 def define_flags():
     """The app's flags (defined only when run as `python -m kpvp.inspect_data`, so that
     importing this module as a library defines none)."""
+    cli.define_flags()
     flags.DEFINE_string("output", "", "Contact sheet PNG to write (empty: none).")
     flags.DEFINE_string("json", "", "File to write the statistics to as JSON (empty: none).")
     flags.DEFINE_list("splits", list(readers.SPLITS), "Splits to inspect.")

@@ -15,36 +15,45 @@ import os
 
 import numpy as np
 from absl import app, flags, logging
+from PIL import Image, UnidentifiedImageError
 
-from kpvp import cli  # defines --workdir (the trained run), --dataset, --config.*
+from kpvp import cli, visualize
+from kpvp.data import video_io
 from kpvp.data.datasets import GIF_EXTENSIONS, IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS
-from kpvp.rundir import RunDir
+from kpvp.generation import VideoGenerator
 from kpvp.ops import images as image_ops
+from kpvp.rundir import RunDir
 
-flags.DEFINE_string("image", None, "Input image file, or a folder of images (batch mode).",
-                    required=True)
-flags.DEFINE_string("action", "0", "Action class: name (e.g. 'squat') or id.")
-flags.DEFINE_string("driving", None, "Driving video: motion transfer instead of generation "
-                    "(needs only stage 1).")
-flags.DEFINE_bool("absolute", False, "Motion transfer with the driving keypoints as they are, "
-                  "not their displacements from the first driving frame.")
-flags.DEFINE_integer("num_samples", 1, "Videos per image (different z).")
-flags.DEFINE_integer("seed", 0, "Seed of z: the same seed gives the same videos.")
-flags.DEFINE_string("output", "out.gif", "Output .gif/.mp4/.png file, or a folder in batch mode.")
-flags.DEFINE_enum("format", "gif", ["gif", "mp4", "png"], "File type written in batch mode "
-                  "(png: a lossless strip of frames side by side).")
-flags.DEFINE_bool("overlay", False, "Also show keypoints on the frames and the masks, side by side.")
-flags.DEFINE_integer("fps", 8, "Frames per second of the output.")
 FLAGS = flags.FLAGS
 
 # Start images: stills, or the first frame of an animation.
 START_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS + GIF_EXTENSIONS
 
 
+def define_flags() -> None:
+    """The shared flags (`kpvp.cli`: --workdir is the trained run) and this app's; defined
+    only when run as a program."""
+    cli.define_flags()
+    flags.DEFINE_string("image", None, "Input image file, or a folder of images (batch mode).",
+                        required=True)
+    flags.DEFINE_string("action", "0", "Action class: name (e.g. 'squat') or id.")
+    flags.DEFINE_string("driving", None, "Driving video: motion transfer instead of generation "
+                        "(needs only stage 1).")
+    flags.DEFINE_bool("absolute", False, "Motion transfer with the driving keypoints as they are, "
+                      "not their displacements from the first driving frame.")
+    flags.DEFINE_integer("num_samples", 1, "Videos per image (different z).")
+    flags.DEFINE_integer("seed", 0, "Seed of z: the same seed gives the same videos.")
+    flags.DEFINE_string("output", "out.gif", "Output .gif/.mp4/.png file, or a folder in batch "
+                        "mode.")
+    flags.DEFINE_enum("format", "gif", ["gif", "mp4", "png"], "File type written in batch mode "
+                      "(png: a lossless strip of frames side by side).")
+    flags.DEFINE_bool("overlay", False, "Also show keypoints on the frames and the masks, side "
+                      "by side.")
+    flags.DEFINE_integer("fps", 8, "Frames per second of the output.")
+
+
 def read_image(path: str) -> np.ndarray:
     """uint8 `[H, W, 3]` from an image file (first frame of an animation); clear errors."""
-    from PIL import Image, UnidentifiedImageError
-
     if not os.path.isfile(path):
         raise FileNotFoundError(f"--image: no such file {path!r}")
     try:
@@ -67,8 +76,6 @@ def list_images(path: str) -> list[str]:
 
 def compose(result: dict, index: int, overlay: bool) -> np.ndarray:
     """The frames of video `index`, with keypoints and mask panels when `overlay`."""
-    from kpvp import visualize
-
     video = result["video"][index]
     if not overlay:
         return video
@@ -92,10 +99,6 @@ def output_path(output: str, stem: str, sample: int, num_samples: int, batch: bo
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from kpvp import visualize
-    from kpvp.data import video_io
-    from kpvp.generation import VideoGenerator
-
     if not RunDir(FLAGS.workdir).has_config():
         raise app.UsageError(f"--workdir={FLAGS.workdir!r} holds no trained run "
                              f"({RunDir(FLAGS.workdir).config_file} missing)")
@@ -147,4 +150,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

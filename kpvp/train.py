@@ -11,22 +11,29 @@ versions and git revision are stored there. `--export_only` writes the `.keras` 
 """
 from __future__ import annotations
 
+import tensorflow as tf
 from absl import app, flags, logging
 
-from kpvp import cli, stages
+from kpvp import cli, run_info, stages
 from kpvp.configs import base
 from kpvp.data import readers
 from kpvp.rundir import RunDir
+from kpvp.trainers import loop
 
-flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
-                  "tf.distribute strategy for the trainers.")
-flags.DEFINE_integer("num_steps", None, "Shortcut for --config.stageN.num_steps of the stages "
-                     "that --stage runs (both for --stage=all).")
-flags.DEFINE_bool("export_only", False, "Write the networks of --stage from its last "
-                  "checkpoint in --workdir without training (use a stopped run); the workdir's "
-                  "config is left as it is.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+    """The shared flags (`kpvp.cli`) and this app's; defined only when run as a program."""
+    cli.define_flags()
+    flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                      "tf.distribute strategy for the trainers.")
+    flags.DEFINE_integer("num_steps", None, "Shortcut for --config.stageN.num_steps of the "
+                         "stages that --stage runs (both for --stage=all).")
+    flags.DEFINE_bool("export_only", False, "Write the networks of --stage from its last "
+                      "checkpoint in --workdir without training (use a stopped run); the "
+                      "workdir's config is left as it is.")
 
 
 def _stage_numbers(stage: str) -> tuple[int, ...]:
@@ -35,8 +42,6 @@ def _stage_numbers(stage: str) -> tuple[int, ...]:
 
 def _check_checkpoints(workdir: str, stage: str) -> None:
     """For --export_only: every stage of --stage must have a checkpoint to export."""
-    import tensorflow as tf
-
     for number in _stage_numbers(stage):
         directory = RunDir(workdir).checkpoints(number)
         if tf.train.latest_checkpoint(directory) is None:
@@ -47,9 +52,6 @@ def _check_checkpoints(workdir: str, stage: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    from kpvp import run_info
-    from kpvp.trainers import loop
-
     config = cli.resolve_config(FLAGS.workdir)
     if FLAGS.num_steps is not None:
         for number in _stage_numbers(FLAGS.stage):
@@ -75,5 +77,7 @@ def main(argv):
     if FLAGS.stage == "all" and not FLAGS.export_only:
         stages.finish_all(config, FLAGS.workdir)
 
+
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

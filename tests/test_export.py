@@ -6,18 +6,14 @@ import subprocess
 import sys
 import textwrap
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from kpvp import cli, export
+from helpers.tiny_run import K, SIZE, random_images, save_tiny_run, tiny_config
+from kpvp import cli, serving
 from kpvp.generation import VideoGenerator
 from kpvp.models import motion_cvae
-from kpvp.models.keypoint_detector import KeypointDetector
-from kpvp.models.translator import MaskedTranslator
-from helpers.tiny_run import (K, SIZE, random_images, save_tiny_run, tiny_config,
-                              untrained_motion_generator)
 from kpvp.ops import images as image_ops
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,20 +49,9 @@ RUNS = {  # one run through the resize + crop branch, one through the no-resize 
 
 
 def save_built_tiny_run(workdir):
-    """Tiny untrained Q, T, M exports, every network built (so its .keras file holds its
-    weights), and the run's config.json, as `kpvp.train` leaves them."""
-    keras.utils.set_random_seed(0)
-    config = tiny_config()
-    detector = KeypointDetector(K, (8, 8, 8, 8))
-    translator = MaskedTranslator(SIZE, K, (8, 8, 8), gaussian_size=8)
-    generator = untrained_motion_generator(config)
-    images = np.zeros((1, SIZE, SIZE, 3), np.float32)
-    kp = detector(images)
-    translator([images, kp, kp])
-    for path, net in (("stage1/detector", detector), ("stage1/translator", translator),
-                      ("stage2/motion_generator", generator)):
-        os.makedirs((workdir / path).parent, exist_ok=True)
-        net.save(workdir / f"{path}.keras")
+    """The tiny untrained run of `save_tiny_run` with its config.json, as `kpvp.train` leaves
+    it (every network is built, so its .keras file holds its weights)."""
+    config = save_tiny_run(workdir)
     cli.save_config(config, str(workdir))
     return config
 
@@ -141,7 +126,7 @@ def loaded(exported):
 
 def in_process(generator, images, actions, seed):
     """The same video from the in-process networks, with the export's z."""
-    z = export.latent_noise(seed, len(images), generator.motion_generator.latent_dim)
+    z = serving.latent_noise(seed, len(images), generator.motion_generator.latent_dim)
     return generator.generate(images, actions, z=z)
 
 
@@ -153,10 +138,10 @@ def serve(loaded, images, actions, seed):
 
 
 def test_latent_noise_is_a_pure_function_of_the_seed():
-    a = export.latent_noise(3, 2000, 64).numpy()
-    np.testing.assert_array_equal(a, export.latent_noise(3, 2000, 64).numpy())
+    a = serving.latent_noise(3, 2000, 64).numpy()
+    np.testing.assert_array_equal(a, serving.latent_noise(3, 2000, 64).numpy())
     assert a.shape == (2000, 64) and a.dtype == np.float32
-    assert not np.allclose(a, export.latent_noise(4, 2000, 64).numpy())
+    assert not np.allclose(a, serving.latent_noise(4, 2000, 64).numpy())
     # N(0, I): the standard error of the mean over 128000 draws is 0.003.
     assert abs(a.mean()) < 0.015 and abs(a.std() - 1.0) < 0.015
 
@@ -167,7 +152,7 @@ def test_model_input_in_the_graph_equals_preprocess(generator, hw):
     # (64, 129) and (64, 131) scale to 64.5 and 65.5 columns: both must round half to even,
     # as Python's round() in VideoGenerator.preprocess does.
     graph = tf.function(lambda x: image_ops.model_input(x, SIZE),
-                        input_signature=[export.IMAGES_SPEC])
+                        input_signature=[serving.IMAGES_SPEC])
     images = random_images(2, *hw, seed=hw[0] * 1000 + hw[1])
     np.testing.assert_array_equal(graph(images).numpy(), generator.preprocess(images).numpy())
 
@@ -175,7 +160,7 @@ def test_model_input_in_the_graph_equals_preprocess(generator, hw):
 def test_cli_writes_savedmodel_and_metadata(exported):
     _, model_dir, config = exported
     assert (model_dir / "saved_model.pb").is_file()
-    info = json.loads((model_dir / export.METADATA_FILE).read_text())
+    info = json.loads((model_dir / serving.METADATA_FILE).read_text())
     assert info["class_names"] == list(config.class_names)
     assert (info["image_size"], info["num_keypoints"]) == (SIZE, K)
     assert info["num_frames"] == config.data.seq_len and info["dataset"] == "synthetic"
@@ -283,16 +268,16 @@ def test_out_of_range_action_is_an_error(loaded):
 def test_export_refuses_a_non_empty_folder_and_a_stage1_run(exported, generator, tmp_path):
     workdir, model_dir, config = exported
     with pytest.raises(FileExistsError, match="not empty"):
-        export.export_run(str(workdir), str(model_dir), config)
+        serving.export_run(str(workdir), str(model_dir), config)
     stage1 = VideoGenerator(generator.detector, None, generator.translator, config.class_names)
     with pytest.raises(ValueError, match="stage 1 only"):
-        export.export(stage1, str(tmp_path / "out"))
+        serving.export(stage1, str(tmp_path / "out"))
     with pytest.raises(FileNotFoundError, match="lacks trained networks"):
-        export.export_run(str(tmp_path / "nothing"), str(tmp_path / "out"), config)
+        serving.export_run(str(tmp_path / "nothing"), str(tmp_path / "out"), config)
     wrong = config.copy_and_resolve_references()
     wrong.image_size = 64
     with pytest.raises(ValueError, match="image_size=64"):
-        export.export_run(str(workdir), str(tmp_path / "out"), wrong)
+        serving.export_run(str(workdir), str(tmp_path / "out"), wrong)
 
 
 @pytest.mark.filterwarnings("ignore:You are saving a model that has not yet been built")
@@ -305,4 +290,4 @@ def test_a_network_saved_unbuilt_is_refused(tmp_path):
     unbuilt.save(tmp_path / "stage2" / "motion_generator.keras")
     generator = VideoGenerator.from_workdir(str(tmp_path), config.class_names)
     with pytest.raises(ValueError, match="motion generator M has no weights"):
-        export.export(generator, str(tmp_path / "out"))
+        serving.export(generator, str(tmp_path / "out"))

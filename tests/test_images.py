@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from kpvp import configs, export
+from kpvp import configs, serving
 from kpvp.evaluation import keypoints as eval_keypoints
 from kpvp.data import pipelines, pseudo_labels, video_io
 from kpvp.data.readers import VideoFolder
@@ -153,8 +153,8 @@ def test_every_road_gives_q_the_same_pixels(tmp_path):
     # at run time. Bound: 0 grey levels (the geometry and the resize kernel are the eager ones).
     serving = types.SimpleNamespace(_nets=types.SimpleNamespace(detector=probe), _size=SIZE)
     signature = tf.function(
-        lambda images: export.ServingModule.detect_keypoints.python_function(serving, images),
-        input_signature=[export.IMAGES_SPEC])
+        lambda images: serving.ServingModule.detect_keypoints.python_function(serving, images),
+        input_signature=[serving.IMAGES_SPEC])
     served = _seen(signature(video)["keypoints"])
     assert np.abs(image_ops.to_uint8(served).numpy().astype(int)
                   - image_ops.to_uint8(expected).numpy()).max() == 0

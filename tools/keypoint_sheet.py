@@ -27,6 +27,7 @@ FLAGS = flags.FLAGS
 def define_flags():
     """The tool's own flags (`--workdir` and `--config.x` come from `kpvp.cli`). Defined only
     when run as a script, so that importing the module defines no global flags."""
+    cli.define_flags()
     flags.DEFINE_string("output", None, "PNG to write; default <workdir>/keypoint_sheet.png.")
     flags.DEFINE_integer("videos_per_class", 2, "Test videos per class, one row each.")
     flags.DEFINE_integer("columns", 8, "Frames per row.")

@@ -36,6 +36,8 @@ from kpvp.trainers import loop, stage2  # noqa: E402
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
     """The tool's own flags; --dataset, --tiny, --data_dir and --config.* are kpvp's."""
+    if fv is flags.FLAGS:
+        cli.define_flags()
     flags.DEFINE_integer("steps", 3000, "Training steps.", flag_values=fv)
     flags.DEFINE_integer("eval_every", 500, "Evaluate every N steps.", flag_values=fv)
     flags.DEFINE_integer("samples", None, "Samples per test video and class condition "

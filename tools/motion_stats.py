@@ -40,6 +40,7 @@ FLAGS = flags.FLAGS
 def define_flags():
     """The tool's own flags (`--workdir` and `--config.x` come from `kpvp.cli`). Defined only
     when run as a script, so that importing the module defines no global flags."""
+    cli.define_flags()
     flags.DEFINE_string("split", "train", "train | test.")
 
 

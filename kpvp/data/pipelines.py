@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from kpvp.data import augment
+from kpvp.data import augment, readers
 from kpvp.ops import images as image_ops
 
 # Fixed evaluation pairs per test video (stage-1 test split), evenly spread over the video.
@@ -61,8 +61,6 @@ def _options(deterministic: bool):
 
 
 def _open_source(config, split, crop):
-    # Imported here: the stage-2 pipeline needs no reader (and no data set on disk).
-    from kpvp.data import readers  # pylint: disable=import-outside-toplevel
     return readers.open_source(config, split, crop=crop)
 
 

@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from kpvp.data import synthetic
 from kpvp.data.datasets import (CONTAINER_EXTENSIONS, GIF_EXTENSIONS, IMAGE_EXTENSIONS,
                                 PENN_ALL_CLASSES, PENN_CLASSES, PENN_JOINTS, VIDEO_EXTENSIONS)
 from kpvp.data.video_io import CorruptVideoError, read_video
@@ -572,7 +573,6 @@ def open_source(config, split: str, crop: bool = True):
     dataset = config.dataset
     _check_split(split)
     if dataset == "synthetic":
-        from kpvp.data import synthetic  # pylint: disable=import-outside-toplevel
         return synthetic.open_source(config, split)
     if dataset not in DEFAULT_DATA_DIRS:
         raise ValueError(f"config.dataset must be one of synthetic, "

@@ -38,6 +38,7 @@ that `.keras` files saved before these arguments existed reload unchanged):
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 ENCODER_CONDITIONS = ("every_step", "head")
@@ -249,8 +250,6 @@ class MotionCVAE(keras.Model):
         if seed is None and _replica_id() is not None:
             # Under a multi-replica tf.distribute strategy every replica advances an identical
             # copy of the seed state: fold the replica id in, or replicas draw the same noise.
-            import tensorflow as tf
-
             state_seed = self.seed_generator.next()
             seed = tf.random.experimental.stateless_fold_in(state_seed, _replica_id())
             eps = tf.random.stateless_normal(ops.shape(mu), seed=seed, dtype=mu.dtype)
@@ -364,8 +363,6 @@ def _replica_id():
     """The replica id inside a multi-replica tf.distribute step (TensorFlow backend), else None."""
     if keras.backend.backend() != "tensorflow":
         return None
-    import tensorflow as tf
-
     context = tf.distribute.get_replica_context()
     if context is None or context.num_replicas_in_sync < 2:
         return None

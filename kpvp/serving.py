@@ -1,0 +1,202 @@
+"""A trained run as a TensorFlow SavedModel for serving (TensorFlow Serving, Python); the app
+is `python -m kpvp.export` (`kpvp/export.py`).
+
+The SavedModel holds Q, the decoder of M (its encoder is not needed to sample) and T, and two
+signatures:
+
+* `serving_default`: `images` uint8 `[B, H, W, 3]` (any H, W), `actions` int32 `[B]`,
+  `seed` int32 `[]` -> `video` uint8 `[B, T+1, S, S, 3]` (frame 0 is the input image taken to
+  the networks by `kpvp.ops.images.model_input` in the graph: short side resized, centre
+  crop), `keypoints` float32 `[B, T+1, K, 2]` (k_0..k_T), `mask` float32
+  `[B, T+1, S, S, 1]` (T's foreground mask; 0 in frame 0).
+* `detect_keypoints`: `images` uint8 `[B, H, W, 3]` -> `keypoints` float32 `[B, K, 2]`.
+
+The graph is a pure function of its inputs: z is drawn with a stateless random op from `seed`
+(`latent_noise`), so the served model and `VideoGenerator.generate(..., z=latent_noise(...))`
+give the same videos. Beside the SavedModel, `kpvp_export.json` records the class names, the
+image size and the signatures' shapes; the module also carries the class names and sizes as
+variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
+"""
+from __future__ import annotations
+
+import json
+import os
+import types
+
+import tensorflow as tf
+
+from kpvp.generation import VideoGenerator, render_frames  # (registers the networks too)
+from kpvp.rundir import RunDir
+from kpvp.ops import images as image_ops
+
+METADATA_FILE = "kpvp_export.json"
+IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
+ACTIONS_SPEC = tf.TensorSpec([None], tf.int32, name="actions")
+SEED_SPEC = tf.TensorSpec([], tf.int32, name="seed")
+
+
+def latent_noise(seed, batch_size, latent_dim) -> tf.Tensor:
+    """z ~ N(0, I) as a pure function of `seed`: `[batch_size, latent_dim]` float32.
+
+    A stateless op (seed `[seed, 0]`), so the exported graph and the in-process model draw the
+    same z for the same seed, on every call and in every process.
+    """
+    seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+    shape = tf.stack([tf.cast(batch_size, tf.int32), tf.cast(latent_dim, tf.int32)])
+    # Philox named explicitly: the automatic choice may differ between devices.
+    return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32, alg="philox")
+
+
+class ServingModule(tf.Module):
+    """Q, M and T behind `tf.function`s with fixed input signatures (see the module docstring).
+
+    Args:
+      generator: a `VideoGenerator` with all three networks and its `class_names` (index =
+        action id; one name for a data set without classes).
+    """
+
+    def __init__(self, generator: VideoGenerator):
+        super().__init__(name="kpvp")
+        motion = generator.motion_generator
+        if motion is None:
+            raise ValueError("The generator has no motion generator M (stage 1 only): train "
+                             "stage 2 before exporting")
+        class_names = tuple(generator.class_names or ())
+        if not class_names:
+            raise ValueError("The generator needs class_names (at least one) to export: they "
+                             "define the valid action ids")
+        if motion.conditional and motion.num_classes != len(class_names):
+            raise ValueError(
+                f"M was trained on {motion.num_classes} classes but class_names has "
+                f"{len(class_names)}: {class_names}")
+        for name, net in (("detector Q", generator.detector), ("motion generator M", motion),
+                          ("translator T", generator.translator)):
+            # An unbuilt network would create fresh random weights while being traced, and
+            # the export would serve those.
+            if not net.built or not net.weights:
+                raise ValueError(
+                    f"The {name} has no weights: it is not built (a .keras file saved before "
+                    "its network was built holds no weights; build or call the network once "
+                    "before saving it)")
+        self._num_classes = len(class_names)
+        self._size = generator.image_size
+        self._latent_dim = int(motion.latent_dim)
+        self._conditional = bool(motion.conditional)
+        # The networks are held where tf.Module does not track them (a SimpleNamespace), and
+        # their weights are listed once on the module itself, as Keras's own SavedModel export
+        # does: tracked as Keras models too, Q's and T's weights were saved twice (Keras 3
+        # variables and their TF variables are separate checkpoint objects), and list-held
+        # layers would depend on how each network holds them. Only M's decoder serves (z comes
+        # from the seed, not from M's encoder), so M's encoder weights stay out of the file.
+        self._nets = types.SimpleNamespace(detector=generator.detector,
+                                           translator=generator.translator,
+                                           decode_motion=motion.decode)
+        weights = (generator.detector.variables + motion.decoder_variables
+                   + generator.translator.variables)
+        self.network_variables = [v.value if hasattr(v, "value") else v for v in weights]
+        self.class_names = tf.Variable(list(class_names), trainable=False, name="class_names")
+        self.image_size = tf.Variable(self._size, trainable=False, name="image_size")
+        self.num_steps = tf.Variable(int(motion.num_steps), trainable=False, name="num_steps")
+        self.num_keypoints = tf.Variable(int(generator.detector.num_keypoints), trainable=False,
+                                         name="num_keypoints")
+
+    # autograph off: the code has no Python control flow on tensors, and converting the Keras
+    # layers' code only makes tracing slower.
+    @tf.function(input_signature=[IMAGES_SPEC], autograph=False)
+    def detect_keypoints(self, images):
+        """Q: uint8 `[B, H, W, 3]` -> dict(keypoints float32 `[B, K, 2]`)."""
+        x0 = image_ops.model_input(images, self._size)
+        return {"keypoints": self._nets.detector(x0, training=False)}
+
+    @tf.function(input_signature=[IMAGES_SPEC, ACTIONS_SPEC, SEED_SPEC], autograph=False)
+    def generate(self, images, actions, seed):
+        """x0 uint8 `[B, H, W, 3]`, a int32 `[B]`, seed int32 `[]` -> dict(video uint8
+        `[B, T+1, S, S, 3]`, keypoints float32 `[B, T+1, K, 2]`, mask float32
+        `[B, T+1, S, S, 1]`), as `VideoGenerator.generate(..., z=latent_noise(seed, B, D))`."""
+        actions = tf.ensure_shape(actions, [None], name="actions_must_be_B")
+        seed = tf.ensure_shape(seed, [], name="seed_must_be_a_scalar")
+        batch = tf.shape(images)[0]
+        valid = f"action ids must lie in [0, {self._num_classes})"
+        checks = [
+            tf.debugging.assert_equal(tf.shape(actions)[0], batch,
+                                      message="actions must hold one id per image ([B] int32)"),
+            tf.debugging.assert_greater_equal(actions, 0, message=valid),
+            tf.debugging.assert_less(actions, self._num_classes, message=valid),
+        ]
+        with tf.control_dependencies(checks):
+            actions = tf.identity(actions)
+        x0 = image_ops.model_input(images, self._size)
+        k0 = self._nets.detector(x0, training=False)
+        z = latent_noise(seed, batch, self._latent_dim)
+        future = self._nets.decode_motion(z, k0, actions, training=False)
+        frames, masks = render_frames(self._nets.translator, x0, k0, future)
+        frames = tf.concat([x0[:, None], frames], axis=1)
+        masks = tf.concat([tf.zeros_like(masks[:, :1]), masks], axis=1)
+        video = image_ops.to_uint8(frames)
+        return {"video": video, "keypoints": tf.concat([k0[:, None], future], axis=1),
+                "mask": masks}
+
+    def metadata(self) -> dict:
+        """What a client needs to know, as written to `kpvp_export.json`."""
+        size, k = self._size, int(self.num_keypoints.numpy())
+        frames = int(self.num_steps.numpy()) + 1
+        return {
+            "class_names": [n.decode() for n in self.class_names.numpy()],
+            "image_size": size,
+            "num_keypoints": k,
+            "num_frames": frames,
+            "latent_dim": self._latent_dim,
+            "class_conditional": self._conditional,
+            "signatures": {
+                "serving_default": {
+                    "inputs": {"images": "uint8 [B, H, W, 3]", "actions": "int32 [B]",
+                               "seed": "int32 []"},
+                    "outputs": {"video": f"uint8 [B, {frames}, {size}, {size}, 3]",
+                                "keypoints": f"float32 [B, {frames}, {k}, 2]",
+                                "mask": f"float32 [B, {frames}, {size}, {size}, 1]"}},
+                "detect_keypoints": {
+                    "inputs": {"images": "uint8 [B, H, W, 3]"},
+                    "outputs": {"keypoints": f"float32 [B, {k}, 2]"}},
+            },
+        }
+
+
+def export(generator: VideoGenerator, output_dir: str, overwrite: bool = False,
+           extra_metadata: dict | None = None) -> dict:
+    """Writes `generator` as a SavedModel to `output_dir`, and `kpvp_export.json` into it.
+
+    Refuses a non-empty `output_dir` unless `overwrite`. `extra_metadata` (e.g. the data set's
+    name) is added to the JSON file. Returns the metadata written.
+    """
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise FileExistsError(f"output_dir {output_dir!r} is not empty; pass overwrite=True "
+                              "(--overwrite) to replace it or choose another folder")
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise FileExistsError(f"output_dir {output_dir!r} is a file, expected a folder")
+    module = ServingModule(generator)
+    # The tf.functions themselves, not concrete functions traced beforehand: saving traces in
+    # its own context and would trace everything a second time.
+    signatures = {"serving_default": module.generate,
+                  "detect_keypoints": module.detect_keypoints}
+    tf.saved_model.save(module, output_dir, signatures=signatures)
+    info = {**module.metadata(), **(extra_metadata or {})}
+    with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2)
+    return info
+
+
+def export_run(workdir: str, output_dir: str, config, overwrite: bool = False) -> dict:
+    """Exports the trained run in `workdir` (its `stage1/`, `stage2/` networks) with `config`'s
+    class names; checks that the config's image size is the networks'."""
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise FileExistsError(f"--output {output_dir!r} is not empty; pass --overwrite to "
+                              "replace it or choose another folder")
+    generator = VideoGenerator.from_workdir(workdir, config.class_names)
+    if generator.image_size != config.image_size:
+        raise ValueError(
+            f"The networks in {workdir!r} work at {generator.image_size}x{generator.image_size} "
+            f"but the config says image_size={config.image_size}: is "
+            f"{RunDir(workdir).config_file!r} this run's config?")
+    return export(generator, output_dir, overwrite=overwrite,
+                  extra_metadata={"dataset": config.dataset, "variant": config.variant,
+                                  "workdir": os.path.abspath(workdir)})
