@@ -20,6 +20,7 @@ from kpvp.configs import base
 from kpvp.rundir import RunDir
 
 FLAGS = flags.FLAGS
+SHARED_FLAGS = ("workdir", "dataset", "variant", "tiny", "data_dir")
 
 
 def _flatten(d, prefix=""):

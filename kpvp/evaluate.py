@@ -45,6 +45,8 @@ def define_flags():
     """The app's own flags, defined only when run as `python -m kpvp.evaluate` (the library is
     `kpvp.evaluation`, which defines none)."""
     cli.define_flags()
+    for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
+        flags.declare_key_flag(name)
     flags.DEFINE_string("metric", "all", f"Comma-separated subset of {run.METRICS}, or 'all'.")
     flags.DEFINE_integer("num_videos", None, "Test videos to use (default: config.eval.num_videos, "
                          "0 = all).")

@@ -18,6 +18,8 @@ def define_flags() -> None:
     """The shared flags (`kpvp.cli`) and `--output`, `--overwrite`; defined only when run as a
     program."""
     cli.define_flags()
+    for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
+        flags.declare_key_flag(name)
     flags.DEFINE_string("output", None, "Folder to write the SavedModel to (for TensorFlow "
                         "Serving: <model base path>/<version>, e.g. exported/kpvp/1).",
                         required=True)

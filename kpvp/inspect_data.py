@@ -31,6 +31,8 @@ def define_flags():
     """The app's flags (defined only when run as `python -m kpvp.inspect_data`, so that
     importing this module as a library defines none)."""
     cli.define_flags()
+    for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
+        flags.declare_key_flag(name)
     flags.DEFINE_string("output", "", "Contact sheet PNG to write (empty: none).")
     flags.DEFINE_string("json", "", "File to write the statistics to as JSON (empty: none).")
     flags.DEFINE_list("splits", list(readers.SPLITS), "Splits to inspect.")

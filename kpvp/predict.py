@@ -34,6 +34,8 @@ def define_flags() -> None:
     """The shared flags (`kpvp.cli`: --workdir is the trained run) and this app's; defined
     only when run as a program."""
     cli.define_flags()
+    for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
+        flags.declare_key_flag(name)
     flags.DEFINE_string("image", None, "Input image file, or a folder of images (batch mode).",
                         required=True)
     flags.DEFINE_string("action", "0", "Action class: name (e.g. 'squat') or id.")

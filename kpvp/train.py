@@ -26,6 +26,8 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
     """The shared flags (`kpvp.cli`) and this app's; defined only when run as a program."""
     cli.define_flags()
+    for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
+        flags.declare_key_flag(name)
     flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy for the trainers.")
