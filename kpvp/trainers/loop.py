@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 
 import keras
 import numpy as np
@@ -237,7 +238,7 @@ def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batc
                 manager.save(checkpoint_number=global_step(trainer))
     finally:
         if not chief:
-            tf.io.gfile.rmtree(os.path.dirname(write_dir))
+            shutil.rmtree(os.path.dirname(write_dir), ignore_errors=True)
     if guard.bad_logs is not None:
         last = tf.train.latest_checkpoint(ckpt_dir) or "none (no checkpoint was written before)"
         raise NonFiniteLossError(
