@@ -5,6 +5,8 @@
       stage1/checkpoints, stage1/logs  Q + T + D_im (tf.train.CheckpointManager), TensorBoard
       stage1/detector.keras            Q, exported at the end of stage 1
       stage1/translator.keras          T
+      stage1/export_info.json          the checkpoint step (and Q's id) the exports hold
+      stageN/workertemp_<i>/           a non-chief worker's own saves (deleted when it ends)
       pseudo_labels/{train,test}/      Q's keypoints per video (resumable)
       stage2/checkpoints, stage2/logs  M + D_seq
       stage2/motion_generator.keras    M

@@ -205,7 +205,8 @@ def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batc
     Returns:
       dict with `step`, `resumed_from` and the last logs.
     Raises:
-      NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint is kept).
+      NonFiniteLossError: a loss, weight or optimizer slot became NaN/Inf (the last good
+        checkpoint is kept).
     """
     stage_dir = StageDir(directory)
     ckpt_dir = stage_dir.checkpoints
