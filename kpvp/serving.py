@@ -19,7 +19,6 @@ variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
 """
 from __future__ import annotations
 
-import json
 import os
 import types
 
