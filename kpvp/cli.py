@@ -15,7 +15,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
-from kpvp import configs
+from kpvp import configs, rundir
 from kpvp.configs import base
 from kpvp.rundir import RunDir
 
@@ -133,6 +133,4 @@ def requested_variant() -> str:
 def save_config(config, workdir: str) -> str:
     """Writes the resolved config as JSON into `workdir`; returns the path."""
     path = RunDir(workdir).makedirs().config_file
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(config.to_dict(), f, indent=2, default=list)
-    return path
+    return rundir.write_json(path, config.to_dict(), indent=2, default=list)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from importlib import metadata
 
+from kpvp import rundir
 from kpvp.rundir import RunDir
 
 PACKAGES = ("kpvp", "tensorflow", "tensorflow-cpu", "keras", "tensorflow-datasets", "numpy",
@@ -60,6 +61,5 @@ def update_run_info(workdir: str, **entries) -> dict:
                             "platform": platform.platform()})
     entries.pop("quiet_invocation", None)
     info.update(entries)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2, default=str)
+    rundir.write_json(path, info, indent=2, default=str)
     return info

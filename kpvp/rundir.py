@@ -5,6 +5,8 @@
       stage1/checkpoints, stage1/logs  Q + T + D_im (tf.train.CheckpointManager), TensorBoard
       stage1/detector.keras            Q, exported at the end of stage 1
       stage1/translator.keras          T
+      stage1/export_info.json          the checkpoint step (and Q's id) the exports hold
+      stageN/workertemp_<i>/           a non-chief worker's own saves (deleted when it ends)
       pseudo_labels/{train,test}/      Q's keypoints per video (resumable)
       stage2/checkpoints, stage2/logs  M + D_seq
       stage2/motion_generator.keras    M
@@ -13,11 +15,18 @@
 
 Only this module spells these names; everything else asks a `RunDir` (or a `StageDir`, the
 part that the training loop fills). It imports nothing of kpvp, so any module may use it.
+
+Every file of a run is written through `atomic_path` / `atomic_write` / `write_json`: to a
+temporary name in the same directory, then renamed over the target (`os.replace`), so a run
+killed mid-write leaves the previous file (or none), never a truncated one.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
+import uuid
 import zipfile
 
 CONFIG_FILE = "config.json"
@@ -29,6 +38,10 @@ EXPORTS = {"detector": 1, "translator": 1, "motion_generator": 2}
 # The parts of a `.keras` file that say what the network computes (not `metadata.json`, which
 # holds the save date).
 _KERAS_CONTENT = ("config.json", "model.weights.h5")
+# Beside stage1/detector.keras: the stage-1 checkpoint step the export holds (and its id).
+EXPORT_INFO_FILE = "export_info.json"
+# Marks the temporary files of `atomic_path` (hidden, so globs of the outputs skip them).
+TEMPORARY_MARK = ".tmp-"
 
 
 class StageDir:
@@ -50,6 +63,11 @@ class StageDir:
     @property
     def logs(self) -> str:
         return os.path.join(self.path, "logs")
+
+    def worker_temp(self, task_id: int) -> str:
+        """Where a non-chief worker of a multi-worker run writes what it must write (its
+        checkpoints, its copy of the exports) and deletes afterwards."""
+        return os.path.join(self.path, f"workertemp_{int(task_id)}")
 
 
 class RunDir:
@@ -109,6 +127,11 @@ class RunDir:
                              f"{tuple(EXPORTS)}")
         return os.path.join(self.stage(EXPORTS[name]).path, f"{name}.keras")
 
+    @property
+    def stage1_export_info(self) -> str:
+        """JSON beside Q and T: `{"checkpoint_step", "detector_id"}` of the stage-1 export."""
+        return os.path.join(self.stage(1).path, EXPORT_INFO_FILE)
+
     def pseudo_labels(self, split: str) -> str:
         """The store of Q's keypoints on the videos of `split` (`kpvp.data.pseudo_labels`)."""
         return os.path.join(self.path, "pseudo_labels", split)
@@ -142,3 +165,55 @@ def file_content_hash(path: str) -> str:
         with open(path, "rb") as f:
             digest.update(f.read())
     return digest.hexdigest()[:16]
+
+
+# === Writing files that a crash cannot truncate ===
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path` (same extension) for a writer that takes a path;
+    renames it onto `path` when the block ends, removes it when the block raises.
+
+    `with atomic_path(out) as tmp: model.save(tmp)`: `out` is either the old file or the
+    complete new one, whenever the process dies.
+    """
+    path = os.fspath(path)
+    directory, name = os.path.split(path)
+    stem, ext = os.path.splitext(name)
+    # Unique per writer: two processes (or hosts on one file system) never share a temporary.
+    tmp = os.path.join(directory, f".{stem}{TEMPORARY_MARK}{uuid.uuid4().hex[:12]}{ext}")
+    try:
+        yield tmp
+        if os.path.isfile(tmp):  # on disk before the rename, so a power cut cannot empty it
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "w", encoding: str | None = None):
+    """`open(path, mode)` whose content replaces `path` only once the block completes."""
+    if not mode.startswith("w"):
+        raise ValueError(f"atomic_write writes whole files: mode must start with 'w', got {mode!r}")
+    if encoding is None and "b" not in mode:
+        encoding = "utf-8"
+    with atomic_path(path) as tmp:
+        with open(tmp, mode, encoding=encoding) as f:
+            yield f
+
+
+def write_text(path, text: str) -> str:
+    """Writes `text` (UTF-8) to `path` atomically; returns the path."""
+    with atomic_write(path) as f:
+        f.write(text)
+    return os.fspath(path)
+
+
+def write_json(path, value, **dump_kwargs) -> str:
+    """Writes `value` as JSON to `path` atomically (`dump_kwargs` go to `json.dump`)."""
+    with atomic_write(path) as f:
+        json.dump(value, f, **dump_kwargs)
+    return os.fspath(path)

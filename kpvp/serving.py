@@ -19,13 +19,13 @@ variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
 """
 from __future__ import annotations
 
-import json
 import os
 import types
 
 import tensorflow as tf
 
 from kpvp.generation import VideoGenerator, render_frames  # (registers the networks too)
+from kpvp import rundir
 from kpvp.rundir import RunDir
 from kpvp.ops import images as image_ops
 
@@ -180,8 +180,7 @@ def export(generator: VideoGenerator, output_dir: str, overwrite: bool = False,
                   "detect_keypoints": module.detect_keypoints}
     tf.saved_model.save(module, output_dir, signatures=signatures)
     info = {**module.metadata(), **(extra_metadata or {})}
-    with open(os.path.join(output_dir, METADATA_FILE), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
+    rundir.write_json(os.path.join(output_dir, METADATA_FILE), info, indent=2)
     return info
 
 

@@ -5,7 +5,10 @@ each writes where in the run directory is laid out in `kpvp.rundir`.
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
 
 import keras
 from absl import logging
@@ -15,6 +18,7 @@ from kpvp.data import pipelines, pseudo_labels
 from kpvp.evaluation import report as eval_report
 from kpvp.evaluation import run as eval_run
 from kpvp.models import perceptual
+from kpvp import rundir
 from kpvp.rundir import RunDir, StageDir
 from kpvp.trainers import loop, stage1, stage2
 
@@ -42,8 +46,9 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
         keras.mixed_precision.set_global_policy(previous)
     logging.info("Stage 1 dtype policy: %s", policy)
     logging.info("Stage 1 perceptual features: %s", features.source)
-    run_info.update_run_info(workdir, quiet_invocation=True,
-                             perceptual_network=features.source)
+    if loop.is_chief(strategy):
+        run_info.update_run_info(workdir, quiet_invocation=True,
+                                 perceptual_network=features.source)
     if export_only:
         result = _restore_for_export(trainer, directory)
     else:
@@ -54,7 +59,7 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
                                                            seed=config.seed + step),
             config.stage1, directory, image_batch=image_batch)
     recalibrate_stage1(trainer, config)
-    export_stage1(trainer, workdir)
+    export_stage1(trainer, workdir, result["step"], strategy)
     return result
 
 
@@ -71,12 +76,46 @@ def recalibrate_stage1(trainer, config) -> None:
     logging.info("Batch-norm statistics of Q and T re-estimated on %d training batches", used)
 
 
-def export_stage1(trainer, workdir) -> None:
+def export_stage1(trainer, workdir, step: int, strategy=None) -> None:
+    """Q and T as `.keras` files, and `export_info.json`: the checkpoint step they hold and Q's
+    id (`check_stage1_export` compares them with the newest checkpoint before stage 2)."""
     run = RunDir(workdir)
-    os.makedirs(run.stage(1).path, exist_ok=True)
-    trainer.detector.save(run.exported("detector"))
-    trainer.translator.save(run.exported("translator"))
-    logging.info("Exported Q and T to %s", run.stage(1).path)
+    exports = {name: run.exported(name) for name in ("detector", "translator")}
+    with _written_by_chief(run.stage(1), strategy, exports) as paths:
+        for name, path in paths.items():
+            with rundir.atomic_path(path) as tmp:
+                getattr(trainer, name).save(tmp)
+    if loop.is_chief(strategy):
+        rundir.write_json(run.stage1_export_info, {"checkpoint_step": int(step),
+                                                   "detector_id": run.detector_id}, indent=2)
+        logging.info("Exported Q and T (step %d) to %s", step, run.stage(1).path)
+
+
+class StaleExportError(RuntimeError):
+    """`stage1/detector.keras` is not the Q of the newest stage-1 checkpoint."""
+
+
+def check_stage1_export(workdir) -> None:
+    """Raises `StaleExportError` unless `stage1/detector.keras` is the Q of the newest stage-1
+    checkpoint (as `export_info.json` records); passes when the run has no checkpoint."""
+    run = RunDir(workdir)
+    latest = loop.latest_checkpoint_step(run.checkpoints(1))
+    if latest is None:
+        return  # Q was put there by hand: there is nothing to compare it with
+    info = {}
+    if os.path.exists(run.stage1_export_info):
+        with open(run.stage1_export_info, encoding="utf-8") as f:
+            info = json.load(f)
+    exported = info.get("checkpoint_step")
+    if exported == latest and info.get("detector_id") == run.detector_id:
+        return
+    held = "an unknown step" if exported is None else f"step {exported}"
+    if exported == latest:
+        held = f"a Q other than step {exported}'s"
+    raise StaleExportError(
+        f"{run.exported('detector')} holds {held} but the newest stage-1 checkpoint is step "
+        f"{latest}: export it with `python -m kpvp.train --stage=1 --export_only "
+        f"--workdir={run.path}` (or finish stage 1) before stage 2 labels the videos with it")
 
 
 def _restore_for_export(trainer, directory: StageDir) -> dict:
@@ -97,23 +136,50 @@ def run_stage2(config, workdir: str, strategy, export_only: bool = False) -> dic
         trainer.compile(*loop.make_optimizers(config.stage2))
     if export_only:
         result = _restore_for_export(trainer, directory)
-        _export_stage2(trainer, workdir)
+        _export_stage2(trainer, workdir, strategy)
         return result
-    sequences = pseudo_labels.label_run(config, workdir, "train")
+    check_stage1_export(workdir)
+    if loop.is_chief(strategy):
+        sequences = pseudo_labels.label_run(config, workdir, "train")
+    else:  # the same labels, kept out of the run directory
+        temp = directory.worker_temp(loop.task_id(strategy))
+        sequences = pseudo_labels.label_run(config, workdir, "train",
+                                            out_dir=os.path.join(temp, "pseudo_labels"))
+        shutil.rmtree(temp, ignore_errors=True)
     image_batch = next(iter(pipelines.stage2_dataset(sequences, config, training=False)))
     result = loop.fit_stage(
         trainer,
         lambda step: pipelines.stage2_dataset(sequences, config, training=True,
                                               seed=config.seed + step),
         config.stage2, directory, image_batch=image_batch)
-    _export_stage2(trainer, workdir)
+    _export_stage2(trainer, workdir, strategy)
     return result
 
 
-def _export_stage2(trainer, workdir) -> None:
-    path = RunDir(workdir).exported("motion_generator")
-    trainer.generator.save(path)
-    logging.info("Exported M to %s", path)
+def _export_stage2(trainer, workdir, strategy=None) -> None:
+    run = RunDir(workdir)
+    with _written_by_chief(run.stage(2), strategy,
+                           {"generator": run.exported("motion_generator")}) as paths:
+        with rundir.atomic_path(paths["generator"]) as tmp:
+            trainer.generator.save(tmp)
+    logging.info("Exported M to %s", paths["generator"])
+
+
+@contextlib.contextmanager
+def _written_by_chief(stage: StageDir, strategy, paths: dict):
+    """Yields `paths` to write: as they are on the chief; on another worker of a multi-worker
+    run, the same names in its temporary directory, deleted afterwards (every worker saves, as
+    tf.distribute's multi-worker guide has it, and only the chief's files stay)."""
+    if loop.is_chief(strategy):
+        os.makedirs(stage.path, exist_ok=True)
+        yield paths
+        return
+    temp = stage.worker_temp(loop.task_id(strategy))
+    os.makedirs(temp, exist_ok=True)
+    try:
+        yield {name: os.path.join(temp, os.path.basename(p)) for name, p in paths.items()}
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def finish_all(config, workdir: str) -> None:

@@ -66,17 +66,20 @@ def main(argv):
         if FLAGS.num_steps is not None:
             raise app.UsageError("--export_only trains nothing: leave out --num_steps")
         _check_checkpoints(FLAGS.workdir, FLAGS.stage)
-    else:
+    # Made before any TensorFlow op (a multi-worker strategy must be); only its chief writes.
+    strategy = loop.make_strategy(FLAGS.strategy)
+    chief = loop.is_chief(strategy)
+    if chief and not FLAGS.export_only:
         cli.save_config(config, FLAGS.workdir)
-    run_info.update_run_info(FLAGS.workdir)
+    if chief:
+        run_info.update_run_info(FLAGS.workdir)
     logging.info("Workdir %s, dataset %s (%s), stage %s", FLAGS.workdir, config.dataset,
                  config.variant, FLAGS.stage)
-    strategy = loop.make_strategy(FLAGS.strategy)
     if FLAGS.stage in ("1", "all"):
         stages.run_stage1(config, FLAGS.workdir, strategy, export_only=FLAGS.export_only)
     if FLAGS.stage in ("2", "all"):
         stages.run_stage2(config, FLAGS.workdir, strategy, export_only=FLAGS.export_only)
-    if FLAGS.stage == "all" and not FLAGS.export_only:
+    if FLAGS.stage == "all" and not FLAGS.export_only and chief:
         stages.finish_all(config, FLAGS.workdir)
 
 

@@ -138,6 +138,39 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert manager.latest_checkpoint.endswith("ckpt-5")
 
 
+class WeightPoisoningTrainer(ToyTrainer):
+    """From step `poison_at` on, the update leaves a weight NaN that the loss never reads, so
+    every logged loss stays finite."""
+
+    def __init__(self, poison_at, **kwargs):
+        super().__init__(**kwargs)
+        self.unused = self.add_weight(shape=(2,), initializer="zeros", name="unused")
+        self.poison_step = poison_at
+
+    def train_step(self, batch):
+        logs = super().train_step(batch)
+        step = tf.cast(self.generator_optimizer.iterations, tf.float32)
+        self.unused.assign(tf.where(step > self.poison_step, np.nan, self.unused))
+        return logs
+
+
+def test_a_nan_weight_behind_finite_losses_is_caught_before_the_checkpoint(tmp_path):
+    cfg = stage_config(20)
+    trainer = WeightPoisoningTrainer(poison_at=7)
+    trainer.compile(*loop.make_optimizers(cfg))
+    assert loop.nonfinite_variables(trainer) == []
+    losses = []
+    logger = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: losses.append(float(logs["loss"])))
+    original_fit = trainer.fit
+    trainer.fit = lambda *a, **k: original_fit(*a, **dict(k, callbacks=k["callbacks"] + [logger]))
+    with pytest.raises(loop.NonFiniteLossError, match=r"step 10.*unused.*ckpt-5"):
+        loop.fit_stage(trainer, dataset, cfg, str(tmp_path), verbose=0)
+    assert len(losses) == 10 and np.all(np.isfinite(losses))  # the losses looked fine
+    assert loop.latest_checkpoint_step(str(tmp_path / "checkpoints")) == 5  # not 10
+    assert [p.split("/")[-1] for p in loop.nonfinite_variables(trainer)] == ["unused"]
+
+
 def test_restore_latest_without_checkpoint_names_the_directory(tmp_path):
     with pytest.raises(FileNotFoundError, match="No checkpoint"):
         loop.restore_latest(make_trainer(stage_config(1)), str(tmp_path / "none"))

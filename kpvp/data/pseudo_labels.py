@@ -36,13 +36,14 @@ INDEX_FILE = "index.json"
 FORMAT_VERSION = 1
 
 
-def label_run(config, workdir, split: str) -> list[dict]:
+def label_run(config, workdir, split: str, out_dir: str | None = None) -> list[dict]:
     """Q's keypoints for every video of `split` in the run directory `workdir` (a path or a
-    `RunDir`): written once, reused while the exported Q is unchanged, redone when it changes."""
+    `RunDir`): written once, reused while the exported Q is unchanged, redone when it changes.
+    `out_dir`: store them there instead of the run's `pseudo_labels/<split>`."""
     run = rundir.RunDir(workdir)
     ident = run.detector_id
     detector = keras.models.load_model(run.exported("detector"))
-    out_dir = run.pseudo_labels(split)
+    out_dir = out_dir or run.pseudo_labels(split)
     summary = label_videos(detector, readers.open_source(config, split), out_dir, ident,
                            image_size=config.image_size)
     logging.info("Pseudo-labels (%s): %s", split, summary)
@@ -172,7 +173,8 @@ def load_pseudo_labels(out_dir: str, expected_detector_id: str | None = None,
     if index.get("status") == "complete":
         files = [v["file"] for v in index["videos"]]
     elif allow_incomplete:
-        files = sorted(f for f in os.listdir(out_dir) if f.endswith(".npz"))
+        files = sorted(f for f in os.listdir(out_dir)
+                       if f.endswith(".npz") and rundir.TEMPORARY_MARK not in f)
     else:
         raise RuntimeError(
             f"Pseudo-labelling of {out_dir!r} did not finish (status {index.get('status')!r}): "
@@ -279,10 +281,8 @@ def _filename(video_id: str) -> str:
 def _write_npz(path, **arrays):
     # Written under a temporary name then renamed, so an interrupted run never leaves a
     # half-written file that a resumed run would take for a finished video.
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
+    with rundir.atomic_write(path, "wb") as f:
         np.savez(f, **arrays)
-    os.replace(tmp, path)
 
 
 def _stored_detector_id(path) -> str | None:
@@ -312,15 +312,13 @@ def _read_index(out_dir) -> dict | None:
 
 
 def _write_index(out_dir, index):
-    path = os.path.join(out_dir, INDEX_FILE)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(index, f, indent=1)
-    os.replace(tmp, path)
+    rundir.write_json(os.path.join(out_dir, INDEX_FILE), index, indent=1)
 
 
 def _clear(out_dir):
     """Removes the store's own files (pseudo-label `.npz` files and the index) from `out_dir`."""
     for name in os.listdir(out_dir):
-        if name.endswith((".npz", ".npz.tmp")) or name in (INDEX_FILE, INDEX_FILE + ".tmp"):
+        # Earlier versions' temporaries ended in ".tmp"; rundir's hold its TEMPORARY_MARK.
+        if (name.endswith((".npz", ".npz.tmp")) or name in (INDEX_FILE, INDEX_FILE + ".tmp")
+                or rundir.TEMPORARY_MARK in name):
             os.remove(os.path.join(out_dir, name))

@@ -22,6 +22,7 @@ import struct
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from kpvp import rundir
 from kpvp.data.datasets import (CONTAINER_EXTENSIONS, IMAGE_EXTENSIONS,
                                 WRITABLE_VIDEO_EXTENSIONS)
 
@@ -210,12 +211,13 @@ def write_video(path, frames, fps: float = 10.0) -> str:
         raise ValueError(f"write_video: fps must be > 0, got {fps}")
     if os.path.dirname(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
-    if ext == ".gif":
-        _write_gif(path, frames, fps)
-    elif ext == ".mp4":
-        _write_mp4(path, frames, fps)
-    else:
-        Image.fromarray(np.concatenate(list(frames), axis=1)).save(path, format="PNG")
+    with rundir.atomic_path(path) as tmp:  # a killed writer leaves no truncated video
+        if ext == ".gif":
+            _write_gif(tmp, frames, fps)
+        elif ext == ".mp4":
+            _write_mp4(tmp, frames, fps)
+        else:
+            Image.fromarray(np.concatenate(list(frames), axis=1)).save(tmp, format="PNG")
     return path
 
 

@@ -31,10 +31,8 @@ def read_report(workdir) -> dict:
 def write_report(workdir, report: dict) -> None:
     """Writes `report` to the run's report.json and, formatted, report.md."""
     run = rundir.RunDir(workdir)
-    with open(run.report_json, "w", encoding="utf-8") as f:
-        json.dump(jsonable(report), f, indent=2)
-    with open(run.report_md, "w", encoding="utf-8") as f:
-        f.write(format_markdown(report))
+    rundir.write_json(run.report_json, jsonable(report), indent=2)
+    rundir.write_text(run.report_md, format_markdown(report))
 
 
 def jsonable(value):

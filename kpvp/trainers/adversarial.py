@@ -73,6 +73,14 @@ class AdversarialTrainer(keras.Model):
     def metrics(self):
         return list(self.trackers.values())
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under a strategy Keras (3.15) takes the first batch and all-reduces it to trace the
+        # model, which MultiWorkerMirroredStrategy cannot do with a dict batch; a trainer is
+        # built in compile(), so there is nothing to trace.
+        if self.built and all(layer.built for layer in self._flatten_layers()):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     # === What a stage supplies ===
     def prepare(self, batch) -> dict:
         """The batch as the step uses it: a dict with `real` `[B, ...]`, D's real examples."""
@@ -178,7 +186,20 @@ class AdversarialTrainer(keras.Model):
         metric a step does not compute is left out, not logged as 0)."""
         for name, value in values.items():
             self.trackers[name].update_state(value)
-        return {name: self.trackers[name].result() for name in values}
+        logs = {name: self.trackers[name].result() for name in values}
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras (3.15) reduces a multi-worker run's logs with `reduce(MEAN, axis=0)`, which
+            # needs an axis to reduce: one per replica gives back the scalar mean.
+            logs = {name: tf.reshape(value, [1]) for name, value in logs.items()}
+        return logs
+
+
+def _multi_worker(strategy) -> bool:
+    """Whether `strategy` all-reduces across workers (as Keras tells it apart)."""
+    extended = getattr(strategy, "extended", None)
+    in_multi_worker = getattr(extended, "_in_multi_worker_mode", None)
+    return (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and in_multi_worker is not None and bool(in_multi_worker()))
 
 
 def _is_zero(weight) -> bool:

@@ -11,11 +11,17 @@ A trainer (`stage1.KeypointTranslationTrainer`, `stage2.MotionGenerationTrainer`
   also drives the learning-rate schedule and names the TensorBoard points;
 * the input pipeline is re-seeded from `(seed, step)` on resume, so a resumed run does not replay
   the batches it has already seen;
-* a non-finite loss stops the run before anything is saved over the last good checkpoint.
+* a non-finite loss, or a non-finite weight or optimizer slot found before a checkpoint is
+  written, stops the run before anything is saved over the last good checkpoint;
+* under `MultiWorkerMirroredStrategy` only the chief writes into the run directory: the other
+  workers save their checkpoints into a temporary directory of their own (the saves are
+  collective, so every worker takes part) and delete it, and write no TensorBoard logs.
 """
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 
 import keras
 import numpy as np
@@ -26,7 +32,8 @@ from kpvp.rundir import StageDir
 
 
 class NonFiniteLossError(FloatingPointError):
-    """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
+    """A loss, weight or optimizer slot became NaN or Inf; the message names the step and the
+    last good checkpoint."""
 
 
 def learning_rate_schedule(stage_config) -> keras.optimizers.schedules.LearningRateSchedule:
@@ -70,8 +77,33 @@ class _NonFiniteGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+def nonfinite_variables(trainer) -> list[str]:
+    """Paths of the trainer's floating-point weights and optimizer slots holding NaN or Inf.
+
+    A loss logged before an update can be finite while the update leaves a weight NaN (an
+    overflowing Adam slot, a NaN gradient of a term that a later step would show), so the
+    losses alone cannot vouch for a checkpoint.
+    """
+    variables = list(trainer.weights)
+    for name in ("generator_optimizer", "discriminator_optimizer"):
+        optimizer = getattr(trainer, name, None)
+        variables += list(optimizer.variables) if optimizer is not None else []
+    floats = [v for v in variables if np.dtype(keras.backend.standardize_dtype(v.dtype)).kind
+              == "f"]
+    if not floats:
+        return []
+    finite = _all_finite([tf.convert_to_tensor(v) for v in floats]).numpy()
+    return [getattr(v, "path", v.name) for v, ok in zip(floats, finite) if not ok]
+
+
+@tf.function(reduce_retracing=True)
+def _all_finite(tensors):
+    return tf.stack([tf.reduce_all(tf.math.is_finite(t)) for t in tensors])
+
+
 class _Checkpointer(keras.callbacks.Callback):
-    """Saves a checkpoint at the end of each chunk (epoch) unless the losses went bad."""
+    """Saves a checkpoint at the end of each chunk (epoch) unless the losses or the weights
+    went bad."""
 
     def __init__(self, manager: tf.train.CheckpointManager, guard: _NonFiniteGuard):
         super().__init__()
@@ -80,6 +112,11 @@ class _Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard.bad_logs is None:
+            bad = nonfinite_variables(self.model)
+            if bad:
+                self.guard.bad_logs = {"non-finite variables": bad[:5] + ["..."] * (len(bad) > 5)}
+                self.model.stop_training = True
+                return
             path = self.manager.save(checkpoint_number=global_step(self.model))
             logging.info("Saved checkpoint %s", path)
 
@@ -168,45 +205,82 @@ def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batc
     Returns:
       dict with `step`, `resumed_from` and the last logs.
     Raises:
-      NonFiniteLossError: a loss became NaN/Inf (the last good checkpoint is kept).
+      NonFiniteLossError: a loss, weight or optimizer slot became NaN/Inf (the last good
+        checkpoint is kept).
     """
     stage_dir = StageDir(directory)
     ckpt_dir = stage_dir.checkpoints
-    manager = make_checkpoint_manager(trainer, ckpt_dir, stage_config.keep_checkpoints)
+    strategy = trainer.distribute_strategy
+    chief = is_chief(strategy)
+    # Every worker resumes from the chief's checkpoints (the workdir must be shared or copied);
+    # a non-chief worker saves into a directory of its own, deleted when the stage ends.
+    write_dir = ckpt_dir if chief else os.path.join(
+        stage_dir.worker_temp(task_id(strategy)), "checkpoints")
+    manager = make_checkpoint_manager(trainer, write_dir, stage_config.keep_checkpoints)
     resumed_from = 0
-    if manager.latest_checkpoint:
-        manager.checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    if latest:
+        manager.checkpoint.restore(latest).assert_existing_objects_matched()
         resumed_from = global_step(trainer)
-        logging.info("Resumed from %s (step %d)", manager.latest_checkpoint, resumed_from)
+        logging.info("Resumed from %s (step %d)", latest, resumed_from)
     total = int(stage_config.num_steps)
     if resumed_from >= total:
         logging.info("Already trained to step %d >= num_steps %d", resumed_from, total)
         return {"step": resumed_from, "resumed_from": resumed_from, "logs": {}}
+    try:
+        history, guard = _fit_chunks(trainer, make_dataset, stage_config, manager, stage_dir,
+                                     resumed_from, image_batch if chief else None,
+                                     validation_data, verbose, summaries=chief)
+        if guard.bad_logs is None and (manager.latest_checkpoint is None or not
+                                       manager.latest_checkpoint.endswith(
+                                           f"-{global_step(trainer)}")):
+            guard.bad_logs = _final_check(trainer)
+            if guard.bad_logs is None:
+                manager.save(checkpoint_number=global_step(trainer))
+    finally:
+        if not chief:
+            shutil.rmtree(os.path.dirname(write_dir), ignore_errors=True)
+    if guard.bad_logs is not None:
+        last = tf.train.latest_checkpoint(ckpt_dir) or "none (no checkpoint was written before)"
+        raise NonFiniteLossError(
+            f"Non-finite values at step {global_step(trainer)}: {guard.bad_logs}. Training "
+            f"stopped; the last good checkpoint is {last}. Lower the learning rate or check the "
+            "data.")
+    logs = {k: float(v[-1]) for k, v in (history.history.items() if history else [])}
+    return {"step": global_step(trainer), "resumed_from": resumed_from, "logs": logs}
 
+
+def _final_check(trainer):
+    bad = nonfinite_variables(trainer)
+    return {"non-finite variables": bad[:5]} if bad else None
+
+
+def _fit_chunks(trainer, make_dataset, stage_config, manager, stage_dir, start, image_batch,
+                validation_data, verbose, summaries: bool):
+    """`fit()` from step `start` to `num_steps`, a checkpoint per chunk; (history, guard)."""
+    total = int(stage_config.num_steps)
     chunk = max(1, int(stage_config.checkpoint_every))
     guard = _NonFiniteGuard()
-    callbacks = [guard, _Checkpointer(manager, guard),
-                 _Summaries(stage_dir.logs, stage_config.log_every,
-                            stage_config.image_summary_every, image_batch)]
+    callbacks = [guard, _Checkpointer(manager, guard)]
+    if summaries:
+        callbacks.append(_Summaries(stage_dir.logs, stage_config.log_every,
+                                    stage_config.image_summary_every, image_batch))
     history = None
-    for start, steps_per_epoch, num_epochs in training_segments(resumed_from, total, chunk):
+    for first, steps_per_epoch, num_epochs in training_segments(start, total, chunk):
         if guard.bad_logs is not None:
             break
-        epoch = start // chunk
-        history = trainer.fit(make_dataset(start), steps_per_epoch=steps_per_epoch,
+        epoch = first // chunk
+        history = trainer.fit(make_dataset(first), steps_per_epoch=steps_per_epoch,
                               epochs=epoch + num_epochs, initial_epoch=epoch,
                               callbacks=callbacks, verbose=verbose, shuffle=False,
                               validation_data=validation_data)
-    if guard.bad_logs is not None:
-        last = manager.latest_checkpoint or "none (no checkpoint was written before)"
-        raise NonFiniteLossError(
-            f"Non-finite loss at step {global_step(trainer)}: {guard.bad_logs}. Training stopped; "
-            f"the last good checkpoint is {last}. Lower the learning rate or check the data.")
-    if manager.latest_checkpoint is None or not manager.latest_checkpoint.endswith(
-            f"-{global_step(trainer)}"):
-        manager.save(checkpoint_number=global_step(trainer))
-    logs = {k: float(v[-1]) for k, v in (history.history.items() if history else [])}
-    return {"step": global_step(trainer), "resumed_from": resumed_from, "logs": logs}
+    return history, guard
+
+
+def latest_checkpoint_step(directory: str) -> int | None:
+    """The step of the newest checkpoint in `directory` (None when it has none)."""
+    latest = tf.train.latest_checkpoint(directory)
+    return None if latest is None else int(latest.rsplit("-", 1)[1])
 
 
 def training_segments(start: int, total: int, chunk: int) -> list[tuple[int, int, int]]:
@@ -246,6 +320,25 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ValueError(f"Unknown strategy {name!r}; expected one of {STRATEGIES}")
+
+
+def task_id(strategy=None) -> int:
+    """This worker's index in a multi-worker cluster (0 outside one)."""
+    resolver = getattr(strategy or tf.distribute.get_strategy(), "cluster_resolver", None)
+    return int(getattr(resolver, "task_id", None) or 0)
+
+
+def is_chief(strategy=None) -> bool:
+    """Whether this process writes the run's files: the `chief` task of a multi-worker
+    cluster, worker 0 of one without a chief, and any process outside one."""
+    resolver = getattr(strategy or tf.distribute.get_strategy(), "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if resolver is None or task_type is None:
+        return True
+    if task_type == "chief":
+        return True
+    return (task_type == "worker" and int(resolver.task_id or 0) == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
 
 
 def batch_norm_layers(*models) -> list:
