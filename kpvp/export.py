@@ -3,7 +3,11 @@
     python -m kpvp.export --workdir=runs/penn --output=exported/kpvp/1
 
 (TensorFlow Serving expects one numbered version folder per model version, hence the `/1`.)
-The signatures are described in `kpvp/serving.py`.
+The signatures, and the input bounds that keep one odd image from exhausting a server's
+memory, are described in `kpvp/serving.py`.
+
+Any config field can be set with --config.<field>=value; the fields are listed in
+kpvp/configs/base.py (and with their values by --helpfull).
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ def define_flags() -> None:
     cli.define_flags()
     for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
         flags.declare_key_flag(name)
+    flags.mark_flag_as_required("workdir")
     flags.DEFINE_string("output", None, "Folder to write the SavedModel to (for TensorFlow "
                         "Serving: <model base path>/<version>, e.g. exported/kpvp/1).",
                         required=True)
@@ -40,4 +45,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

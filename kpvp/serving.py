@@ -25,6 +25,7 @@ import types
 
 import tensorflow as tf
 
+from kpvp import errors
 from kpvp.generation import VideoGenerator, render_frames  # (registers the networks too)
 from kpvp.rundir import RunDir
 from kpvp.ops import images as image_ops
@@ -169,10 +170,10 @@ def export(generator: VideoGenerator, output_dir: str, overwrite: bool = False,
     name) is added to the JSON file. Returns the metadata written.
     """
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise FileExistsError(f"output_dir {output_dir!r} is not empty; pass overwrite=True "
+        raise errors.OutputExists(f"output_dir {output_dir!r} is not empty; pass overwrite=True "
                               "(--overwrite) to replace it or choose another folder")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise FileExistsError(f"output_dir {output_dir!r} is a file, expected a folder")
+        raise errors.OutputExists(f"output_dir {output_dir!r} is a file, expected a folder")
     module = ServingModule(generator)
     # The tf.functions themselves, not concrete functions traced beforehand: saving traces in
     # its own context and would trace everything a second time.
@@ -189,11 +190,11 @@ def export_run(workdir: str, output_dir: str, config, overwrite: bool = False) -
     """Exports the trained run in `workdir` (its `stage1/`, `stage2/` networks) with `config`'s
     class names; checks that the config's image size is the networks'."""
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise FileExistsError(f"--output {output_dir!r} is not empty; pass --overwrite to "
+        raise errors.OutputExists(f"--output {output_dir!r} is not empty; pass --overwrite to "
                               "replace it or choose another folder")
     generator = VideoGenerator.from_workdir(workdir, config.class_names)
     if generator.image_size != config.image_size:
-        raise ValueError(
+        raise errors.InvalidInput(
             f"The networks in {workdir!r} work at {generator.image_size}x{generator.image_size} "
             f"but the config says image_size={config.image_size}: is "
             f"{RunDir(workdir).config_file!r} this run's config?")

@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from kpvp import errors
 from kpvp.data import synthetic
 from kpvp.data.datasets import (CONTAINER_EXTENSIONS, GIF_EXTENSIONS, IMAGE_EXTENSIONS,
                                 PENN_ALL_CLASSES, PENN_CLASSES, PENN_JOINTS, VIDEO_EXTENSIONS)
@@ -187,7 +188,7 @@ def read_split_file(path) -> list:
     the name is allowed and ignored: classes come from the labels); `#` starts a comment."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"split file not found: {path!r}")
+        raise errors.InputNotFound(f"split file not found: {path!r}")
     ids = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -196,7 +197,7 @@ def read_split_file(path) -> list:
                 continue
             name = os.path.basename(line.split()[0].rstrip("/"))
             if not name:
-                raise ValueError(f"{path}:{number}: expected a video name, got {line!r}")
+                raise errors.InvalidInput(f"{path}:{number}: expected a video name, got {line!r}")
             ids.append(name.zfill(4) if name.isdigit() else name)
     return ids
 
@@ -211,7 +212,7 @@ def _find_penn_root(root: str) -> str:
         if (os.path.isdir(os.path.join(candidate, "frames"))
                 and os.path.isdir(os.path.join(candidate, "labels"))):
             return candidate
-    raise FileNotFoundError(missing_data_message("penn", root))
+    raise errors.InputNotFound(missing_data_message("penn", root))
 
 
 class PennAction(_Source):
@@ -276,7 +277,7 @@ class PennAction(_Source):
                             "skipped", self.name, split, len(missing), labels_dir,
                             ", ".join(missing[:5]))
         if not self._items:
-            raise FileNotFoundError(
+            raise errors.InputNotFound(
                 f"{self.name}/{split}: no readable video of classes {self.class_names} in "
                 f"{self.root!r} for the {split_file or 'paper'} split ({len(missing)} listed "
                 f"videos have no label file, {len(self.skipped) - len(missing)} unreadable)")
@@ -352,7 +353,7 @@ def read_labels_file(path) -> dict:
                 continue
             row = next(csv.reader([line])) if "," in line else line.split()
             if len(row) < 2:
-                raise ValueError(f"{path}:{number}: expected 'name,class', got {line!r}")
+                raise errors.InvalidInput(f"{path}:{number}: expected 'name,class', got {line!r}")
             name, label = row[0].strip(), row[1].strip()
             is_header = not labels and (name.lower(), label.lower()) in (
                 ("name", "class"), ("name", "label"))
@@ -444,19 +445,19 @@ class VideoFolder(_Source):
         if layout not in ("auto", "flat", "classes"):
             raise ValueError(f"layout must be 'auto', 'flat' or 'classes', got {layout!r}")
         if not os.path.isdir(self.root):
-            raise FileNotFoundError(missing_data_message(name, self.root)
-                                    if name in _WHERE else
-                                    f"{name}: video folder not found: {self.root!r}")
+            raise errors.InputNotFound(missing_data_message(name, self.root)
+                                       if name in _WHERE else
+                                       f"{name}: video folder not found: {self.root!r}")
         has_split_dirs = any(os.path.isdir(os.path.join(self.root, s)) for s in SPLITS)
         folder = os.path.join(self.root, split) if has_split_dirs else self.root
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"{name}: {self.root!r} has a {'/'.join(SPLITS)} layout "
-                                    f"but no {split}/ folder")
+            raise errors.InputNotFound(f"{name}: {self.root!r} has a {'/'.join(SPLITS)} layout "
+                                       f"but no {split}/ folder")
 
         entries, raw_labels, self.class_names = self._labelled_entries(
             folder, class_names, label_fn, layout)
         if not entries:
-            raise FileNotFoundError(
+            raise errors.InputNotFound(
                 missing_data_message(name, self.root) if name in _WHERE
                 else f"{name}: no videos (.gif, .mp4, strip images, frame folders) in {folder!r}")
         pairs = []
@@ -482,8 +483,8 @@ class VideoFolder(_Source):
             names = tuple(class_names) if class_names else tuple(os.path.basename(d) for d in dirs)
             missing = [c for c in names if not os.path.isdir(os.path.join(folder, c))]
             if missing:
-                raise FileNotFoundError(f"{self.name}: class folders {missing} not found in "
-                                        f"{folder!r}")
+                raise errors.InputNotFound(f"{self.name}: class folders {missing} not found in "
+                                           f"{folder!r}")
             paths, labels = [], []
             for label, cls in enumerate(names):
                 videos = video_entries(os.path.join(folder, cls))
@@ -583,7 +584,7 @@ def open_source(config, split: str, crop: bool = True):
         return PennAction(root, split, classes=tuple(config.class_names), image_size=size,
                           crop=crop)
     if not os.path.isdir(root):
-        raise FileNotFoundError(missing_data_message(dataset, root))
+        raise errors.InputNotFound(missing_data_message(dataset, root))
     if dataset == "nemo":
         has_labels_file = any(os.path.isfile(os.path.join(d, f))
                               for d in (root, os.path.join(root, split))

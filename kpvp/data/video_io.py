@@ -22,6 +22,7 @@ import struct
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from kpvp import errors
 from kpvp.data.datasets import (CONTAINER_EXTENSIONS, IMAGE_EXTENSIONS,
                                 WRITABLE_VIDEO_EXTENSIONS)
 
@@ -30,7 +31,7 @@ _DECODE_ERRORS = (OSError, EOFError, SyntaxError, ValueError, IndexError, Runtim
                   struct.error, Image.DecompressionBombError)
 
 
-class CorruptVideoError(ValueError):
+class CorruptVideoError(errors.InvalidInput):
     """A file or frame folder that cannot be read as a video; `path` and `reason` say why."""
 
     def __init__(self, path, reason: str):
@@ -62,7 +63,7 @@ def read_video(path, frame_size=None) -> np.ndarray:
     if os.path.isdir(path):
         frames = _read_frame_folder(path)
     elif not os.path.isfile(path):
-        raise FileNotFoundError(f"read_video: no such file or directory: {path!r}")
+        raise errors.InputNotFound(f"read_video: no such file or directory: {path!r}")
     else:
         kind = _sniff(path)
         if kind == "gif":
