@@ -22,7 +22,7 @@ from absl import app, flags, logging
 from PIL import Image, UnidentifiedImageError
 
 from kpvp import cli, errors, output_paths, visualize
-from kpvp.data import video_io
+from kpvp.data import readers, video_io
 from kpvp.data.datasets import GIF_EXTENSIONS, IMAGE_EXTENSIONS, WRITABLE_VIDEO_EXTENSIONS
 from kpvp.generation import VideoGenerator
 from kpvp.ops import images as image_ops
@@ -116,7 +116,7 @@ def main(argv):
     if FLAGS.driving:
         generator = VideoGenerator.from_workdir(FLAGS.workdir, config.class_names,
                                                 stage1_only=True)
-        driving = video_io.read_video(FLAGS.driving)
+        driving = video_io.read_video(FLAGS.driving, **readers.video_limits(config))
         for path in images:
             result = generator.transfer(read_image(path), driving, relative=not FLAGS.absolute)
             size = generator.image_size

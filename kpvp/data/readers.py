@@ -79,9 +79,11 @@ class _Source:
     class_names: tuple = ()
     has_joints = False
 
-    def __init__(self):
+    def __init__(self, limits=None):
         self.skipped = []
         self._items = []
+        # `read_video`'s max_frames, stride, max_bytes (`video_limits(config)`).
+        self.limits = dict(limits or {})
 
     def __len__(self) -> int:
         return len(self._items)
@@ -232,6 +234,8 @@ class PennAction(_Source):
       split_file: None for the paper's split (the authors' lists, 1172 train / 90 test, shipped
         in `kpvp/data/splits/`), 'official' for Penn Action's own `train` flag, or a path to a
         list of video ids (see `read_split_file`).
+      limits: `read_video`'s max_frames, stride and max_bytes (`video_limits(config)`); the
+        joints follow the frames kept.
 
     Elements: frames uint8 `[T, H, W, 3]`, label, id ('0001'), joints float32 `[T, 13, 2]` in
     [-1, 1] (order `PENN_JOINTS`), visible bool `[T, 13]`. Penn's pixel coordinates are taken as
@@ -241,8 +245,8 @@ class PennAction(_Source):
     has_joints = True
 
     def __init__(self, root, split: str, classes=PENN_CLASSES, image_size=None,
-                 split_file=None, crop: bool = True, name: str = "penn"):
-        super().__init__()
+                 split_file=None, crop: bool = True, name: str = "penn", limits=None):
+        super().__init__(limits)
         self.name = name
         self.split = _check_split(split)
         self.root = _find_penn_root(os.fspath(root))
@@ -314,18 +318,21 @@ class PennAction(_Source):
         frames_dir = os.path.join(self.root, "frames", item["id"])
         if not os.path.isdir(frames_dir):
             raise CorruptVideoError(frames_dir, "missing frames folder")
-        frames = read_video(frames_dir)
+        frames = read_video(frames_dir, **self.limits)
+        # The label rows of the frames kept (same stride and cap).
+        stride, cap = self.limits.get("stride", 1), self.limits.get("max_frames") or None
+        xy, visible = item["xy"][::stride][:cap], item["visible"][::stride][:cap]
         # A few videos have more label rows than frames or the reverse: keep the common part.
-        length = min(len(frames), len(item["xy"]))
+        length = min(len(frames), len(xy))
         frames = frames[:length]
         height, width = frames.shape[1:3]
-        joints = np.array(keypoint_ops.pixel_indices_to_keypoints(item["xy"][:length],
+        joints = np.array(keypoint_ops.pixel_indices_to_keypoints(xy[:length],
                                                                   (height, width)))
         if self.image_size:
             frames, joints = (np.array(x) for x in image_ops.resize_with_keypoints(
                 frames, self.image_size, joints, self.crop))
         return {"frames": frames, "label": self.class_names.index(item["action"]),
-                "id": item["id"], "joints": joints, "visible": item["visible"][:length].copy()}
+                "id": item["id"], "joints": joints, "visible": visible[:length].copy()}
 
 
 # === Folders of videos (MGIF, UvA-NEMO, your own) ===
@@ -429,13 +436,15 @@ class VideoFolder(_Source):
         square is kept.
       label_fn: path -> class name / index / None. frame_size: frame width (or (h, w)) in strips.
       layout: 'auto', 'flat' or 'classes'. seed, test_fraction: the split without train/test.
-      name: used in logs and errors.
+      name: used in logs and errors. limits: `read_video`'s max_frames, stride and max_bytes
+        for every video (`video_limits(config)`).
     """
 
     def __init__(self, root, split: str, class_names=None, image_size=None, label_fn=None,
                  frame_size=None, layout: str = "auto", seed: int = 0,
-                 test_fraction: float = 0.1, crop: bool = True, name: str = "folder"):
-        super().__init__()
+                 test_fraction: float = 0.1, crop: bool = True, name: str = "folder",
+                 limits=None):
+        super().__init__(limits)
         self.name = name
         self.split = _check_split(split)
         self.root = os.fspath(root)
@@ -530,7 +539,7 @@ class VideoFolder(_Source):
 
     def _load(self, item) -> dict:
         path, label = item
-        frames = read_video(path, frame_size=self.frame_size)
+        frames = read_video(path, frame_size=self.frame_size, **self.limits)
         if self.image_size:
             frames, _ = image_ops.resize_with_keypoints(frames, self.image_size,
                                                         crop=self.crop)
@@ -579,10 +588,10 @@ def open_source(config, split: str, crop: bool = True):
         raise ValueError(f"config.dataset must be one of synthetic, "
                          f"{', '.join(DEFAULT_DATA_DIRS)}; got {dataset!r}")
     root = config.data.data_dir or DEFAULT_DATA_DIRS[dataset]
-    size = config.image_size
+    size, limits = config.image_size, video_limits(config)
     if dataset == "penn":
         return PennAction(root, split, classes=tuple(config.class_names), image_size=size,
-                          crop=crop)
+                          crop=crop, limits=limits)
     if not os.path.isdir(root):
         raise errors.InputNotFound(missing_data_message(dataset, root))
     if dataset == "nemo":
@@ -591,13 +600,20 @@ def open_source(config, split: str, crop: bool = True):
                               for f in ("labels.csv", "labels.txt"))
         return VideoFolder(root, split, class_names=tuple(config.class_names), image_size=size,
                            label_fn=None if has_labels_file else nemo_label, layout="flat",
-                           crop=crop, name="nemo")
+                           crop=crop, name="nemo", limits=limits)
     if dataset == "mgif":
         return VideoFolder(root, split, class_names=tuple(config.class_names), image_size=size,
-                           layout="flat", crop=crop, name="mgif")
+                           layout="flat", crop=crop, name="mgif", limits=limits)
     # The seeded 90/10 split (folders without train/test) uses the fixed default seed, not
     # config.seed, so that runs with different seeds share one test set.
-    return VideoFolder(root, split, image_size=size, crop=crop, name="folder")
+    return VideoFolder(root, split, image_size=size, crop=crop, name="folder", limits=limits)
+
+
+def video_limits(config) -> dict:
+    """`read_video`'s frame cap, stride and memory budget from `config.data`."""
+    data = config.data
+    return {"max_frames": data.get("max_video_frames", 0), "stride": data.get("video_stride", 1),
+            "max_bytes": int(data.get("max_video_mb", 0) * 2 ** 20)}
 
 
 def class_names_on_disk(config) -> tuple:
