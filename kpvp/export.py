@@ -29,13 +29,18 @@ def define_flags() -> None:
                         "Serving: <model base path>/<version>, e.g. exported/kpvp/1).",
                         required=True)
     flags.DEFINE_bool("overwrite", False, "Replace the contents of a non-empty --output.")
+    flags.DEFINE_integer("max_side", serving.MAX_SIDE, "Largest height or width of an image the "
+                         "served model accepts.", lower_bound=1)
+    flags.DEFINE_float("max_aspect_ratio", serving.MAX_ASPECT_RATIO, "Largest long side / short "
+                       "side of an image the served model accepts.", lower_bound=1)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     config = cli.resolve_config(FLAGS.workdir)
-    info = serving.export_run(FLAGS.workdir, FLAGS.output, config, overwrite=FLAGS.overwrite)
+    info = serving.export_run(FLAGS.workdir, FLAGS.output, config, overwrite=FLAGS.overwrite,
+                              max_side=FLAGS.max_side, max_aspect_ratio=FLAGS.max_aspect_ratio)
     logging.info("Exported %s to %s: %d classes %s, %dx%d images, %d frames, K = %d",
                  FLAGS.workdir, FLAGS.output, len(info["class_names"]), info["class_names"],
                  info["image_size"], info["image_size"], info["num_frames"],
