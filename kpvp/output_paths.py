@@ -24,8 +24,8 @@ def safe_file_name(name, fallback: str = "unnamed") -> str:
     `_`, runs of dots one dot, no leading dot or space (so never `.`, `..` or hidden)."""
     text = "".join("_" if unicodedata.category(c)[0] == "C" else c for c in str(name))
     text = _RESERVED.sub("_", text)
-    if os.sep in text or (os.altsep and os.altsep in text):  # an OS with another separator
-        text = text.replace(os.sep, "_").replace(os.altsep or os.sep, "_")
+    for separator in filter(None, (os.sep, os.altsep)):  # an OS with another separator
+        text = text.replace(separator, "_")
     text = re.sub(r"\.{2,}", ".", text).strip(" .")[:MAX_NAME_LENGTH].rstrip(" .")
     return text or fallback
 
