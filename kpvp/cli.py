@@ -6,21 +6,52 @@
 `kpvp/configs/base.py`::
 
     python -m kpvp.train --dataset=penn --config.stage1.batch_size=16
+
+`run(main)` starts an app: a user error (`kpvp.errors.UserError`: a missing file, an unknown
+action, a workdir made with another variant, corrupt media) is printed in one line and the
+process exits with status 1, without a traceback; other exceptions keep theirs.
 """
 import difflib
+import functools
 import json
 import os
 import sys
 
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kpvp import configs, rundir
+from kpvp import configs, errors, rundir
 from kpvp.configs import base
 from kpvp.rundir import RunDir
 
 FLAGS = flags.FLAGS
 SHARED_FLAGS = ("workdir", "dataset", "variant", "tiny", "data_dir")
+
+
+def run(main, argv=None) -> None:
+    """`absl.app.run(main)` with user errors reported in one line on stderr (exit status 1).
+
+    `app.UsageError` keeps absl's behaviour (usage text, then the message)."""
+    app.run(report_user_errors(main), argv=argv)
+
+
+def report_user_errors(main):
+    """`main`, with a `kpvp.errors.UserError` turned into `<app>: error: <message>` + exit 1."""
+
+    @functools.wraps(main)
+    def wrapped(argv):
+        try:
+            return main(argv)
+        except errors.UserError as e:
+            message = " ".join(str(e).split("\n")).strip() or type(e).__name__
+            print(f"{_program_name()}: error: {message}", file=sys.stderr)
+            sys.exit(1)
+    return wrapped
+
+
+def _program_name() -> str:
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec and spec.name else os.path.basename(sys.argv[0])
 
 
 def _flatten(d, prefix=""):
@@ -69,10 +100,13 @@ def define_flags() -> None:
     flags.DEFINE_bool("tiny", False, "Short for --variant=tiny.")
     flags.DEFINE_string("data_dir", None,
                         "Root of the data set on disk (see datasets/README.md).")
-    flags.DEFINE_string("workdir", "runs/default", "Run directory: checkpoints, logs, samples.")
+    # No default: a silent `runs/default` mixed unrelated runs; apps that use it require it.
+    flags.DEFINE_string("workdir", None, "Run directory: config, checkpoints, logs, exports, "
+                        "samples, report (required by the apps that use a run).")
     check_config_overrides(sys.argv, base.get_base_config())
     config_flags.DEFINE_config_dict(
-        "config", base.get_base_config(), "Overrides of config fields, e.g. --config.seed=1.",
+        "config", base.get_base_config(), "Overrides of config fields, e.g. --config.seed=1 "
+        "(all fields: kpvp/configs/base.py).",
         lock_config=True)
 
 
@@ -83,7 +117,7 @@ def load_saved_config(path: str):
     config = base.get_base_config()
     unknown = sorted(set(values) - set(_flatten(config.to_dict())))
     if unknown:
-        raise ValueError(
+        raise errors.InvalidInput(
             f"{path} sets config fields this version of kpvp does not have: "
             f"{', '.join(unknown)}. It was written by another version: delete those fields "
             "from the file to resume, or start a new --workdir.")
@@ -104,12 +138,12 @@ def resolve_config(workdir: str | None = None):
     if saved and os.path.exists(saved):
         config = load_saved_config(saved)
         if FLAGS["dataset"].present and FLAGS.dataset != config.dataset:
-            raise ValueError(
+            raise errors.InvalidInput(
                 f"--dataset={FLAGS.dataset} but workdir {workdir!r} holds a run on "
                 f"{config.dataset!r}; use another --workdir")
         if ((FLAGS["variant"].present or FLAGS.tiny)
                 and requested_variant() != config.variant):
-            raise ValueError(
+            raise errors.InvalidInput(
                 f"--variant={requested_variant()} but workdir {workdir!r} holds a "
                 f"{config.variant!r} run; use another --workdir")
         logging.info("Resuming with the config saved in %s", saved)
@@ -125,7 +159,8 @@ def requested_variant() -> str:
     """The variant the command line asks for (`--variant`, or `--tiny`)."""
     if FLAGS.tiny:
         if FLAGS["variant"].present and FLAGS.variant != "tiny":
-            raise ValueError(f"--tiny and --variant={FLAGS.variant} contradict each other")
+            raise errors.InvalidInput(
+                f"--tiny and --variant={FLAGS.variant} contradict each other")
         return "tiny"
     return FLAGS.variant
 

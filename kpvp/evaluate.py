@@ -29,6 +29,9 @@ Metrics (`--metric`, comma-separated, or `all`):
 `--real`/`--generated` compute FVD between any two sets of videos (files or folders) without a
 trained model. The metrics themselves live in `kpvp.evaluation` (one module per metric); this
 app parses flags and calls them.
+
+Any config field can be set with --config.<field>=value; the fields are listed in
+kpvp/configs/base.py (and with their values by --helpfull).
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ import json
 
 from absl import app, flags
 
-from kpvp import cli
+from kpvp import cli, errors
 from kpvp.evaluation import fvd, report, run
 from kpvp.rundir import RunDir
 
@@ -58,6 +61,12 @@ def define_flags():
                          "compares 32 predicted frames.")
     flags.DEFINE_bool("pad", False, "FVD between folders: pad short videos by repeating the last "
                       "frame instead of failing.")
+    # --workdir names the run to evaluate; FVD between folders needs none.
+    flags.register_multi_flags_validator(
+        ["workdir", "real", "generated"], lambda f: bool(f["workdir"] or f["real"]
+                                                         or f["generated"]),
+        message="--workdir is required (the trained run to evaluate), unless --real and "
+                "--generated compare two sets of videos")
 
 
 FLAGS = flags.FLAGS
@@ -75,8 +84,8 @@ def main(argv):
     metrics = run.parse_metrics(FLAGS.metric)
     workdir = RunDir(FLAGS.workdir)
     if not workdir.has_config():
-        raise app.UsageError(f"--workdir={FLAGS.workdir!r} holds no trained run "
-                             f"({workdir.config_file} missing)")
+        raise errors.InputNotFound(f"--workdir={FLAGS.workdir!r} holds no trained run "
+                                   f"({workdir.config_file} missing)")
     config = cli.resolve_config(FLAGS.workdir)
     result = run.run_evaluation(config, FLAGS.workdir, metrics, FLAGS.num_videos, FLAGS.seed)
     print(report.format_summary(result))
@@ -84,4 +93,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

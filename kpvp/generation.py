@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
-from kpvp import visualize
+from kpvp import errors, output_paths, visualize
 from kpvp.data import readers, video_io
 from kpvp.ops import images as image_ops
 from kpvp.rundir import RunDir
@@ -68,7 +68,7 @@ class VideoGenerator:
         missing = [p for p in paths.values() if not os.path.exists(p)]
         if missing:
             stage = "1" if stage1_only else "all"
-            raise FileNotFoundError(
+            raise errors.InputNotFound(
                 f"{workdir!r} lacks trained networks {missing}: run "
                 f"`python -m kpvp.train --stage={stage} --workdir={workdir}` first")
         models = {name: keras.models.load_model(path) for name, path in paths.items()}
@@ -80,11 +80,12 @@ class VideoGenerator:
         num = len(self.class_names) if self.class_names else None
         if isinstance(action, str) and not action.isdigit():
             if not self.class_names or action not in self.class_names:
-                raise ValueError(f"Unknown action {action!r}; expected one of {self.class_names}")
+                raise errors.InvalidInput(
+                    f"Unknown action {action!r}; expected one of {self.class_names}")
             return self.class_names.index(action)
         action = int(action)
         if num is not None and not 0 <= action < num:
-            raise ValueError(f"Action id {action} out of range [0, {num})")
+            raise errors.InvalidInput(f"Action id {action} out of range [0, {num})")
         return action
 
     def preprocess(self, images) -> tf.Tensor:
@@ -175,7 +176,8 @@ def write_class_samples(config, workdir: str, videos_per_class: int = 2, seed: i
     """Generates videos for every class from test images; writes GIFs to `workdir/samples/`.
 
     Each GIF shows, side by side, the generated frames, the same frames with the keypoints
-    drawn, and the translator's mask. Class c starts from the first frames of test videos of
+    drawn, and the translator's mask, named `<class>_<i>.gif` with the class name made a safe
+    file name (`kpvp.output_paths`). Class c starts from the first frames of test videos of
     class c (`sample_start_frames`). Returns the paths written.
     """
     generator = VideoGenerator.from_workdir(workdir, config.class_names)
@@ -184,7 +186,9 @@ def write_class_samples(config, workdir: str, videos_per_class: int = 2, seed: i
     out_dir = RunDir(workdir).samples
     os.makedirs(out_dir, exist_ok=True)
     paths = []
-    for action, name in enumerate(config.class_names):
+    # Class names may come from folder names on disk: never let one leave out_dir.
+    file_names = output_paths.safe_file_names(config.class_names)
+    for action, name in enumerate(file_names):
         images = starts[action]
         result = generator.generate(images, [action] * len(images), seed=seed + action)
         for i in range(len(images)):

@@ -14,6 +14,9 @@ Frames are read at their size on disk (`--native_size`, the default); `--nonativ
 them as the pipelines see them (short side resized to `config.image_size`, centre square).
 A split that cannot be opened (a folder with `train/` but no `test/`) is reported and the other
 one inspected; if no split can be opened the tool prints the reader's error and exits with 1.
+
+Any config field can be set with --config.<field>=value (e.g. --config.image_size=64); the
+fields are listed in kpvp/configs/base.py (and with their values by --helpfull).
 """
 import json
 import os
@@ -32,7 +35,8 @@ def define_flags():
     importing this module as a library defines none)."""
     cli.define_flags()
     for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
-        flags.declare_key_flag(name)
+        if name != "workdir":  # no run is read or written here
+            flags.declare_key_flag(name)
     flags.DEFINE_string("output", "", "Contact sheet PNG to write (empty: none).")
     flags.DEFINE_string("json", "", "File to write the statistics to as JSON (empty: none).")
     flags.DEFINE_list("splits", list(readers.SPLITS), "Splits to inspect.")
@@ -105,4 +109,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

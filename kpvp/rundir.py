@@ -14,7 +14,7 @@
       report.json, report.md           the metrics (`kpvp.evaluation`)
 
 Only this module spells these names; everything else asks a `RunDir` (or a `StageDir`, the
-part that the training loop fills). It imports nothing of kpvp, so any module may use it.
+part that the training loop fills). It imports only `kpvp.errors`, so any module may use it.
 
 Every file of a run is written through `atomic_path` / `atomic_write` / `write_json`: to a
 temporary name in the same directory, then renamed over the target (`os.replace`), so a run
@@ -28,6 +28,8 @@ import json
 import os
 import uuid
 import zipfile
+
+from kpvp import errors
 
 CONFIG_FILE = "config.json"
 RUN_INFO_FILE = "run_info.json"
@@ -144,7 +146,7 @@ class RunDir:
         the id and any other Q changes it (and with it the pseudo-labels)."""
         path = self.exported("detector")
         if not os.path.exists(path):
-            raise FileNotFoundError(
+            raise errors.InputNotFound(
                 f"No trained stage 1 in {self.path!r} ({path} missing): run `python -m "
                 f"kpvp.train --stage=1 --workdir={self.path}` first")
         return "detector-" + file_content_hash(path)

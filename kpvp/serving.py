@@ -14,8 +14,14 @@ signatures:
 The graph is a pure function of its inputs: z is drawn with a stateless random op from `seed`
 (`latent_noise`), so the served model and `VideoGenerator.generate(..., z=latent_noise(...))`
 give the same videos. Beside the SavedModel, `kpvp_export.json` records the class names, the
-image size and the signatures' shapes; the module also carries the class names and sizes as
-variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
+image size, the signatures' shapes and the input limits; the module also carries the class names
+and sizes as variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
+
+Input limits: both signatures refuse (with an `InvalidArgumentError` naming the limit, from a
+`tf.debugging` assertion run before any resize) images with a zero height or width, a side over
+`max_side` (default `MAX_SIDE`) or a long side over `max_aspect_ratio` (default `MAX_ASPECT_RATIO`)
+times the short one, so that one odd image cannot make the server allocate gigabytes: the resize
+of the short side to S then yields at most S x (max_aspect_ratio S) pixels.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import types
 
 import tensorflow as tf
 
+from kpvp import errors
 from kpvp.generation import VideoGenerator, render_frames  # (registers the networks too)
 from kpvp import rundir
 from kpvp.rundir import RunDir
@@ -33,6 +40,9 @@ METADATA_FILE = "kpvp_export.json"
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")
 ACTIONS_SPEC = tf.TensorSpec([None], tf.int32, name="actions")
 SEED_SPEC = tf.TensorSpec([], tf.int32, name="seed")
+# Input limits of the exported signatures (see the module docstring).
+MAX_SIDE = 4096
+MAX_ASPECT_RATIO = 4.0
 
 
 def latent_noise(seed, batch_size, latent_dim) -> tf.Tensor:
@@ -53,10 +63,16 @@ class ServingModule(tf.Module):
     Args:
       generator: a `VideoGenerator` with all three networks and its `class_names` (index =
         action id; one name for a data set without classes).
+      max_side, max_aspect_ratio: the input limits (see the module docstring).
     """
 
-    def __init__(self, generator: VideoGenerator):
+    def __init__(self, generator: VideoGenerator, max_side: int = MAX_SIDE,
+                 max_aspect_ratio: float = MAX_ASPECT_RATIO):
         super().__init__(name="kpvp")
+        if max_side < generator.image_size or max_aspect_ratio < 1:
+            raise ValueError(f"max_side must be >= the image size {generator.image_size} and "
+                             f"max_aspect_ratio >= 1, got {max_side}, {max_aspect_ratio}")
+        self._max_side, self._max_aspect = int(max_side), float(max_aspect_ratio)
         motion = generator.motion_generator
         if motion is None:
             raise ValueError("The generator has no motion generator M (stage 1 only): train "
@@ -100,12 +116,33 @@ class ServingModule(tf.Module):
         self.num_keypoints = tf.Variable(int(generator.detector.num_keypoints), trainable=False,
                                          name="num_keypoints")
 
+    def _bounded(self, images):
+        """`images` once their height and width are within the limits (asserted in the graph,
+        before anything is allocated for them)."""
+        images = tf.ensure_shape(images, [None, None, None, 3], name="frames_must_be_N_H_W_3")
+        shape = tf.shape(images)
+        short, long = tf.minimum(shape[1], shape[2]), tf.maximum(shape[1], shape[2])
+        nonzero = tf.debugging.assert_positive(
+            short, message="images must have a non-zero height and width")
+        with tf.control_dependencies([nonzero]):  # the ratio is defined once short > 0
+            checks = [
+                tf.debugging.assert_less_equal(
+                    long, self._max_side,
+                    message=f"images: height and width must be at most {self._max_side}"),
+                tf.debugging.assert_less_equal(
+                    tf.cast(long, tf.float64), self._max_aspect * tf.cast(short, tf.float64),
+                    message=f"images: the long side may be at most {self._max_aspect:g} times "
+                            "the short one (crop the image first)"),
+            ]
+        with tf.control_dependencies(checks):
+            return tf.identity(images)
+
     # autograph off: the code has no Python control flow on tensors, and converting the Keras
     # layers' code only makes tracing slower.
     @tf.function(input_signature=[IMAGES_SPEC], autograph=False)
     def detect_keypoints(self, images):
         """Q: uint8 `[B, H, W, 3]` -> dict(keypoints float32 `[B, K, 2]`)."""
-        x0 = image_ops.model_input(images, self._size)
+        x0 = image_ops.model_input(self._bounded(images), self._size)
         return {"keypoints": self._nets.detector(x0, training=False)}
 
     @tf.function(input_signature=[IMAGES_SPEC, ACTIONS_SPEC, SEED_SPEC], autograph=False)
@@ -113,6 +150,7 @@ class ServingModule(tf.Module):
         """x0 uint8 `[B, H, W, 3]`, a int32 `[B]`, seed int32 `[]` -> dict(video uint8
         `[B, T+1, S, S, 3]`, keypoints float32 `[B, T+1, K, 2]`, mask float32
         `[B, T+1, S, S, 1]`), as `VideoGenerator.generate(..., z=latent_noise(seed, B, D))`."""
+        images = self._bounded(images)
         actions = tf.ensure_shape(actions, [None], name="actions_must_be_B")
         seed = tf.ensure_shape(seed, [], name="seed_must_be_a_scalar")
         batch = tf.shape(images)[0]
@@ -147,6 +185,8 @@ class ServingModule(tf.Module):
             "num_frames": frames,
             "latent_dim": self._latent_dim,
             "class_conditional": self._conditional,
+            "input_limits": {"min_side": 1, "max_side": self._max_side,
+                             "max_aspect_ratio": self._max_aspect},
             "signatures": {
                 "serving_default": {
                     "inputs": {"images": "uint8 [B, H, W, 3]", "actions": "int32 [B]",
@@ -162,18 +202,20 @@ class ServingModule(tf.Module):
 
 
 def export(generator: VideoGenerator, output_dir: str, overwrite: bool = False,
-           extra_metadata: dict | None = None) -> dict:
+           extra_metadata: dict | None = None, max_side: int = MAX_SIDE,
+           max_aspect_ratio: float = MAX_ASPECT_RATIO) -> dict:
     """Writes `generator` as a SavedModel to `output_dir`, and `kpvp_export.json` into it.
 
     Refuses a non-empty `output_dir` unless `overwrite`. `extra_metadata` (e.g. the data set's
-    name) is added to the JSON file. Returns the metadata written.
+    name) is added to the JSON file; `max_side`, `max_aspect_ratio` bound the served inputs.
+    Returns the metadata written.
     """
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise FileExistsError(f"output_dir {output_dir!r} is not empty; pass overwrite=True "
+        raise errors.OutputExists(f"output_dir {output_dir!r} is not empty; pass overwrite=True "
                               "(--overwrite) to replace it or choose another folder")
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
-        raise FileExistsError(f"output_dir {output_dir!r} is a file, expected a folder")
-    module = ServingModule(generator)
+        raise errors.OutputExists(f"output_dir {output_dir!r} is a file, expected a folder")
+    module = ServingModule(generator, max_side, max_aspect_ratio)
     # The tf.functions themselves, not concrete functions traced beforehand: saving traces in
     # its own context and would trace everything a second time.
     signatures = {"serving_default": module.generate,
@@ -184,18 +226,20 @@ def export(generator: VideoGenerator, output_dir: str, overwrite: bool = False,
     return info
 
 
-def export_run(workdir: str, output_dir: str, config, overwrite: bool = False) -> dict:
+def export_run(workdir: str, output_dir: str, config, overwrite: bool = False,
+               max_side: int = MAX_SIDE, max_aspect_ratio: float = MAX_ASPECT_RATIO) -> dict:
     """Exports the trained run in `workdir` (its `stage1/`, `stage2/` networks) with `config`'s
     class names; checks that the config's image size is the networks'."""
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise FileExistsError(f"--output {output_dir!r} is not empty; pass --overwrite to "
+        raise errors.OutputExists(f"--output {output_dir!r} is not empty; pass --overwrite to "
                               "replace it or choose another folder")
     generator = VideoGenerator.from_workdir(workdir, config.class_names)
     if generator.image_size != config.image_size:
-        raise ValueError(
+        raise errors.InvalidInput(
             f"The networks in {workdir!r} work at {generator.image_size}x{generator.image_size} "
             f"but the config says image_size={config.image_size}: is "
             f"{RunDir(workdir).config_file!r} this run's config?")
     return export(generator, output_dir, overwrite=overwrite,
                   extra_metadata={"dataset": config.dataset, "variant": config.variant,
-                                  "workdir": os.path.abspath(workdir)})
+                                  "workdir": os.path.abspath(workdir)},
+                  max_side=max_side, max_aspect_ratio=max_aspect_ratio)

@@ -8,13 +8,16 @@
 Every stage resumes from the last checkpoint in `--workdir`; the run's resolved config, package
 versions and git revision are stored there. `--export_only` writes the `.keras` files of each
 `--stage` from its last checkpoint without training, to use a run that was stopped early.
+
+Any config field can be set with --config.<field>=value; the fields are listed in
+kpvp/configs/base.py (and with their values by --helpfull).
 """
 from __future__ import annotations
 
 import tensorflow as tf
 from absl import app, flags, logging
 
-from kpvp import cli, run_info, stages
+from kpvp import cli, errors, run_info, stages
 from kpvp.configs import base
 from kpvp.data import readers
 from kpvp.rundir import RunDir
@@ -28,6 +31,7 @@ def define_flags() -> None:
     cli.define_flags()
     for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
         flags.declare_key_flag(name)
+    flags.mark_flag_as_required("workdir")
     flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy for the trainers.")
@@ -47,8 +51,8 @@ def _check_checkpoints(workdir: str, stage: str) -> None:
     for number in _stage_numbers(stage):
         directory = RunDir(workdir).checkpoints(number)
         if tf.train.latest_checkpoint(directory) is None:
-            raise FileNotFoundError(f"--export_only: no stage-{number} checkpoint in {directory}; "
-                                    "train that stage first")
+            raise errors.InputNotFound(f"--export_only: no stage-{number} checkpoint in "
+                                       f"{directory}; train that stage first")
 
 
 def main(argv):
@@ -85,4 +89,4 @@ def main(argv):
 
 if __name__ == "__main__":
     define_flags()
-    app.run(main)
+    cli.run(main)

@@ -291,3 +291,39 @@ def test_a_network_saved_unbuilt_is_refused(tmp_path):
     generator = VideoGenerator.from_workdir(str(tmp_path), config.class_names)
     with pytest.raises(ValueError, match="motion generator M has no weights"):
         serving.export(generator, str(tmp_path / "out"))
+
+
+def test_the_served_model_bounds_its_inputs(exported, loaded):
+    _, model_dir, _ = exported
+    info = json.loads((model_dir / serving.METADATA_FILE).read_text())
+    assert info["input_limits"] == {"min_side": 1, "max_side": serving.MAX_SIDE,
+                                    "max_aspect_ratio": serving.MAX_ASPECT_RATIO}
+    limits = {
+        (1, SIZE, 0, 3): "non-zero height and width",
+        (1, 0, SIZE, 3): "non-zero height and width",
+        (1, 10, 41, 3): "at most 4 times the short one",  # 4.1 : 1
+        (1, serving.MAX_SIDE + 1, 1100, 3): f"at most {serving.MAX_SIDE}",
+    }
+    for shape, message in limits.items():
+        images = tf.zeros(shape, tf.uint8)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            serve(loaded, images, [0], 0)
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            loaded.signatures["detect_keypoints"](images=images)
+    # At the limits: served.
+    assert serve(loaded, random_images(1, 10, 40), [0], 0)["video"].shape[2:4] == (SIZE, SIZE)
+
+
+def test_limits_are_set_at_export_and_checked_in_process(generator):
+    module = serving.ServingModule(generator, max_side=64, max_aspect_ratio=2)
+    assert module.metadata()["input_limits"] == {"min_side": 1, "max_side": 64,
+                                                 "max_aspect_ratio": 2.0}
+    actions, seed = tf.constant([0], tf.int32), tf.constant(0, tf.int32)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 64"):
+        module.generate(tf.constant(random_images(1, 65, 40)), actions, seed)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="at most 2 times"):
+        module.detect_keypoints(tf.constant(random_images(1, 30, 61)))
+    assert module.generate(tf.constant(random_images(1, 40, 64)), actions,
+                           seed)["video"].shape[2:4] == (SIZE, SIZE)
+    with pytest.raises(ValueError, match="max_side"):
+        serving.ServingModule(generator, max_side=SIZE - 1)

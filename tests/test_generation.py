@@ -1,4 +1,6 @@
 """Generation: image + class -> keypoints -> motion -> frames, from a workdir's exports."""
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -163,3 +165,21 @@ def test_class_samples_start_from_test_videos_of_that_class():
     assert {c: int(f[0, 0, 0, 0]) for c, f in starts.items()} == {0: 0, 1: 0}
     with pytest.raises(ValueError, match="no readable video"):
         sample_start_frames([], num_classes=2, per_class=1)
+
+
+def test_class_samples_with_unsafe_class_names_stay_in_the_samples_folder(tmp_path,
+                                                                        monkeypatch):
+    from kpvp import generation
+    from kpvp.rundir import RunDir
+
+    config = save_tiny_run(tmp_path)
+    # Folder data sets take class names from disk: any of these could be a folder's name.
+    config.class_names = ("../../escape", "a/b", "a_b", "tab\there")
+    source = [{"frames": random_images(2, seed=i), "label": i} for i in range(4)]
+    monkeypatch.setattr(generation.readers, "open_source", lambda config, split: source)
+    paths = generation.write_class_samples(config, str(tmp_path), videos_per_class=1)
+    samples = RunDir(tmp_path).samples
+    assert sorted(os.listdir(samples)) == ["_._escape_0.gif", "a_b-2_0.gif", "a_b_0.gif",
+                                           "tab_here_0.gif"]
+    assert all(os.path.dirname(os.path.abspath(p)) == os.path.abspath(samples) for p in paths)
+    assert sorted(os.listdir(tmp_path)) == ["samples", "stage1", "stage2"]

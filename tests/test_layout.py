@@ -18,8 +18,9 @@ APPS = ("kpvp.train", "kpvp.evaluate", "kpvp.predict", "kpvp.export", "kpvp.insp
 # Layers, lowest first: a module imports only from its own layer or lower ones. The first
 # matching prefix decides (so `kpvp.data.datasets` sits below the rest of `kpvp.data`).
 LAYERS = (
-    ("kpvp.configs", 0), ("kpvp.rundir", 0), ("kpvp.ops", 0), ("kpvp.run_info", 0),
-    ("kpvp.visualize", 0), ("kpvp.data.datasets", 0),
+    ("kpvp.configs", 0), ("kpvp.errors", 0), ("kpvp.rundir", 0), ("kpvp.ops", 0),
+    ("kpvp.output_paths", 0), ("kpvp.run_info", 0), ("kpvp.visualize", 0),
+    ("kpvp.data.datasets", 0),
     ("kpvp.models", 1), ("kpvp.losses", 1), ("kpvp.metrics", 1), ("kpvp.data", 1),
     ("kpvp.trainers", 2), ("kpvp.generation", 2), ("kpvp.serving", 2), ("kpvp.evaluation", 2),
     ("kpvp.stages", 3), ("kpvp.cli", 3),

@@ -67,3 +67,36 @@ def test_motion_transfer_and_clear_errors(workdir, tmp_path):
     missing = run_predict(f"--workdir={workdir}", "--image=/nonexistent.png",
                           f"--output={tmp_path / 'x.gif'}")
     assert missing.returncode != 0 and "no such file '/nonexistent.png'" in missing.stderr
+
+
+@pytest.mark.slow
+def test_outputs_are_never_replaced_silently_and_never_shared(workdir, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    image = np.random.default_rng(2).integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+    Image.fromarray(image).save(inputs / "a.png")
+    Image.fromarray(image).save(inputs / "a.jpg")
+    out = tmp_path / "out"
+    result = run_predict(f"--workdir={workdir}", f"--image={inputs}", f"--output={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(os.listdir(out)) == ["a_jpg.gif", "a_png.gif"]  # one file per input
+
+    # Again: refused in one line, the files are left as they were.
+    before = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    (out / "a_png.gif").write_bytes(b"mine")
+    again = run_predict(f"--workdir={workdir}", f"--image={inputs}", f"--output={out}")
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+    assert "a_jpg.gif exists (and 1 more); pass --overwrite" in again.stderr
+    assert (out / "a_png.gif").read_bytes() == b"mine"
+    replaced = run_predict(f"--workdir={workdir}", f"--image={inputs}", f"--output={out}",
+                           "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+
+    # Corrupt media: one line naming the file.
+    driving = tmp_path / "broken.mp4"
+    driving.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
+    broken = run_predict(f"--workdir={workdir}", f"--image={inputs / 'a.png'}",
+                         f"--driving={driving}", f"--output={tmp_path / 't.gif'}")
+    assert broken.returncode != 0 and "Traceback" not in broken.stderr
+    assert f"kpvp.predict: error: cannot read video {str(driving)!r}" in broken.stderr

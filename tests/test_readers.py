@@ -434,3 +434,34 @@ def test_read_video_agrees_with_folder_reader(tmp_path):
     frames = write_some(tmp_path / "train" / "v.gif", 7)
     np.testing.assert_array_equal(read_video(tmp_path / "train" / "v.gif"), frames)
     np.testing.assert_array_equal(VideoFolder(tmp_path, "train")[0]["frames"], frames)
+
+
+# === Long videos ===
+
+def test_sources_apply_the_configs_frame_cap_stride_and_budget(tmp_path, penn_root):
+    root = tmp_path / "videos" / "train"
+    write_video(root / "short.gif", smooth_video(num_frames=6, size=16))
+    write_video(root / "long.gif", smooth_video(num_frames=40, size=16))
+    config = configs.get_config("folder", "tiny")
+    config.data.data_dir = str(tmp_path / "videos")
+    config.image_size = 16
+    # 16 x 16 x 3 bytes a frame: a budget of 20 frames.
+    config.data.max_video_mb = 20 * 16 * 16 * 3 / 2 ** 20
+    source = readers.open_source(config, "train")
+    elements = list(source)
+    assert [len(e["frames"]) for e in elements] == [6]  # long.gif refused, not read
+    assert [os.path.basename(p) for p, _ in source.skipped] == ["long.gif"]
+    assert "over the budget" in source.skipped[0][1]
+    config.data.video_stride = 2
+    assert sorted(len(e["frames"]) for e in readers.open_source(config, "train")) == [3, 20]
+    config.data.max_video_frames = 5
+    assert sorted(len(e["frames"]) for e in readers.open_source(config, "train")) == [3, 5]
+
+    # Penn Action: the joints follow the frames kept.
+    every = PennAction(penn_root, "train")[0]
+    strided = PennAction(penn_root, "train", limits={"stride": 2, "max_frames": 1})[0]
+    assert len(strided["frames"]) == len(strided["joints"]) == len(strided["visible"]) == 1
+    np.testing.assert_array_equal(strided["joints"], every["joints"][:1])
+    strided = PennAction(penn_root, "train", limits={"stride": 3})[0]
+    np.testing.assert_array_equal(strided["joints"], every["joints"][::3])
+    np.testing.assert_array_equal(strided["frames"], every["frames"][::3])

@@ -1,11 +1,13 @@
-"""Video reading/writing round trips and corrupt-file errors (resizing: tests/test_images.py)."""
+"""Video reading/writing round trips, corrupt-file errors, frame cap, stride and memory budget
+(resizing: tests/test_images.py)."""
 import os
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from kpvp.data.video_io import CorruptVideoError, read_video, write_video
+from kpvp.data.video_io import CorruptVideoError, VideoTooLargeError, read_video, write_video
 
 from helpers.videos import ACTIONS_FRAMES, few_colour_video, smooth_video
 
@@ -161,3 +163,61 @@ def test_frame_folder_with_mismatched_sizes_raises(tmp_path):
     Image.new("RGB", (9, 8)).save(folder / "1.png")
     with pytest.raises(CorruptVideoError, match="1.png"):
         read_video(folder)
+
+
+# === Long videos: frame cap, stride, memory budget, truncated containers ===
+
+def write_every_format(tmp_path, frames):
+    """The same frames as .gif, .mp4, .png strip and frame folder."""
+    paths = [write_video(tmp_path / f"v{ext}", frames) for ext in (".gif", ".mp4", ".png")]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{t}.png")
+    return paths + [str(folder)]
+
+
+def test_frame_cap_and_stride_keep_the_chosen_frames(tmp_path):
+    for path in write_every_format(tmp_path, smooth_video(num_frames=11, size=16)):
+        every = read_video(path)
+        assert len(every) == 11, path
+        np.testing.assert_array_equal(read_video(path, stride=3), every[::3])
+        np.testing.assert_array_equal(read_video(path, max_frames=4, stride=2), every[:8:2])
+        np.testing.assert_array_equal(read_video(path, max_frames=2), every[:2])
+    with pytest.raises(ValueError, match="stride"):
+        read_video(path, stride=0)
+
+
+def test_a_video_over_the_memory_budget_is_refused_with_a_message(tmp_path):
+    frames = smooth_video(num_frames=30, size=16)  # 30 x 16 x 16 x 3 = 23040 bytes
+    for path in write_every_format(tmp_path, frames):
+        with pytest.raises(VideoTooLargeError) as info:
+            read_video(path, max_bytes=10_000)
+        message = str(info.value)
+        assert info.value.path == os.fspath(path) and os.fspath(path) in message
+        assert "over the budget of 0.010 MB" in message and "config.data.max_video_mb" in message
+        # The same budget holds the frames a cap or a stride keeps (not the strip: read whole).
+        if not path.endswith(".png"):
+            assert len(read_video(path, max_bytes=10_000, max_frames=13)) == 13
+            assert len(read_video(path, max_bytes=10_000, stride=3)) == 10
+        assert len(read_video(path, max_bytes=None)) == 30
+    # Containers and frame folders are refused from their header / file count, before
+    # decoding: the message gives the whole video's estimate, not the frames read so far.
+    for path in (tmp_path / "v.mp4", tmp_path / "frames"):
+        with pytest.raises(VideoTooLargeError, match="about 30 frames of 16x16"):
+            read_video(path, max_bytes=10_000)
+    with pytest.raises(VideoTooLargeError, match="at least 14 frames of 16x16"):  # GIF: as read
+        read_video(tmp_path / "v.gif", max_bytes=10_000)
+
+
+def test_a_partly_decodable_mp4_is_reported_not_shortened(tmp_path):
+    good = write_video(tmp_path / "good.mp4", smooth_video(num_frames=30, size=32))
+    assert len(read_video(good)) == 30
+    bad = truncate(good, tmp_path / "cut.mp4", 0.6)
+    with pytest.raises(CorruptVideoError) as info:
+        read_video(bad)
+    assert info.value.path == os.fspath(bad)
+    decoded = int(re.search(r"only (\d+) of the 30 frames", info.value.reason).group(1))
+    assert 0 < decoded < 30  # the written index is first, so the cut file decodes in part
+    # Asking for frames it still has is fine.
+    assert len(read_video(bad, max_frames=decoded)) == decoded

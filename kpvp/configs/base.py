@@ -47,6 +47,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     d.seq_about_centroid = False
     d.seq_clip = False  # (code) no clipping; True (ours): clip keypoints to [-1, 1]
     d.eval_num_frames = 33  # k0 / x0 + 32 predicted frames
+    # Long videos (ours): frames kept per video read from disk (0: all), every n-th frame, and
+    # the decoded size past which a video is refused (skipped with its reason) rather than read.
+    d.max_video_frames = 0
+    d.video_stride = 1
+    d.max_video_mb = 4096.0
     d.shuffle_buffer = 256
     d.deterministic = False
     d.num_parallel_calls = -1  # tf.data.AUTOTUNE

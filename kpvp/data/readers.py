@@ -27,6 +27,7 @@ import tensorflow as tf
 from absl import logging
 from PIL import Image
 
+from kpvp import errors
 from kpvp.data import synthetic
 from kpvp.data.datasets import (CONTAINER_EXTENSIONS, GIF_EXTENSIONS, IMAGE_EXTENSIONS,
                                 PENN_ALL_CLASSES, PENN_CLASSES, PENN_JOINTS, VIDEO_EXTENSIONS)
@@ -78,9 +79,11 @@ class _Source:
     class_names: tuple = ()
     has_joints = False
 
-    def __init__(self):
+    def __init__(self, limits=None):
         self.skipped = []
         self._items = []
+        # `read_video`'s max_frames, stride, max_bytes (`video_limits(config)`).
+        self.limits = dict(limits or {})
 
     def __len__(self) -> int:
         return len(self._items)
@@ -187,7 +190,7 @@ def read_split_file(path) -> list:
     the name is allowed and ignored: classes come from the labels); `#` starts a comment."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"split file not found: {path!r}")
+        raise errors.InputNotFound(f"split file not found: {path!r}")
     ids = []
     with open(path, encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
@@ -196,7 +199,7 @@ def read_split_file(path) -> list:
                 continue
             name = os.path.basename(line.split()[0].rstrip("/"))
             if not name:
-                raise ValueError(f"{path}:{number}: expected a video name, got {line!r}")
+                raise errors.InvalidInput(f"{path}:{number}: expected a video name, got {line!r}")
             ids.append(name.zfill(4) if name.isdigit() else name)
     return ids
 
@@ -211,7 +214,7 @@ def _find_penn_root(root: str) -> str:
         if (os.path.isdir(os.path.join(candidate, "frames"))
                 and os.path.isdir(os.path.join(candidate, "labels"))):
             return candidate
-    raise FileNotFoundError(missing_data_message("penn", root))
+    raise errors.InputNotFound(missing_data_message("penn", root))
 
 
 class PennAction(_Source):
@@ -231,6 +234,8 @@ class PennAction(_Source):
       split_file: None for the paper's split (the authors' lists, 1172 train / 90 test, shipped
         in `kpvp/data/splits/`), 'official' for Penn Action's own `train` flag, or a path to a
         list of video ids (see `read_split_file`).
+      limits: `read_video`'s max_frames, stride and max_bytes (`video_limits(config)`); the
+        joints follow the frames kept.
 
     Elements: frames uint8 `[T, H, W, 3]`, label, id ('0001'), joints float32 `[T, 13, 2]` in
     [-1, 1] (order `PENN_JOINTS`), visible bool `[T, 13]`. Penn's pixel coordinates are taken as
@@ -240,8 +245,8 @@ class PennAction(_Source):
     has_joints = True
 
     def __init__(self, root, split: str, classes=PENN_CLASSES, image_size=None,
-                 split_file=None, crop: bool = True, name: str = "penn"):
-        super().__init__()
+                 split_file=None, crop: bool = True, name: str = "penn", limits=None):
+        super().__init__(limits)
         self.name = name
         self.split = _check_split(split)
         self.root = _find_penn_root(os.fspath(root))
@@ -276,7 +281,7 @@ class PennAction(_Source):
                             "skipped", self.name, split, len(missing), labels_dir,
                             ", ".join(missing[:5]))
         if not self._items:
-            raise FileNotFoundError(
+            raise errors.InputNotFound(
                 f"{self.name}/{split}: no readable video of classes {self.class_names} in "
                 f"{self.root!r} for the {split_file or 'paper'} split ({len(missing)} listed "
                 f"videos have no label file, {len(self.skipped) - len(missing)} unreadable)")
@@ -313,18 +318,21 @@ class PennAction(_Source):
         frames_dir = os.path.join(self.root, "frames", item["id"])
         if not os.path.isdir(frames_dir):
             raise CorruptVideoError(frames_dir, "missing frames folder")
-        frames = read_video(frames_dir)
+        frames = read_video(frames_dir, **self.limits)
+        # The label rows of the frames kept (same stride and cap).
+        stride, cap = self.limits.get("stride", 1), self.limits.get("max_frames") or None
+        xy, visible = item["xy"][::stride][:cap], item["visible"][::stride][:cap]
         # A few videos have more label rows than frames or the reverse: keep the common part.
-        length = min(len(frames), len(item["xy"]))
+        length = min(len(frames), len(xy))
         frames = frames[:length]
         height, width = frames.shape[1:3]
-        joints = np.array(keypoint_ops.pixel_indices_to_keypoints(item["xy"][:length],
+        joints = np.array(keypoint_ops.pixel_indices_to_keypoints(xy[:length],
                                                                   (height, width)))
         if self.image_size:
             frames, joints = (np.array(x) for x in image_ops.resize_with_keypoints(
                 frames, self.image_size, joints, self.crop))
         return {"frames": frames, "label": self.class_names.index(item["action"]),
-                "id": item["id"], "joints": joints, "visible": item["visible"][:length].copy()}
+                "id": item["id"], "joints": joints, "visible": visible[:length].copy()}
 
 
 # === Folders of videos (MGIF, UvA-NEMO, your own) ===
@@ -352,7 +360,7 @@ def read_labels_file(path) -> dict:
                 continue
             row = next(csv.reader([line])) if "," in line else line.split()
             if len(row) < 2:
-                raise ValueError(f"{path}:{number}: expected 'name,class', got {line!r}")
+                raise errors.InvalidInput(f"{path}:{number}: expected 'name,class', got {line!r}")
             name, label = row[0].strip(), row[1].strip()
             is_header = not labels and (name.lower(), label.lower()) in (
                 ("name", "class"), ("name", "label"))
@@ -428,13 +436,15 @@ class VideoFolder(_Source):
         square is kept.
       label_fn: path -> class name / index / None. frame_size: frame width (or (h, w)) in strips.
       layout: 'auto', 'flat' or 'classes'. seed, test_fraction: the split without train/test.
-      name: used in logs and errors.
+      name: used in logs and errors. limits: `read_video`'s max_frames, stride and max_bytes
+        for every video (`video_limits(config)`).
     """
 
     def __init__(self, root, split: str, class_names=None, image_size=None, label_fn=None,
                  frame_size=None, layout: str = "auto", seed: int = 0,
-                 test_fraction: float = 0.1, crop: bool = True, name: str = "folder"):
-        super().__init__()
+                 test_fraction: float = 0.1, crop: bool = True, name: str = "folder",
+                 limits=None):
+        super().__init__(limits)
         self.name = name
         self.split = _check_split(split)
         self.root = os.fspath(root)
@@ -444,19 +454,19 @@ class VideoFolder(_Source):
         if layout not in ("auto", "flat", "classes"):
             raise ValueError(f"layout must be 'auto', 'flat' or 'classes', got {layout!r}")
         if not os.path.isdir(self.root):
-            raise FileNotFoundError(missing_data_message(name, self.root)
-                                    if name in _WHERE else
-                                    f"{name}: video folder not found: {self.root!r}")
+            raise errors.InputNotFound(missing_data_message(name, self.root)
+                                       if name in _WHERE else
+                                       f"{name}: video folder not found: {self.root!r}")
         has_split_dirs = any(os.path.isdir(os.path.join(self.root, s)) for s in SPLITS)
         folder = os.path.join(self.root, split) if has_split_dirs else self.root
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"{name}: {self.root!r} has a {'/'.join(SPLITS)} layout "
-                                    f"but no {split}/ folder")
+            raise errors.InputNotFound(f"{name}: {self.root!r} has a {'/'.join(SPLITS)} layout "
+                                       f"but no {split}/ folder")
 
         entries, raw_labels, self.class_names = self._labelled_entries(
             folder, class_names, label_fn, layout)
         if not entries:
-            raise FileNotFoundError(
+            raise errors.InputNotFound(
                 missing_data_message(name, self.root) if name in _WHERE
                 else f"{name}: no videos (.gif, .mp4, strip images, frame folders) in {folder!r}")
         pairs = []
@@ -482,8 +492,8 @@ class VideoFolder(_Source):
             names = tuple(class_names) if class_names else tuple(os.path.basename(d) for d in dirs)
             missing = [c for c in names if not os.path.isdir(os.path.join(folder, c))]
             if missing:
-                raise FileNotFoundError(f"{self.name}: class folders {missing} not found in "
-                                        f"{folder!r}")
+                raise errors.InputNotFound(f"{self.name}: class folders {missing} not found in "
+                                           f"{folder!r}")
             paths, labels = [], []
             for label, cls in enumerate(names):
                 videos = video_entries(os.path.join(folder, cls))
@@ -529,7 +539,7 @@ class VideoFolder(_Source):
 
     def _load(self, item) -> dict:
         path, label = item
-        frames = read_video(path, frame_size=self.frame_size)
+        frames = read_video(path, frame_size=self.frame_size, **self.limits)
         if self.image_size:
             frames, _ = image_ops.resize_with_keypoints(frames, self.image_size,
                                                         crop=self.crop)
@@ -578,25 +588,32 @@ def open_source(config, split: str, crop: bool = True):
         raise ValueError(f"config.dataset must be one of synthetic, "
                          f"{', '.join(DEFAULT_DATA_DIRS)}; got {dataset!r}")
     root = config.data.data_dir or DEFAULT_DATA_DIRS[dataset]
-    size = config.image_size
+    size, limits = config.image_size, video_limits(config)
     if dataset == "penn":
         return PennAction(root, split, classes=tuple(config.class_names), image_size=size,
-                          crop=crop)
+                          crop=crop, limits=limits)
     if not os.path.isdir(root):
-        raise FileNotFoundError(missing_data_message(dataset, root))
+        raise errors.InputNotFound(missing_data_message(dataset, root))
     if dataset == "nemo":
         has_labels_file = any(os.path.isfile(os.path.join(d, f))
                               for d in (root, os.path.join(root, split))
                               for f in ("labels.csv", "labels.txt"))
         return VideoFolder(root, split, class_names=tuple(config.class_names), image_size=size,
                            label_fn=None if has_labels_file else nemo_label, layout="flat",
-                           crop=crop, name="nemo")
+                           crop=crop, name="nemo", limits=limits)
     if dataset == "mgif":
         return VideoFolder(root, split, class_names=tuple(config.class_names), image_size=size,
-                           layout="flat", crop=crop, name="mgif")
+                           layout="flat", crop=crop, name="mgif", limits=limits)
     # The seeded 90/10 split (folders without train/test) uses the fixed default seed, not
     # config.seed, so that runs with different seeds share one test set.
-    return VideoFolder(root, split, image_size=size, crop=crop, name="folder")
+    return VideoFolder(root, split, image_size=size, crop=crop, name="folder", limits=limits)
+
+
+def video_limits(config) -> dict:
+    """`read_video`'s frame cap, stride and memory budget from `config.data`."""
+    data = config.data
+    return {"max_frames": data.get("max_video_frames", 0), "stride": data.get("video_stride", 1),
+            "max_bytes": int(data.get("max_video_mb", 0) * 2 ** 20)}
 
 
 def class_names_on_disk(config) -> tuple:

@@ -10,7 +10,13 @@ Formats read by `read_video` (chosen by looking at the file's first bytes, not o
 - a directory of frame images, in natural name order (`2.png` before `10.png`).
 
 Anything unreadable raises `CorruptVideoError` (a `ValueError`) naming the file and the reason,
-so data readers can skip it and carry on.
+so data readers can skip it and carry on; so does a container whose frames stop well before the
+count its header announces (a truncated download), instead of returning a shorter video.
+
+Long videos: `max_frames` and `stride` choose the frames kept, and a video whose kept frames
+would take more than `max_bytes` decoded raises `VideoTooLargeError` (from the header's size,
+frame rate and duration before decoding where the format gives them, else as soon as the frames
+read pass the budget), so one long file cannot exhaust the memory of a run.
 
 Resizing and cropping frames for the networks is `kpvp.ops.images` (one road for every caller).
 """
@@ -22,16 +28,22 @@ import struct
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from kpvp import rundir
+from kpvp import errors, rundir
 from kpvp.data.datasets import (CONTAINER_EXTENSIONS, IMAGE_EXTENSIONS,
                                 WRITABLE_VIDEO_EXTENSIONS)
+
+# Decoded bytes a video may take unless the caller says otherwise (config.data.max_video_mb).
+DEFAULT_MAX_BYTES = 4096 * 2 ** 20
+# A container may decode this many frames fewer than its header announces (rounded durations,
+# an edit list) before it counts as truncated.
+_MISSING_FRAMES_TOLERATED = (2, 0.1)  # frames, fraction of the announced count
 
 # Pillow and ffmpeg report damaged input through these.
 _DECODE_ERRORS = (OSError, EOFError, SyntaxError, ValueError, IndexError, RuntimeError,
                   struct.error, Image.DecompressionBombError)
 
 
-class CorruptVideoError(ValueError):
+class CorruptVideoError(errors.InvalidInput):
     """A file or frame folder that cannot be read as a video; `path` and `reason` say why."""
 
     def __init__(self, path, reason: str):
@@ -40,9 +52,57 @@ class CorruptVideoError(ValueError):
         super().__init__(f"cannot read video {self.path!r}: {reason}")
 
 
+class VideoTooLargeError(CorruptVideoError):
+    """A video whose kept frames would take more than the memory budget once decoded (a
+    `CorruptVideoError`, so data readers skip it with the reason like an unreadable one)."""
+
+    def __init__(self, path, what: str, need: int, max_bytes: int):
+        super().__init__(
+            path, f"{what} would take {_megabytes(need)} decoded, over the budget of "
+                  f"{_megabytes(max_bytes)}; keep fewer frames (max_frames / stride: "
+                  "config.data.max_video_frames, config.data.video_stride) or raise the budget "
+                  "(config.data.max_video_mb)")
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 2 ** 20:.{1 if n >= 2 ** 20 else 3}f} MB"
+
+
+class _Selection:
+    """Which decoded frames are kept (every `stride`-th, at most `max_frames`) and the budget
+    they must fit in."""
+
+    def __init__(self, path, max_frames, stride, max_bytes):
+        if stride < 1 or (max_frames or 0) < 0:
+            raise ValueError(f"stride must be >= 1 and max_frames >= 0, got {stride}, "
+                             f"{max_frames}")
+        self.path, self.stride = path, int(stride)
+        self.max_frames, self.max_bytes = int(max_frames or 0), int(max_bytes or 0)
+
+    def kept(self, decoded: int) -> int:
+        """How many of `decoded` frames are kept."""
+        n = -(-decoded // self.stride)
+        return min(n, self.max_frames) if self.max_frames else n
+
+    def keeps(self, index: int) -> bool:
+        return index % self.stride == 0
+
+    def full(self, kept: int) -> bool:
+        return bool(self.max_frames) and kept >= self.max_frames
+
+    def check(self, decoded: int, height: int, width: int, estimated: bool = True) -> None:
+        """Refuses when the frames kept from `decoded` frames of `height x width` exceed the
+        budget."""
+        kept = self.kept(decoded)
+        if self.max_bytes and kept * height * width * 3 > self.max_bytes:
+            what = f"{'about' if estimated else 'at least'} {kept} frames of {width}x{height}"
+            raise VideoTooLargeError(self.path, what, kept * height * width * 3, self.max_bytes)
+
+
 # === Reading ===
 
-def read_video(path, frame_size=None) -> np.ndarray:
+def read_video(path, frame_size=None, max_frames: int = 0, stride: int = 1,
+               max_bytes: int | None = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Reads a video file or frame folder as uint8 `[T, H, W, 3]` RGB.
 
     Args:
@@ -50,28 +110,35 @@ def read_video(path, frame_size=None) -> np.ndarray:
         (`.png`, `.jpg`, ...) or a directory of frame images.
       frame_size: strips only: the width of one frame (int) or its `(height, width)`; by default
         frames are square, `height x height`. Ignored for other formats.
+      max_frames: keep at most this many frames (0: all); reading stops there.
+      stride: keep frames 0, stride, 2 * stride, ...
+      max_bytes: refuse a video whose kept frames take more bytes decoded (0 or None: no
+        limit). A strip image counts whole, since it is decoded whole.
 
     Returns:
       uint8 array `[T, H, W, 3]` with T >= 1.
 
     Raises:
-      FileNotFoundError: `path` does not exist.
-      CorruptVideoError: the file is truncated, empty, not a video or image, or a strip's width is
+      FileNotFoundError: `path` does not exist (`kpvp.errors.InputNotFound`).
+      CorruptVideoError: the file is truncated (also a container decoding well short of the
+        frame count its header announces), empty, not a video or image, or a strip's width is
         not a multiple of the frame width.
+      VideoTooLargeError: the kept frames exceed `max_bytes`.
     """
     path = os.fspath(path)
+    selection = _Selection(path, max_frames, stride, max_bytes)
     if os.path.isdir(path):
-        frames = _read_frame_folder(path)
+        frames = _read_frame_folder(path, selection)
     elif not os.path.isfile(path):
-        raise FileNotFoundError(f"read_video: no such file or directory: {path!r}")
+        raise errors.InputNotFound(f"read_video: no such file or directory: {path!r}")
     else:
         kind = _sniff(path)
         if kind == "gif":
-            frames = _read_animation(path)
+            frames = _read_animation(path, selection)
         elif kind == "container":
-            frames = _read_container(path)
+            frames = _read_container(path, selection)
         else:
-            frames = _read_image(path, frame_size)
+            frames = _read_image(path, frame_size, selection)
     if len(frames) == 0:
         raise CorruptVideoError(path, "zero frames")
     return np.ascontiguousarray(np.stack(frames).astype(np.uint8, copy=False))
@@ -97,25 +164,44 @@ def _sniff(path: str) -> str:
     raise CorruptVideoError(path, "not a GIF, video container or image (unknown file header)")
 
 
-def _read_animation(path: str) -> list:
+def _read_animation(path: str, selection: _Selection) -> list:
     # Pillow composes partial frames (disposal, sub-rectangles, local palettes) when seeking, so
     # each converted frame is the full picture a viewer would show.
+    frames = []
     try:
         with Image.open(path) as image:
-            return [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+            width, height = image.size
+            for index, frame in enumerate(ImageSequence.Iterator(image)):
+                if not selection.keeps(index):
+                    continue
+                # Counting frames would decode them all: check as they come instead.
+                selection.check(index + 1, height, width, estimated=False)
+                frames.append(np.asarray(frame.convert("RGB")))
+                if selection.full(len(frames)):
+                    break
+    except VideoTooLargeError:
+        raise
     except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
         raise CorruptVideoError(path, f"{type(e).__name__}: {e}") from e
+    return frames
 
 
-def _read_image(path: str, frame_size) -> list:
+def _read_image(path: str, frame_size, selection: _Selection) -> list:
     try:
         with Image.open(path) as image:
             if getattr(image, "n_frames", 1) > 1:  # animated PNG / WebP
-                return _read_animation(path)
+                return _read_animation(path, selection)
+            width, height = image.size  # from the header: the strip is decoded whole
+            if selection.max_bytes and height * width * 3 > selection.max_bytes:
+                raise VideoTooLargeError(path, f"a {width}x{height} image",
+                                         height * width * 3, selection.max_bytes)
             rgb = np.asarray(image.convert("RGB"))  # drops the alpha channel
+    except (CorruptVideoError, VideoTooLargeError):
+        raise
     except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
         raise CorruptVideoError(path, f"{type(e).__name__}: {e}") from e
-    return list(split_strip(rgb, frame_size, path=path))
+    frames = split_strip(rgb, frame_size, path=path)[::selection.stride]
+    return list(frames[:selection.max_frames or None])
 
 
 def split_strip(strip: np.ndarray, frame_size=None, path="strip") -> np.ndarray:
@@ -139,25 +225,51 @@ def split_strip(strip: np.ndarray, frame_size=None, path="strip") -> np.ndarray:
     return strip.reshape(height, n, frame_w, strip.shape[2]).transpose(1, 0, 2, 3)
 
 
-def _read_container(path: str) -> list:
+def _read_container(path: str, selection: _Selection) -> list:
     import imageio_ffmpeg  # pylint: disable=import-outside-toplevel
 
     try:
         reader = imageio_ffmpeg.read_frames(path)
-        width, height = next(reader)["size"]
+        meta = next(reader)
+        width, height = meta["size"]
+        announced = _announced_frames(meta)
+        if announced:
+            selection.check(announced, height, width)  # before decoding anything
         frame_bytes = width * height * 3
-        frames = []
-        for data in reader:
-            if len(data) != frame_bytes:
-                raise CorruptVideoError(path, f"frame {len(frames)} is incomplete")
-            frames.append(np.frombuffer(data, np.uint8).reshape(height, width, 3))
+        frames, decoded = [], 0
+        try:
+            for data in reader:
+                if len(data) != frame_bytes:
+                    raise CorruptVideoError(path, f"frame {decoded} is incomplete")
+                decoded += 1
+                if selection.keeps(decoded - 1):
+                    selection.check(decoded, height, width, estimated=False)
+                    frames.append(np.frombuffer(data, np.uint8).reshape(height, width, 3))
+                    if selection.full(len(frames)):
+                        return frames
+        finally:
+            reader.close()  # stops ffmpeg when reading ends early
+        few, fraction = _MISSING_FRAMES_TOLERATED
+        if announced and announced - decoded > max(few, fraction * announced):
+            raise CorruptVideoError(
+                path, f"only {decoded} of the {announced} frames its header announces could be "
+                      "decoded (truncated file?)")
         return frames
-    except CorruptVideoError:
+    except (CorruptVideoError, VideoTooLargeError):
         raise
     except (StopIteration, *_DECODE_ERRORS) as e:
         last_line = str(e).strip().splitlines()[-1] if str(e).strip() else ""
         raise CorruptVideoError(
             path, f"ffmpeg could not decode it ({type(e).__name__}: {last_line})") from e
+
+
+def _announced_frames(meta: dict) -> int:
+    """The frame count a container's header implies (duration x frame rate), 0 if unknown."""
+    fps, duration = meta.get("fps") or 0, meta.get("duration") or 0
+    try:
+        return int(round(float(fps) * float(duration)))
+    except (TypeError, ValueError):
+        return 0
 
 
 def _natural_key(name: str):
@@ -172,10 +284,18 @@ def list_frame_files(folder: str) -> list:
     return [os.path.join(folder, n) for n in sorted(names, key=_natural_key)]
 
 
-def _read_frame_folder(folder: str) -> list:
+def _read_frame_folder(folder: str, selection: _Selection) -> list:
     files = list_frame_files(folder)
     if not files:
         raise CorruptVideoError(folder, "zero frames (no image files in the folder)")
+    try:
+        with Image.open(files[0]) as first:  # the header only: its size
+            width, height = first.size
+    except (UnidentifiedImageError, *_DECODE_ERRORS) as e:
+        raise CorruptVideoError(folder, f"frame {os.path.basename(files[0])}: "
+                                        f"{type(e).__name__}: {e}") from e
+    selection.check(len(files), height, width)
+    files = files[::selection.stride][:selection.max_frames or None]
     frames = []
     for file in files:
         try:
@@ -242,7 +362,9 @@ def _write_mp4(path: str, frames: np.ndarray, fps: float) -> None:
     # macro_block_size=1: imageio-ffmpeg would otherwise silently rescale to multiples of 16.
     writer = imageio_ffmpeg.write_frames(
         path, (width, height), fps=fps, codec="libx264", quality=9, macro_block_size=1,
-        pix_fmt_out="yuv420p", ffmpeg_log_level="error")
+        pix_fmt_out="yuv420p", ffmpeg_log_level="error",
+        # The index first: players stream it, and a cut file still decodes up to the cut.
+        output_params=["-movflags", "+faststart"])
     writer.send(None)
     try:
         for frame in frames:

@@ -7,7 +7,7 @@ import os
 import numpy as np
 from absl import logging
 
-from kpvp import run_info
+from kpvp import errors, run_info
 from kpvp.data import readers, video_io
 from kpvp.evaluation.trained_run import TrainedRun
 from kpvp.metrics import fvd as fvd_metric
@@ -57,7 +57,7 @@ def fvd_between(real: str, generated: str, num_frames: int = 32, pad: bool = Fal
 def load_video_set(path: str, num_frames: int, pad: bool, name: str = "videos") -> np.ndarray:
     """uint8 `[N, num_frames, H, W, 3]` from a video file or a folder of them (equal sizes)."""
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{name}: no such file or folder {path!r}")
+        raise errors.InputNotFound(f"{name}: no such file or folder {path!r}")
     videos, problems = [], []
     for entry in readers.video_entries(path) if os.path.isdir(path) else [path]:
         try:
@@ -66,17 +66,17 @@ def load_video_set(path: str, num_frames: int, pad: bool, name: str = "videos") 
             logging.warning("Skipping unreadable video %s: %s", entry, e.reason)
             problems.append(entry)
     if len(videos) < 2:
-        raise ValueError(f"{name}: FVD needs at least 2 videos; {path!r} has {len(videos)}"
+        raise errors.InvalidInput(f"{name}: FVD needs at least 2 videos; {path!r} has {len(videos)}"
                          + (f" readable ({len(problems)} unreadable)" if problems else ""))
     out = []
     for i, v in enumerate(videos):
         if len(v) < num_frames:
             if not pad:
-                raise ValueError(f"{name}: video {i} of {path!r} has {len(v)} frames < "
+                raise errors.InvalidInput(f"{name}: video {i} of {path!r} has {len(v)} frames < "
                                  f"--num_frames={num_frames} (use --pad to repeat its last frame)")
             v = np.concatenate([v, np.repeat(v[-1:], num_frames - len(v), axis=0)])
         out.append(v[:num_frames])
     shapes = {v.shape for v in out}
     if len(shapes) > 1:
-        raise ValueError(f"{name}: videos of {path!r} differ in size {sorted(shapes)}")
+        raise errors.InvalidInput(f"{name}: videos of {path!r} differ in size {sorted(shapes)}")
     return np.stack(out)

@@ -6,6 +6,8 @@ import time
 
 from absl import logging
 
+from kpvp import errors
+
 from kpvp.evaluation import report as report_io
 from kpvp.evaluation.action import evaluate_action
 from kpvp.evaluation.fvd import evaluate_fvd
@@ -23,7 +25,7 @@ def parse_metrics(text: str) -> tuple[str, ...]:
     names = METRICS if text == "all" else tuple(m.strip() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in METRICS]
     if unknown or not names:
-        raise ValueError(f"--metric: unknown {unknown or text!r}; expected 'all' or a "
+        raise errors.InvalidInput(f"--metric: unknown {unknown or text!r}; expected 'all' or a "
                          f"comma-separated subset of {METRICS}")
     return names
 
