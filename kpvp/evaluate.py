@@ -82,6 +82,10 @@ def main(argv):
     print(report.format_summary(result))
 
 
-if __name__ == "__main__":
+def run():
     define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -38,6 +38,10 @@ def main(argv):
     print(FLAGS.output)
 
 
-if __name__ == "__main__":
+def run():
     define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()
