@@ -12,7 +12,7 @@ import json
 import os
 import sys
 
-from absl import flags, logging
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kpvp import configs
@@ -21,6 +21,20 @@ from kpvp.rundir import RunDir
 
 FLAGS = flags.FLAGS
 SHARED_FLAGS = ("workdir", "dataset", "variant", "tiny", "data_dir")
+
+
+def run(main, argv=None) -> None:
+    """`absl.app.run(main)`, the same for `python -m kpvp.<app>` and its console script.
+
+    absl's --help shows `__main__`'s docstring and the key flags of the module that argv[0]
+    names; under a console script both are pip's wrapper's, so the app lends it its own."""
+    module = sys.modules[main.__module__]
+    wrapper = sys.modules["__main__"]
+    if module is not wrapper:
+        wrapper.__doc__ = module.__doc__
+        for flag in FLAGS.get_key_flags_for_module(module.__name__):
+            FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main, argv=argv)
 
 
 def _flatten(d, prefix=""):

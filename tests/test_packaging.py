@@ -5,7 +5,9 @@ import importlib
 import importlib.metadata
 import importlib.util
 import json
+import os
 import pathlib
+import subprocess
 import sys
 
 import pytest
@@ -101,3 +103,20 @@ def test_console_scripts_resolve_to_each_apps_run():
     for command, module in COMMANDS.items():
         assert scripts[command].value == f"{module}:run"
         assert scripts[command].load() is importlib.import_module(module).run
+
+
+def test_a_console_script_shows_the_same_help_as_python_m():
+    """absl's --help reads `__main__` and argv[0]: under pip's wrapper (here `python -c`, whose
+    `__main__` is not the app either) `run()` must still list the app's text and key flags."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    script = ("import sys; sys.argv = ['kpvp-export', '--help']; "
+              "from kpvp.export import run; run()")
+    outputs = [subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300).stdout
+               for command in ([sys.executable, "-c", script],
+                               [sys.executable, "-m", "kpvp.export", "--help"])]
+    as_script, as_module = outputs
+    assert "--output: Folder to write the SavedModel to" in as_module
+    assert "--workdir" in as_module and "Exports a trained run" in as_module
+    assert as_script.replace("\nkpvp-export:\n", "\n{main}:\n") == \
+        as_module.replace(f"\n{ROOT / 'kpvp' / 'export.py'}:\n", "\n{main}:\n")

