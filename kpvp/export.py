@@ -48,6 +48,10 @@ def main(argv):
     print(FLAGS.output)
 
 
-if __name__ == "__main__":
+def run():
     define_flags()
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

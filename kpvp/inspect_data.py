@@ -107,6 +107,10 @@ def main(argv):
         print(f"statistics: {FLAGS.json}")
 
 
-if __name__ == "__main__":
+def run():
     define_flags()
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

