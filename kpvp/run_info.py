@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import subprocess
@@ -41,11 +40,7 @@ def git_revision() -> str | None:
 
 def read_run_info(workdir: str) -> dict:
     """`workdir/run_info.json` as a dict ({} when the run has none)."""
-    path = RunDir(workdir).run_info_file
-    if not os.path.exists(path):
-        return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return rundir.read_json(RunDir(workdir).run_info_file)
 
 
 def update_run_info(workdir: str, **entries) -> dict:

@@ -214,6 +214,14 @@ def write_text(path, text: str) -> str:
     return os.fspath(path)
 
 
+def read_json(path) -> dict:
+    """The JSON object in `path`, or {} when the file does not exist (yet)."""
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def write_json(path, value, **dump_kwargs) -> str:
     """Writes `value` as JSON to `path` atomically (`dump_kwargs` go to `json.dump`)."""
     with atomic_write(path) as f:

@@ -6,19 +6,17 @@ each writes where in the run directory is laid out in `kpvp.rundir`.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 
 import keras
 from absl import logging
 
-from kpvp import generation, run_info
+from kpvp import generation, rundir, run_info
 from kpvp.data import pipelines, pseudo_labels
 from kpvp.evaluation import report as eval_report
 from kpvp.evaluation import run as eval_run
 from kpvp.models import perceptual
-from kpvp import rundir
 from kpvp.rundir import RunDir, StageDir
 from kpvp.trainers import loop, stage1, stage2
 
@@ -102,10 +100,7 @@ def check_stage1_export(workdir) -> None:
     latest = loop.latest_checkpoint_step(run.checkpoints(1))
     if latest is None:
         return  # Q was put there by hand: there is nothing to compare it with
-    info = {}
-    if os.path.exists(run.stage1_export_info):
-        with open(run.stage1_export_info, encoding="utf-8") as f:
-            info = json.load(f)
+    info = rundir.read_json(run.stage1_export_info)
     exported = info.get("checkpoint_step")
     if exported == latest and info.get("detector_id") == run.detector_id:
         return

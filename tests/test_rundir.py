@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from kpvp import configs
+from kpvp import configs, rundir
 from kpvp.data import pseudo_labels, readers
 from kpvp.models import KeypointDetector
 from kpvp.rundir import RunDir, StageDir
@@ -94,3 +94,10 @@ def test_detector_identity_follows_the_exported_detector_and_relabels(tmp_path):
 def _train_frames(config):
     for element in readers.open_source(config, "train"):
         yield element["frames"]
+
+
+def test_read_json_gives_the_object_or_empty_for_a_missing_file(tmp_path):
+    path = tmp_path / "info.json"
+    assert rundir.read_json(path) == {}
+    rundir.write_json(path, {"step": 3, "names": ["a"]})
+    assert rundir.read_json(path) == {"step": 3, "names": ["a"]}

@@ -2,8 +2,6 @@
 run directory, read back and updated metric by metric. Imports no evaluator."""
 from __future__ import annotations
 
-import json
-import os
 
 import numpy as np
 
@@ -21,11 +19,7 @@ PERCEPTUAL_NOTES = {
 
 def read_report(workdir) -> dict:
     """The run's report.json as a dict ({} when there is none yet)."""
-    path = rundir.RunDir(workdir).report_json
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    return {}
+    return rundir.read_json(rundir.RunDir(workdir).report_json)
 
 
 def write_report(workdir, report: dict) -> None:
