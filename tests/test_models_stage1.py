@@ -176,6 +176,25 @@ def test_translator_with_saturated_mask_returns_source_or_crude(rng, mask_weighs
     assert float(np.asarray(outputs["mask"]).mean()) == (0.0 if expected == "source" else 1.0)
 
 
+@pytest.mark.parametrize("mask_weighs", ["source", "crude"])
+def test_initial_crude_share_sets_the_mask_at_initialisation(rng, mask_weighs):
+    source = random_images(rng, 2, 32)
+    inputs = [source, random_keypoints(rng, 2, 4), random_keypoints(rng, 2, 4)]
+    translator = small_translator(mask_weighs=mask_weighs, initial_crude_share=0.9)
+    translator(inputs)
+    _, bias = translator.mask_head.get_weights()
+    # logit(0.9) = ln 9, on whichever side of eq. 3 the head weighs.
+    assert float(bias[0]) == pytest.approx(np.log(9.0) * (-1 if mask_weighs == "source" else 1))
+    kernel, _ = translator.mask_head.get_weights()
+    translator.mask_head.set_weights([np.zeros_like(kernel), bias])
+    outputs = translator(inputs)
+    np.testing.assert_allclose(np.asarray(outputs["mask"]), 0.9, atol=1e-6)
+    config = translator.get_config()
+    assert config["initial_crude_share"] == 0.9
+    with pytest.raises(ValueError, match="initial_crude_share"):
+        small_translator(initial_crude_share=1.0)
+
+
 @pytest.mark.parametrize("decoder_layout", ["plain", "unet"])
 def test_encode_once_decode_many_equals_call(rng, decoder_layout):
     translator = small_translator(norm="instance", bottleneck_depth=1,

@@ -106,6 +106,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # What T's sigmoid mask head weighs in eq. 3, v_hat = m * s + (1 - m) * v_crude: "source"
     # (paper, authors' code: the head is m) or "crude" (ours: the head is 1 - m).
     s1.translator_mask_weighs = "source"
+    # The share of v_crude in eq. 3 at initialisation, set through the mask head's bias: 0.5 is
+    # a zero bias (the authors' code); experiments/README.md, "Paper-small: an open mask".
+    s1.translator_initial_crude_share = 0.5
     # Ours, not in the paper: T blends its crude image with the source warped by the keypoints
     # instead of the source itself (kpvp/ops/warping.py; experiments/README.md).
     s1.translator_warp = False

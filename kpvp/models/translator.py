@@ -26,6 +26,8 @@ sign flipped).
 source moved by the keypoints instead, `v_hat = m * W(s; k, k') + (1 - m) * v_crude`
 (`kpvp.ops.warping.keypoint_warp`); the networks are the same.
 """
+import math
+
 import keras
 from keras import ops
 
@@ -38,7 +40,8 @@ MASK_WEIGHS = ("source", "crude")
 # The constructor arguments added with the authors' layout, as the models saved before it
 # were built (their .keras configs lack these keys).
 LEGACY_ARGUMENTS = dict(decoder_layout="unet", crude_activation="tanh", mask_weighs="crude",
-                        use_bias=False, bn_momentum=0.99, bn_epsilon=1e-3)
+                        use_bias=False, bn_momentum=0.99, bn_epsilon=1e-3,
+                        initial_crude_share=0.5)
 
 
 def masked_blend(mask, crude, source):
@@ -82,6 +85,8 @@ class MaskedTranslator(keras.Model):
         or "crude" (ours).
       use_bias: a bias in every conv block even before a normalisation (the authors').
       bn_momentum, bn_epsilon: batch norm settings (the authors' tf.contrib: 0.999, 1e-5).
+      initial_crude_share: the share of `v_crude` in `v_hat` at initialisation, in (0, 1),
+        set through the mask head's bias (0.5: a zero bias, the authors').
       warp: blend with the source warped from `k` to `k'` instead of the source (not in the
         paper).
       warp_inv_std, warp_background: the warp's keypoint reach and still-background weight
@@ -92,7 +97,8 @@ class MaskedTranslator(keras.Model):
                  gaussian_inv_std=14.3, encoder_filters=None, bottleneck_depth=2,
                  norm="batch", warp=False, warp_inv_std=10.0, warp_background=0.01,
                  decoder_layout="plain", crude_activation="linear", mask_weighs="source",
-                 use_bias=True, bn_momentum=0.999, bn_epsilon=1e-5, **kwargs):
+                 use_bias=True, bn_momentum=0.999, bn_epsilon=1e-5, initial_crude_share=0.5,
+                 **kwargs):
         super().__init__(**kwargs)
         self.image_size = int(image_size)
         self.num_keypoints = int(num_keypoints)
@@ -113,6 +119,7 @@ class MaskedTranslator(keras.Model):
         self.use_bias = bool(use_bias)
         self.bn_momentum = float(bn_momentum)
         self.bn_epsilon = float(bn_epsilon)
+        self.initial_crude_share = float(initial_crude_share)
         self._check_arguments()
 
         def block(width, kernel_size=3, strides=1, name=None):
@@ -149,8 +156,11 @@ class MaskedTranslator(keras.Model):
         # float32 heads: the outputs are compared with images and blended in float32.
         self.crude_head = keras.layers.Conv2D(3, 3, padding="same", activation=crude_activation,
                                               dtype="float32", name="crude_head")
-        self.mask_head = keras.layers.Conv2D(1, 3, padding="same", activation="sigmoid",
-                                             dtype="float32", name="mask_head")
+        crude_logit = math.log(self.initial_crude_share / (1.0 - self.initial_crude_share))
+        head_bias = -crude_logit if mask_weighs == "source" else crude_logit
+        self.mask_head = keras.layers.Conv2D(
+            1, 3, padding="same", activation="sigmoid", dtype="float32", name="mask_head",
+            bias_initializer=keras.initializers.Constant(head_bias))
 
     def _check_arguments(self):
         if self.image_size != self.gaussian_size * 2 ** (len(self.filters) - 1):
@@ -179,6 +189,9 @@ class MaskedTranslator(keras.Model):
             raise ValueError(
                 "MaskedTranslator: warp_inv_std and warp_background must be > 0, got "
                 f"{self.warp_inv_std}, {self.warp_background}")
+        if not 0.0 < self.initial_crude_share < 1.0:
+            raise ValueError("MaskedTranslator: initial_crude_share must be in (0, 1), got "
+                             f"{self.initial_crude_share}")
         if self.num_keypoints < 1 or self.gaussian_inv_std <= 0:
             raise ValueError(
                 "MaskedTranslator: num_keypoints must be >= 1 and gaussian_inv_std > 0, got "
@@ -272,7 +285,8 @@ class MaskedTranslator(keras.Model):
                       decoder_layout=self.decoder_layout,
                       crude_activation=self.crude_activation, mask_weighs=self.mask_weighs,
                       use_bias=self.use_bias, bn_momentum=self.bn_momentum,
-                      bn_epsilon=self.bn_epsilon)
+                      bn_epsilon=self.bn_epsilon,
+                      initial_crude_share=self.initial_crude_share)
         return config
 
     @classmethod
@@ -293,4 +307,5 @@ def build_translator(config, **kwargs) -> MaskedTranslator:
                             decoder_layout=s1.translator_decoder,
                             crude_activation=s1.translator_crude_activation,
                             mask_weighs=s1.translator_mask_weighs, use_bias=s1.conv_bias,
-                            bn_momentum=s1.bn_momentum, bn_epsilon=s1.bn_epsilon, **kwargs)
+                            bn_momentum=s1.bn_momentum, bn_epsilon=s1.bn_epsilon,
+                            initial_crude_share=s1.translator_initial_crude_share, **kwargs)
