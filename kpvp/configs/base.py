@@ -98,6 +98,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Q's decoder: "authors" (authors' code: 4 convs per level at half the encoder's width) or
     # "light" (ours: 1 conv per level); kpvp/models/keypoint_detector.py.
     s1.detector_decoder = "authors"
+    # Which translator T is: "masked" (paper eq. 3, kpvp/models/translator.py); other designs
+    # register themselves in kpvp.models.translator.TRANSLATORS.
+    s1.translator = "masked"
     s1.translator_filters = (64, 128, 256)  # authors' code: T's decoder widths (encoder: half)
     # T's decoder: "plain" (authors' code: no skip connections) or "unet" (ours: a U-Net at
     # gaussian_size); kpvp/models/translator.py.

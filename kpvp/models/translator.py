@@ -294,10 +294,9 @@ class MaskedTranslator(keras.Model):
         return cls(**{**LEGACY_ARGUMENTS, **config})
 
 
-def build_translator(config, **kwargs) -> MaskedTranslator:
-    """T as a run's config describes it (`config.image_size`, `config.stage1.*`)."""
+def build_masked_translator(config, **kwargs) -> MaskedTranslator:
+    """The masked T of paper eq. 3 from `config.image_size` and `config.stage1.*`."""
     s1 = config.stage1
-    kwargs.setdefault("name", "translator")
     return MaskedTranslator(image_size=config.image_size, num_keypoints=config.num_keypoints,
                             filters=tuple(s1.translator_filters),
                             gaussian_size=s1.gaussian_size,
@@ -309,3 +308,17 @@ def build_translator(config, **kwargs) -> MaskedTranslator:
                             mask_weighs=s1.translator_mask_weighs, use_bias=s1.conv_bias,
                             bn_momentum=s1.bn_momentum, bn_epsilon=s1.bn_epsilon,
                             initial_crude_share=s1.translator_initial_crude_share, **kwargs)
+
+
+# `config.stage1.translator` -> a builder `(config, **kwargs) -> keras.Model` with T's interface.
+TRANSLATORS = {"masked": build_masked_translator}
+
+
+def build_translator(config, **kwargs) -> keras.Model:
+    """T as a run's config describes it (`config.stage1.translator`, `config.stage1.*`)."""
+    name = config.stage1.get("translator", "masked")
+    if name not in TRANSLATORS:
+        raise ValueError(f"config.stage1.translator must be one of {sorted(TRANSLATORS)}, "
+                         f"got {name!r}")
+    kwargs.setdefault("name", "translator")
+    return TRANSLATORS[name](config, **kwargs)
