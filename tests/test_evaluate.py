@@ -11,6 +11,9 @@ import pytest
 from kpvp import configs
 from kpvp.data import video_io
 from kpvp.evaluation import action, fvd, run, trained_run
+from kpvp.evaluation import keypoints as eval_keypoints
+from kpvp.models import keypoint_detector
+from kpvp.ops import images as image_ops
 from kpvp.evaluation import report as eval_report
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +25,24 @@ def test_parse_metrics():
     assert run.parse_metrics("fvd, ssim") == ("fvd", "ssim")
     with pytest.raises(ValueError, match="unknown.*'psnr'"):
         run.parse_metrics("fvd,psnr")
+
+
+@pytest.mark.parametrize("batches", [0, 1])
+def test_untrained_baseline_uses_re_estimated_batch_norm_like_the_export(batches):
+    """The untrained Qs of the keypoint baseline get their batch-norm statistics re-estimated
+    on train frames exactly when the trained Q's were (`bn_recalibration_batches`)."""
+    config = configs.get_config("synthetic", "tiny")
+    config.stage1.bn_recalibration_batches = batches
+    frames = np.random.default_rng(0).integers(0, 256, (8, 64, 64, 3), dtype=np.uint8)
+    detector = keypoint_detector.build_detector(config)
+    images = image_ops.model_input(frames, config.image_size)
+    in_training = detector(images, training=True).numpy()
+    eval_keypoints._recalibrate_like_export(detector, frames, config, batch=8)
+    gap = np.abs(detector(images, training=False).numpy() - in_training).max()
+    if batches:
+        assert gap < 2e-3  # inference now computes what training computed on these frames
+    else:
+        assert gap > 1e-3  # untouched: still the initial statistics
 
 
 def test_other_classes_never_returns_the_true_class():

@@ -12,6 +12,8 @@ from kpvp.evaluation import report
 from kpvp.evaluation.trained_run import TrainedRun
 from kpvp.metrics import keypoint_regression as kr
 from kpvp.models import keypoint_detector
+from kpvp.ops import images as image_ops
+from kpvp.trainers import loop
 
 
 def evaluate_keypoints(run: TrainedRun) -> dict:
@@ -38,7 +40,9 @@ def evaluate_keypoints(run: TrainedRun) -> dict:
     untrained = []
     for i in range(max(int(config.eval.untrained_seeds), 1)):
         keras.utils.set_random_seed(config.seed + i)
-        untrained.append(regression_error(keypoint_detector.build_detector(config)))
+        detector = keypoint_detector.build_detector(config)
+        _recalibrate_like_export(detector, data["train"]["frames"], config)
+        untrained.append(regression_error(detector))
     spread = [u["mean_error"] for u in untrained]
     result["untrained"] = untrained[0]
     result["untrained_seeds"] = {"mean_errors": spread, "min": min(spread), "max": max(spread),
@@ -50,6 +54,19 @@ def evaluate_keypoints(run: TrainedRun) -> dict:
           f"{result['trained']['mean_error']:.4f}, untrained Q {min(spread):.4f}-"
           f"{max(spread):.4f} over {len(spread)} seeds ({result['num_test_frames']} test frames)")
     return report.jsonable(result)
+
+
+def _recalibrate_like_export(detector, frames: np.ndarray, config, batch: int = 8) -> None:
+    """An untrained Q's batch-norm statistics re-estimated on train frames, as the trained Q's
+    were before export (`stage1.bn_recalibration_batches`): otherwise the baseline would
+    compute with the initial (0, 1) statistics the trained Q never uses."""
+    num_batches = min(int(config.stage1.bn_recalibration_batches), len(frames) // batch)
+    layers = loop.batch_norm_layers(detector)
+    if num_batches <= 0 or not layers:
+        return
+    batches = (image_ops.model_input(frames[i * batch:(i + 1) * batch], config.image_size)
+               for i in range(num_batches))
+    loop.recalibrate_batch_norm(layers, lambda images: detector(images, training=True), batches)
 
 
 def _frames_with_joints(config, split: str, limit: int, frames_per_video: int = 8) -> dict:
