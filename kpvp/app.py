@@ -74,8 +74,6 @@ def create_app(studio: web.Studio):
         return studio.generate(image, action, seed, samples, start=start_index)
 
     def transfer_job(request):
-        if not studio.model.can_transfer:
-            studio.model.transfer(None, None)  # raises the message
         image, start_index = image_of(request)
         upload = request.files.get("driving")
         if not upload or not upload.filename:
@@ -141,7 +139,11 @@ def main(argv):
     try:
         studio = web.Studio(model, out_dir, web.start_frames(config) if config else [],
                             fps=FLAGS.fps, max_driving_frames=FLAGS.max_driving_frames)
-        server = http.make_server("127.0.0.1", FLAGS.port, create_app(studio), threaded=True)
+        try:
+            server = http.make_server("127.0.0.1", FLAGS.port, create_app(studio), threaded=True)
+        except OSError as e:
+            raise errors.InvalidInput(f"--port={FLAGS.port}: cannot serve on 127.0.0.1 ({e}); "
+                                      "choose another port, or --port=0 for any free one") from e
         print(f"kpvp page: http://127.0.0.1:{server.server_port}/", flush=True)
         server.serve_forever()
     finally:
