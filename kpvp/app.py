@@ -145,6 +145,7 @@ def main(argv):
             raise errors.InvalidInput(f"--port={FLAGS.port}: cannot serve on 127.0.0.1 ({e}); "
                                       "choose another port, or --port=0 for any free one") from e
         print(f"kpvp page: http://127.0.0.1:{server.server_port}/", flush=True)
+        web.stop_on_sigterm()
         server.serve_forever()
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)

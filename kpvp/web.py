@@ -20,6 +20,8 @@ import html
 import io
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import threading
 import time
@@ -87,6 +89,12 @@ class SavedModelModel:
     def transfer(self, image, driving, relative: bool = True) -> dict:
         raise errors.InvalidInput("Motion transfer needs the run's networks: start the page "
                                   "with --workdir instead of --saved_model")
+
+
+def stop_on_sigterm() -> None:
+    """SIGTERM (a service manager, a test stopping the page) ends the process as Ctrl-C does,
+    through its `finally` blocks, so that the page's temporary files are removed."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
 
 def start_frames(config, per_class: int = 1, limit: int = 8) -> list:
