@@ -137,6 +137,21 @@ def test_the_routes_show_bad_input_and_busy_as_messages_on_the_page(tmp_path):
     assert client.get("/files/nojob/sample_0.gif").status_code == 404
 
 
+def test_an_upload_over_the_limit_and_a_single_class_model(tmp_path):
+    pytest.importorskip("flask")
+    from kpvp import app
+
+    model = BlockingModel()
+    server = app.create_app(web.Studio(model, str(tmp_path)))
+    server.config["MAX_CONTENT_LENGTH"] = 1000  # the real limit is MAX_UPLOAD_MB
+    big = server.test_client().post("/generate", data={"image": (io.BytesIO(png(64, 64)), "a.png")})
+    assert big.status_code == 413 and f"larger than {web.MAX_UPLOAD_MB} MB".encode() in big.data
+    assert 'id="action"' in web.render_page(web.Studio(model, str(tmp_path)))
+    model.class_names = ("walk",)  # one class: nothing to choose
+    page = web.render_page(web.Studio(model, str(tmp_path)))
+    assert 'id="action"' not in page and "Action: walk (one class)" in page
+
+
 def test_the_app_names_a_missing_run_in_one_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(REPO))
     proc = subprocess.run([sys.executable, "-m", "kpvp.app", f"--workdir={tmp_path}"],
