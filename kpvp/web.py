@@ -40,6 +40,7 @@ from kpvp.ops import images as image_ops
 MAX_SAMPLES = 4
 MAX_DRIVING_FRAMES = 64
 MAX_UPLOAD_MB = 64
+MAX_DRIVING_MB = 1024  # decoded: a short 4K clip, not a film
 KEPT_JOBS = 20  # older results are deleted from disk
 
 
@@ -134,17 +135,18 @@ def decode_image(data: bytes, name: str = "image", max_side: int = serving.MAX_S
 def decode_video(data: bytes, name: str, max_frames: int = MAX_DRIVING_FRAMES,
                  limits: dict | None = None) -> np.ndarray:
     """uint8 `[T, H, W, 3]` from an uploaded video (`video_io.read_video`, any format it reads);
-    refuses one of more than `max_frames` frames."""
+    refuses one of more than `max_frames` frames, or over `MAX_DRIVING_MB` (or the config's
+    smaller budget, `limits['max_bytes']`) decoded."""
     limits = dict(limits or {})
     suffix = os.path.splitext(name)[1].lower()[:8] or ".bin"
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "driving" + suffix)
         with open(path, "wb") as f:
             f.write(data)
+        budget = min(limits.get("max_bytes") or MAX_DRIVING_MB * 2 ** 20,
+                     MAX_DRIVING_MB * 2 ** 20)
         frames = video_io.read_video(path, max_frames=max_frames + 1,
-                                     stride=limits.get("stride", 1),
-                                     max_bytes=limits.get("max_bytes") or
-                                     video_io.DEFAULT_MAX_BYTES)
+                                     stride=limits.get("stride", 1), max_bytes=budget)
     if len(frames) > max_frames:
         raise errors.InvalidInput(f"The driving video {name!r} is too long: more than "
                                   f"{max_frames} frames (trim it, or start the page with a "

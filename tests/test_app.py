@@ -55,6 +55,8 @@ def test_decode_video_refuses_a_driving_video_over_the_frame_cap_and_junk():
         web.decode_video(gif(5), "d.gif", max_frames=4)
     with pytest.raises(errors.InvalidInput, match="cannot read video"):
         web.decode_video(b"not a video at all", "d.mp4")
+    with pytest.raises(video_io.VideoTooLargeError, match="over the budget"):
+        web.decode_video(gif(5), "d.gif", limits={"max_bytes": 4 * SIZE * SIZE * 3})
 
 
 def test_actions_and_numbers_from_the_form():
