@@ -3,7 +3,8 @@ from setuptools import find_packages, setup
 
 # `python -m kpvp.<module>` and these commands run the same `run()`.
 APPS = {"kpvp-train": "train", "kpvp-evaluate": "evaluate", "kpvp-predict": "predict",
-        "kpvp-export": "export", "kpvp-inspect": "inspect_data", "kpvp-weights": "weights"}
+        "kpvp-export": "export", "kpvp-inspect": "inspect_data", "kpvp-weights": "weights",
+        "kpvp-app": "app"}
 
 setup(
     name="kpvp",
@@ -42,7 +43,10 @@ setup(
     extras_require={
         # NVIDIA GPUs on Linux: TensorFlow's CUDA and cuDNN libraries from PyPI.
         "and-cuda": ["tensorflow[and-cuda]>=2.16"],
-        "test": ["pytest>=7", "pytest-xdist>=3"],
+        # The local web page (`python -m kpvp.app`).
+        "app": ["flask>=2.2"],
+        # Selenium drives Chromium in tests/test_app.py (the browser itself: apt, see README).
+        "test": ["pytest>=7", "pytest-xdist>=3", "selenium>=4.10"],
     },
     # The Kinetics-400 I3D weights (FVD, offline perceptual loss) are not a dependency:
     # `kpvp-weights fetch` installs them, see the README.

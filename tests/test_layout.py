@@ -14,7 +14,7 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "kpvp"
 APPS = ("kpvp.train", "kpvp.evaluate", "kpvp.predict", "kpvp.export", "kpvp.inspect_data",
-        "kpvp.weights")
+        "kpvp.weights", "kpvp.app")
 # Layers, lowest first: a module imports only from its own layer or lower ones. The first
 # matching prefix decides (so `kpvp.data.datasets` sits below the rest of `kpvp.data`).
 LAYERS = (
@@ -23,7 +23,7 @@ LAYERS = (
     ("kpvp.data.datasets", 0),
     ("kpvp.models", 1), ("kpvp.losses", 1), ("kpvp.metrics", 1), ("kpvp.data", 1),
     ("kpvp.trainers", 2), ("kpvp.generation", 2), ("kpvp.serving", 2), ("kpvp.evaluation", 2),
-    ("kpvp.stages", 3), ("kpvp.cli", 3),
+    ("kpvp.stages", 3), ("kpvp.cli", 3), ("kpvp.web", 3),
 ) + tuple((app, 4) for app in APPS)
 
 

@@ -15,7 +15,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 COMMANDS = {"kpvp-train": "kpvp.train", "kpvp-evaluate": "kpvp.evaluate",
             "kpvp-predict": "kpvp.predict", "kpvp-export": "kpvp.export",
-            "kpvp-inspect": "kpvp.inspect_data", "kpvp-weights": "kpvp.weights"}
+            "kpvp-inspect": "kpvp.inspect_data", "kpvp-weights": "kpvp.weights",
+            "kpvp-app": "kpvp.app"}
 # The distribution behind each third-party module kpvp imports. tensorboard is required
 # without being imported: it shows the logs that training writes.
 DISTRIBUTIONS = {"tensorflow": "tensorflow", "keras": "keras", "absl": "absl-py",
@@ -23,6 +24,8 @@ DISTRIBUTIONS = {"tensorflow": "tensorflow", "keras": "keras", "absl": "absl-py"
                  "ml_collections": "ml-collections", "imageio_ffmpeg": "imageio-ffmpeg",
                  "tqdm": "tqdm"}
 NOT_IMPORTED = {"tensorboard"}
+# Modules of an optional extra, imported only by the app that needs them: {module: extra}.
+OPTIONAL = {"flask": "app", "werkzeug": "app"}
 
 
 def load_install_tool():
@@ -51,8 +54,9 @@ def third_party_imports() -> set[str]:
 def test_requirements_are_what_kpvp_imports_with_tensorflow_not_tensorflow_cpu():
     install_requires, extras = install.setup_requirements()
     required = {install.requirement_name(r) for r in install_requires}
-    imported = third_party_imports()
+    imported = third_party_imports() - set(OPTIONAL)
     assert imported <= set(DISTRIBUTIONS), f"add {imported - set(DISTRIBUTIONS)} to setup.py"
+    assert extras["app"] == ["flask>=2.2"]  # werkzeug comes with flask
     assert required == {DISTRIBUTIONS[m] for m in imported} | NOT_IMPORTED
     assert "tensorflow>=2.16" in install_requires
     assert extras["and-cuda"] == ["tensorflow[and-cuda]>=2.16"]
