@@ -92,7 +92,7 @@ class VideoGenerator:
         """uint8 `[B, H, W, 3]` of any size -> float32 `[B, S, S, 3]` in [-1, 1].
 
         `kpvp.ops.images.model_input` at the model's image size S: the road every frame takes
-        to Q and T (short side resized to S, centre S x S crop).
+        to Q and T (the centre square cut out, then resized to S x S).
         """
         images = tf.convert_to_tensor(images)
         if images.dtype != tf.uint8 or images.shape.rank != 4 or images.shape[-1] != 3:

@@ -11,7 +11,7 @@ ground-truth joints drawn where the data set has them, labelled with the class n
 id, its length and frame size. `--json` writes the statistics as JSON.
 
 Frames are read at their size on disk (`--native_size`, the default); `--nonative_size` shows
-them as the pipelines see them (short side resized to `config.image_size`, centre square).
+them as the pipelines see them (the centre square resized to `config.image_size`).
 A split that cannot be opened (a folder with `train/` but no `test/`) is reported and the other
 one inspected; if no split can be opened the tool prints the reader's error and exits with 1.
 

@@ -6,8 +6,8 @@ signatures:
 
 * `serving_default`: `images` uint8 `[B, H, W, 3]` (any H, W), `actions` int32 `[B]`,
   `seed` int32 `[]` -> `video` uint8 `[B, T+1, S, S, 3]` (frame 0 is the input image taken to
-  the networks by `kpvp.ops.images.model_input` in the graph: short side resized, centre
-  crop), `keypoints` float32 `[B, T+1, K, 2]` (k_0..k_T), `mask` float32
+  the networks by `kpvp.ops.images.model_input` in the graph: the centre square cut out,
+  then resized), `keypoints` float32 `[B, T+1, K, 2]` (k_0..k_T), `mask` float32
   `[B, T+1, S, S, 1]` (T's foreground mask; 0 in frame 0).
 * `detect_keypoints`: `images` uint8 `[B, H, W, 3]` -> `keypoints` float32 `[B, K, 2]`.
 
@@ -20,8 +20,9 @@ and sizes as variables (`class_names`, `image_size`, `num_steps`, `num_keypoints
 Input limits: both signatures refuse (with an `InvalidArgumentError` naming the limit, from a
 `tf.debugging` assertion run before any resize) images with a zero height or width, a side over
 `max_side` (default `MAX_SIDE`) or a long side over `max_aspect_ratio` (default `MAX_ASPECT_RATIO`)
-times the short one, so that one odd image cannot make the server allocate gigabytes: the resize
-of the short side to S then yields at most S x (max_aspect_ratio S) pixels.
+times the short one, so that one odd image cannot make the server allocate gigabytes; the
+centre square is cut out before the resize, which then reads at most `max_side / max_aspect_ratio`
+squared pixels per image and writes S x S (tests/test_images.py checks it on the largest input).
 """
 from __future__ import annotations
 

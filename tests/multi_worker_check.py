@@ -5,10 +5,11 @@ Usage (from the repository root, `TF_CONFIG` set per worker for `--strategy=mult
 `PYTHONPATH=. python tests/multi_worker_check.py DIGEST.json <kpvp.train flags>`
 
 After each `kpvp.trainers.loop.fit_stage` returns, DIGEST.json gets `{"step", "resumed_from",
-"is_chief", "replicas", "trainable", "all", "before_training", "variables"}`: SHA-256 digests
-of this worker's local copy of the trainer's trainable weights, of all its weights, of all its
-weights when `fit()` was first called (just after the restore), and of each weight by path.
-No assertion here: the test judges.
+"is_chief", "replicas", "trainable", "all", "before_training", "variables", "generator",
+"logs"}`: SHA-256 digests of this worker's local copy of the trainer's trainable weights, of all
+its weights, of all its weights when `fit()` was first called (just after the restore), of each
+weight by path and of the weights of its `generator` (M in stage 2; None in stage 1), and the
+last logs of `fit()` (the losses). No assertion here: the test judges.
 """
 from __future__ import annotations
 
@@ -55,7 +56,10 @@ def main():
             "trainable": digest(trainer.trainable_weights),
             "all": digest(trainer.weights),
             "before_training": restored.get("digest"),
-            "variables": {v.path: digest([v]) for v in trainer.weights}}, indent=1)
+            "variables": {v.path: digest([v]) for v in trainer.weights},
+            "generator": (digest(trainer.generator.weights)
+                          if hasattr(trainer, "generator") else None),
+            "logs": result["logs"]}, indent=1)
         return result
 
     loop.fit_stage = fit_and_digest  # kpvp.stages calls it as loop.fit_stage

@@ -184,26 +184,33 @@ def test_to_uint8_rounds_half_to_even_and_clips():
 
 # === Resize + crop ===
 
-def test_resize_crop_geometry_by_hand():
-    assert image_ops.resize_crop_geometry(100, 200, 50) == (50, 100, 0, 25)
-    assert image_ops.resize_crop_geometry(480, 640, 128) == (128, 171, 0, 21)
-    assert image_ops.resize_crop_geometry(200, 100, 50) == (100, 50, 25, 0)
-    assert image_ops.resize_crop_geometry(64, 64, 64) == (64, 64, 0, 0)
-    assert image_ops.resize_crop_geometry(100, 200, 50, crop=False) == (50, 100, 0, 0)
+def test_crop_and_short_side_geometry_by_hand():
+    assert image_ops.crop_geometry(100, 200) == (0, 50, 100)
+    assert image_ops.crop_geometry(480, 640) == (0, 80, 480)
+    assert image_ops.crop_geometry(201, 100) == (50, 0, 100)  # the odd row at the bottom
+    assert image_ops.crop_geometry(64, 64) == (0, 0, 64)
+    assert image_ops.short_side_geometry(100, 200, 50) == (50, 100)
+    assert image_ops.short_side_geometry(480, 640, 128) == (128, 171)
+    with pytest.raises(ValueError, match="height=0"):
+        image_ops.crop_geometry(0, 5)
 
 
 def test_run_time_geometry_equals_the_static_one():
     sizes = [(h, w) for h in range(1, 140, 3) for w in range(1, 140, 5)] + [(64, 129), (64, 131)]
     heights = tf.constant([h for h, _ in sizes])
     widths = tf.constant([w for _, w in sizes])
-    for size in (16, 32, 64):
-        dynamic = np.stack([t.numpy() for t in image_ops._geometry_tensors(heights, widths,
-                                                                            size)], -1)
-        static = [image_ops.resize_crop_geometry(h, w, size) for h, w in sizes]
-        np.testing.assert_array_equal(dynamic, static)
+    dynamic = np.stack([t.numpy() for t in image_ops._crop_geometry_tensors(heights, widths)],
+                       -1)
+    np.testing.assert_array_equal(dynamic, [image_ops.crop_geometry(h, w) for h, w in sizes])
+    for (h, w) in sizes[::7]:
+        for size in (16, 32):
+            static = image_ops.resize_crop_matrix(h, w, size).numpy()
+            run_time = image_ops.resize_crop_matrix(tf.constant(h), tf.constant(w), size)
+            np.testing.assert_array_equal(run_time.numpy(), static)
 
 
-@pytest.mark.parametrize("hw", [(48, 80), (80, 48), (SIZE, SIZE), (SIZE, 45), (17, 20)])
+@pytest.mark.parametrize("hw", [(48, 80), (80, 48), (SIZE, SIZE), (SIZE, 45), (17, 20),
+                                (45, SIZE), (33, 34)])
 def test_resize_crop_in_a_graph_of_any_shape_equals_the_eager_one(hw):
     frames = np.random.default_rng(hw[0] * 100 + hw[1]).integers(0, 256, (2, *hw, 3), np.uint8)
     graph = tf.function(lambda x: image_ops.resize_crop(x, SIZE),
@@ -222,6 +229,50 @@ def test_resize_crop_keeps_the_centre():
     assert (out[..., 1] > 200).all() and (out[..., 0] < 50).all()
     same = np.random.default_rng(1).integers(0, 256, (1, 16, 16, 3), np.uint8)
     np.testing.assert_array_equal(image_ops.resize_crop(same, 16).numpy(), same)
+
+
+def _served_detector_input():
+    """The SavedModel's detect_keypoints graph code (bounds, then `model_input` on [B, H, W, 3]
+    known only at run time) with a PixelProbe for Q: images -> the float32 pixels Q sees."""
+    probe = PixelProbe()
+    module = types.SimpleNamespace(_nets=types.SimpleNamespace(detector=probe), _size=SIZE,
+                                   _max_side=serving.MAX_SIDE,
+                                   _max_aspect=serving.MAX_ASPECT_RATIO)
+    module._bounded = lambda images: serving.ServingModule._bounded(module, images)
+    signature = tf.function(
+        lambda images: serving.ServingModule.detect_keypoints.python_function(module, images),
+        input_signature=[serving.IMAGES_SPEC])
+    return lambda images: _seen(signature(images)["keypoints"])
+
+
+def test_a_huge_allowed_image_is_cropped_before_it_is_resized(monkeypatch):
+    """4096 x 1024 (the largest side and aspect the SavedModel accepts): the resize reads only
+    the centre 1024 x 1024 square, eagerly and in the served graph."""
+    height, width = serving.MAX_SIDE, int(serving.MAX_SIDE / serving.MAX_ASPECT_RATIO)
+    huge = np.random.default_rng(5).integers(0, 256, (1, height, width, 3), np.uint8)
+    top = (height - width) // 2
+    square = huge[:, top:top + width]
+    resize, seen_shapes = tf.image.resize, []
+    expected = image_ops.round_to_uint8(resize(square, (SIZE, SIZE), antialias=True)).numpy()
+
+    def square_only_resize(images, size, **kwargs):
+        seen_shapes.append(tuple(images.shape))
+        shape = tf.shape(images)
+        check = tf.debugging.assert_equal(  # run-time shapes: checked when the graph runs
+            shape[1:3], tf.stack([width, width]), message="resize saw more than the crop")
+        with tf.control_dependencies([check]):
+            return resize(tf.identity(images), size, **kwargs)
+
+    monkeypatch.setattr(tf.image, "resize", square_only_resize)
+    eager = image_ops.resize_crop(huge, SIZE).numpy()
+    assert seen_shapes == [(1, width, width, 3)]
+    np.testing.assert_array_equal(eager, expected)
+    served = _served_detector_input()(huge)
+    np.testing.assert_array_equal(image_ops.to_uint8(served).numpy(), expected)
+    # Turned sideways (1024 x 4096) the centre columns are kept.
+    wide = np.ascontiguousarray(huge.transpose(0, 2, 1, 3))
+    np.testing.assert_array_equal(image_ops.to_uint8(_served_detector_input()(wide)).numpy(),
+                                  expected.transpose(0, 2, 1, 3))
 
 
 def test_keypoints_follow_resize_and_crop_by_hand():
@@ -264,8 +315,12 @@ def test_resize_short_side_and_center_crop_keep_a_joint_on_its_blob():
     np.testing.assert_allclose(same.numpy(), joints, atol=1e-6)  # a whole-frame resize
     cropped, moved = image_ops.resize_with_keypoints(frames, 20, joints)
     assert cropped.shape == (1, 20, 20, 3)
-    np.testing.assert_array_equal(cropped.numpy(), image_ops.center_crop(resized, 20).numpy())
-    # By hand: scale 0.5 -> (31, 7), crop columns 10..30 -> (21, 7) of 20: x = 1.1, y = -0.3.
+    # Crop first (columns 20..60 of 80), then resize that square only.
+    square = image_ops.center_crop(frames, 40)
+    np.testing.assert_array_equal(
+        cropped.numpy(), image_ops.round_to_uint8(tf.image.resize(square, (20, 20),
+                                                                  antialias=True)).numpy())
+    # By hand: crop -> (42, 14) of 40, scale 0.5 -> (21, 7) of 20: x = 1.1, y = -0.3.
     np.testing.assert_allclose(moved.numpy()[0, 0], [1.1, -0.3], atol=1e-6)
     image = resized.numpy()[0, ..., 0].astype(np.float64)
     rows, cols = np.mgrid[0:20, 0:40] + 0.5

@@ -1,6 +1,6 @@
-"""Stage 1 under `--strategy=multi_worker`: two worker processes on 127.0.0.1 (`TF_CONFIG`),
-identical trained weights on both, only the chief writes into the run directory, and the
-chief's checkpoint resumes on one machine.
+"""Stages 1 and 2 under `--strategy=multi_worker`: two worker processes on 127.0.0.1
+(`TF_CONFIG`), identical trained weights on both, only the chief writes into the run directory,
+the chief's checkpoint resumes on one machine (stage 1), and the export loads (stage 2).
 
 Each process is `python -m kpvp.train` wrapped by `tests/multi_worker_check.py`, which also
 writes a digest of the worker's weights (see its docstring).
@@ -13,9 +13,13 @@ import subprocess
 import sys
 import time
 
+import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
+import kpvp.models  # noqa: F401  (registers the networks for keras.saving.load_model)
+import multi_worker_check
 from kpvp.rundir import RunDir
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -34,12 +38,21 @@ def free_ports(n):
             s.close()
 
 
-def flags(workdir, num_steps, strategy):
-    return ["--stage=1", "--dataset=synthetic", "--tiny", f"--workdir={workdir}",
+def flags(workdir, num_steps, strategy, stage=1):
+    return [f"--stage={stage}", "--dataset=synthetic", "--tiny", f"--workdir={workdir}",
             f"--strategy={strategy}", "--config.image_size=32", "--config.stage1.gaussian_size=8",
-            "--config.stage1.batch_size=4", f"--config.stage1.num_steps={num_steps}",
+            "--config.stage1.batch_size=4", f"--config.stage{stage}.num_steps={num_steps}",
             "--config.stage1.checkpoint_every=2", "--config.stage1.perceptual_network=random",
-            "--config.data.synthetic_num_train=4", "--config.data.synthetic_num_test=2"]
+            "--config.data.synthetic_num_train=4", "--config.data.synthetic_num_test=2",
+            *(STAGE2_FLAGS if stage == 2 else ())]
+
+
+# Both runs of the stage-2 test take them (stage 1 too: one config for the workdir).
+STAGE2_FLAGS = (  # a small M and D_seq on short sequences: stage 2 of the tiny config, scaled
+    "--config.stage2.batch_size=4", "--config.stage2.checkpoint_every=2",
+    "--config.stage2.lstm_units=16", "--config.stage2.latent_dim=4",
+    "--config.stage2.encoder_fc=8", "--config.stage2.discriminator_units=16",
+    "--config.data.seq_len=6", "--config.data.synthetic_num_frames=12")
 
 
 def environment(tf_config=None):
@@ -56,10 +69,9 @@ def read(path):
         return json.load(f)
 
 
-@pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("multi_worker")
-    workdir = str(tmp / "run")
+def run_two_workers(tmp, workdir, num_steps, stage=1):
+    """Runs two workers of `kpvp.train --stage=stage` to `num_steps`; each writes
+    tmp/digest{0,1}.json and tmp/worker{0,1}.log. Returns the digests and the logs' texts."""
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
     procs, logs = [], []
@@ -69,7 +81,7 @@ def cluster_run(tmp_path_factory):
             logs.append(log)
             procs.append(subprocess.Popen(
                 [sys.executable, str(SCRIPT), str(tmp / f"digest{index}.json"),
-                 *flags(workdir, 4, "multi_worker")],
+                 *flags(workdir, num_steps, "multi_worker", stage)],
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 env=environment({"cluster": cluster, "task": {"type": "worker", "index": index}})))
         deadline = time.monotonic() + TIMEOUT
@@ -87,8 +99,15 @@ def cluster_run(tmp_path_factory):
     texts = [(tmp / f"worker{i}.log").read_text() for i in range(2)]
     for i, p in enumerate(procs):
         assert p.returncode == 0, f"worker {i} exited with {p.returncode}:\n{texts[i][-4000:]}"
-    return dict(workdir=workdir, tmp=tmp, digests=[read(tmp / f"digest{i}.json") for i in (0, 1)],
-                logs=texts)
+    return [read(tmp / f"digest{i}.json") for i in (0, 1)], texts
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("multi_worker")
+    workdir = str(tmp / "run")
+    digests, logs = run_two_workers(tmp, workdir, 4)
+    return dict(workdir=workdir, tmp=tmp, digests=digests, logs=logs)
 
 
 @pytest.mark.slow
@@ -131,3 +150,49 @@ def test_the_chiefs_checkpoint_resumes_on_one_machine(cluster_run):
     assert single["replicas"] == 1 and single["resumed_from"] == 4 and single["step"] == 6
     assert single["before_training"] == cluster_run["digests"][0]["all"]
     assert tf.train.latest_checkpoint(RunDir(workdir).checkpoints(1)).endswith("ckpt-6")
+
+
+# === Stage 2 ===
+
+@pytest.fixture(scope="module")
+def stage2_cluster_run(tmp_path_factory):
+    """Stage 1 for 2 steps on one machine (Q to label with), then stage 2 on two workers."""
+    tmp = tmp_path_factory.mktemp("multi_worker_stage2")
+    workdir = str(tmp / "run")
+    stage1 = [*flags(workdir, 2, "default"), *STAGE2_FLAGS]
+    proc = subprocess.run([sys.executable, "-m", "kpvp.train", *stage1],
+                          capture_output=True, text=True, env=environment(), timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    digests, logs = run_two_workers(tmp, workdir, 4, stage=2)
+    return dict(workdir=workdir, digests=digests, logs=logs)
+
+
+@pytest.mark.slow
+def test_two_workers_train_the_same_motion_generator(stage2_cluster_run):
+    chief, worker = stage2_cluster_run["digests"]
+    assert chief["is_chief"] and not worker["is_chief"]
+    assert chief["replicas"] == worker["replicas"] == 2
+    assert chief["step"] == worker["step"] == 4 and chief["resumed_from"] == 0
+    assert chief["before_training"] == worker["before_training"]
+    # M and D_seq have no batch norm: every weight, optimizer slots included, is synchronised.
+    assert chief["all"] == worker["all"] and chief["variables"] == worker["variables"]
+    assert chief["trainable"] != chief["before_training"]
+    for digest in (chief, worker):
+        losses = digest["logs"]
+        assert {"l1", "kl"} <= set(losses), sorted(losses)
+        assert all(np.isfinite(value) for value in losses.values()), losses
+
+
+@pytest.mark.slow
+def test_the_chief_alone_writes_a_loadable_stage2_export(stage2_cluster_run):
+    run = RunDir(stage2_cluster_run["workdir"])
+    assert tf.train.latest_checkpoint(run.checkpoints(2)).endswith("ckpt-4")
+    assert len(os.listdir(run.stage(2).logs)) == 1  # the chief's TensorBoard event file
+    assert "workertemp_1/checkpoints/ckpt-2" in stage2_cluster_run["logs"][1]
+    assert not [name for name in os.listdir(run.stage(2).path) if "workertemp" in name]
+    generator = keras.saving.load_model(run.exported("motion_generator"))
+    weights = [np.asarray(w) for w in generator.weights]
+    assert weights and all(np.isfinite(w).all() for w in weights)
+    # The digest the chief wrote of its M in memory.
+    assert (multi_worker_check.digest([tf.constant(w) for w in weights])
+            == stage2_cluster_run["digests"][0]["generator"])

@@ -6,11 +6,12 @@ Every pipeline reads "data elements" (one video each: `frames` uint8 [T, H, W, 3
 
 Stage 1 decodes every video once and keeps it in memory as uint8 at the working resolution:
 the short side resized to `image_size` (training; the random crop happens later) or the
-centre `image_size` x `image_size` crop (test). The cost is T * S * S' * 3 bytes per video:
-at 128 x 128, 49 152 bytes a frame, 2.36 MB for a 48-frame synthetic video, so the 512 synthetic
-training videos take about 1.2 GB (the tiny config's 96 videos at 64 x 64 and 40 frames about
-47 MB); 1172 Penn Action videos of ~70 frames at 128 x 170 take about 5 GB, which is why the
-cache holds one working resolution rather than the decoded originals (0.9 MB a frame).
+centre square resized to `image_size` x `image_size` (test). The cost is T * S * S' * 3 bytes
+per video: at 128 x 128, 49 152 bytes a frame, 2.36 MB for a 48-frame synthetic video, so the
+512 synthetic training videos take about 1.2 GB (the tiny config's 96 videos at 64 x 64 and 40
+frames about 47 MB); 1172 Penn Action videos of ~70 frames at 128 x 170 take about 5 GB, which
+is why the cache holds one working resolution rather than the decoded originals (0.9 MB a
+frame).
 
 Randomness: a Python `np.random.default_rng(seed)` draws which video and which frames form each
 pair (sequentially, so it is reproducible), and every augmentation draws from stateless ops

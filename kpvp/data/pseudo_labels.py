@@ -64,8 +64,8 @@ def label_videos(detector, source, out_dir: str, detector_id: str, batch_size: i
       detector_id: a non-empty string naming `detector` (its weights).
       batch_size: frames per detector call.
       image_size: S, the detector's input size; frames of another size take the one road to
-        the networks, `kpvp.ops.images.model_input` (short side resized to S, centre S x S
-        crop). None: `detector.image_size` if it has one, else frames keep their size.
+        the networks, `kpvp.ops.images.model_input` (the centre square cut out, then resized
+        to S x S). None: `detector.image_size` if it has one, else frames keep their size.
     Returns:
       dict(written, already_done, skipped, total, num_frames, out_dir, detector_id): `written`
       videos labelled now, `already_done` kept from an earlier run with the same detector_id,

@@ -228,8 +228,9 @@ class PennAction(_Source):
       split: 'train' or 'test'.
       classes: action names to keep; `label` is the index in this tuple. The default is the
         paper's 9 classes with the authors' class ids.
-      image_size: if set, the short side is resized to this size and (with `crop`) the centre
-        square is kept, joints moved along; else frames keep their size (mostly 480 x 640).
+      image_size: if set, the short side is resized to this size (with `crop`: the centre
+        square is cut out, then resized to this size), joints moved along; else frames keep
+        their size (mostly 480 x 640).
       crop: with `image_size`, whether to centre-crop to `image_size x image_size`.
       split_file: None for the paper's split (the authors' lists, 1172 train / 90 test, shipped
         in `kpvp/data/splits/`), 'official' for Penn Action's own `train` flag, or a path to a
@@ -432,8 +433,8 @@ class VideoFolder(_Source):
 
     Args:
       root: data folder. split: 'train' or 'test'. class_names: see above.
-      image_size: if set, the short side is resized to this size and (with `crop`) the centre
-        square is kept.
+      image_size: if set, the short side is resized to this size (with `crop`: the centre
+        square is cut out, then resized to this size).
       label_fn: path -> class name / index / None. frame_size: frame width (or (h, w)) in strips.
       layout: 'auto', 'flat' or 'classes'. seed, test_fraction: the split without train/test.
       name: used in logs and errors. limits: `read_video`'s max_frames, stride and max_bytes
@@ -575,10 +576,11 @@ def open_source(config, split: str, crop: bool = True):
     """The data source of `config.dataset` ('synthetic', 'penn', 'nemo', 'mgif', 'folder').
 
     Reads `config.data.data_dir` (empty: `DEFAULT_DATA_DIRS[dataset]`, relative to the current
-    directory) and resizes the short side to `config.image_size`, keeping the centre square
-    unless `crop=False` (for pipelines that crop at random themselves; synthetic videos are
-    square anyway). For 'folder', class names come from disk (`source.class_names`), not from
-    the config. Raises FileNotFoundError saying where to get the data when it is not there.
+    directory) and takes the centre square resized to `config.image_size`; with `crop=False`
+    (for pipelines that crop at random themselves) the whole frame, its short side resized
+    (synthetic videos are square anyway). For 'folder', class names come from disk
+    (`source.class_names`), not from the config. Raises FileNotFoundError saying where to get
+    the data when it is not there.
     """
     dataset = config.dataset
     _check_split(split)

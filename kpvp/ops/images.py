@@ -1,4 +1,4 @@
-"""The one road from video pixels to the networks: model range and resize + centre crop.
+"""The one road from video pixels to the networks: model range and centre crop + resize.
 
 Every path that feeds Q (the stage-1 pipelines, the readers, pseudo-labelling, evaluation,
 generation, `predict` and the SavedModel) turns uint8 frames into network input with these
@@ -6,20 +6,24 @@ functions, so one video gives Q the same pixels whichever road it takes:
 
 * model range: uint8 `v` <-> float32 `v / 127.5 - 1` in [-1, 1]. Back to uint8 rounds half to
   even and clips to [0, 255] (`to_uint8`), the one rounding rule of the project.
-* resize + crop: the short side is scaled to S (bilinear, antialiased when shrinking: the
-  triangle filter of PIL's BILINEAR), the result rounded to uint8 (the data sets are cached as
-  uint8, so every road quantises at the same place), then the centre S x S square is cut out
-  (the long side loses equal margins, the odd pixel at the bottom/right). A frame already at
-  the target size is returned unchanged.
+* crop + resize (`resize_crop`): the centre square of the frame is cut out first (side = the
+  short side; the long side loses equal margins, the odd pixel at the bottom/right), then only
+  that square is resized to S x S (bilinear, antialiased when shrinking: the triangle filter of
+  PIL's BILINEAR) and rounded to uint8 (the data sets are cached as uint8, so every road
+  quantises at the same place). Cropping first means the resize never reads the margins: a
+  4096 x 1024 image costs a 1024 x 1024 resize, not a 4096 x 1024 one. A square frame already
+  at the target size is returned unchanged.
+* short-side resize (`resize_short_side`): the whole frame with its short side scaled to S,
+  for the training pipelines, whose augmentation then crops at random.
 
 The functions are TensorFlow ops: they take numpy arrays or tensors, run eagerly or inside a
-`tf.function`/`tf.data` map, and return tensors. When H and W are static the geometry is
-`resize_crop_geometry` (Python ints); when they are known only at run time (the SavedModel's
+`tf.function`/`tf.data` map, and return tensors. When H and W are static the crop is
+`crop_geometry` (Python ints); when they are known only at run time (the SavedModel's
 `[B, H, W, 3]` signature, `tf.data` maps over videos of any size) the same arithmetic runs on
-tensors (float64 scale, round half to even like Python's `round`); tests/test_images.py checks
-that both give the same geometry and the same pixels. The resize of a point rather than a
-pixel is `resize_crop_matrix` (a pixel matrix, the canonical geometry of `kpvp.ops.keypoints`);
-`resize_with_keypoints` moves frames and their keypoints together.
+tensors; tests/test_images.py checks that both give the same geometry and the same pixels.
+The resize of a point rather than a pixel is `resize_crop_matrix` (a pixel matrix, the
+canonical geometry of `kpvp.ops.keypoints`); `resize_with_keypoints` moves frames and their
+keypoints together.
 """
 import tensorflow as tf
 
@@ -46,33 +50,33 @@ def to_uint8(images) -> tf.Tensor:
     return round_to_uint8((tf.cast(images, tf.float32) + 1.0) * 127.5)
 
 
-# === Resize and centre crop ===
+# === Centre crop and resize ===
 
-def resize_crop_geometry(height: int, width: int, size: int, crop: bool = True):
-    """`(new_height, new_width, top, left)` of `resize_crop`: the short side scaled to `size`,
-    then (with `crop`) the centre `size x size` square from `top`, `left`; without `crop`
-    `top = left = 0` and the output is `new_height x new_width`."""
+def crop_geometry(height: int, width: int):
+    """`(top, left, side)` of `resize_crop`'s crop: the centre `side x side` square of a
+    `height x width` frame, `side = min(height, width)` (the long side loses equal margins,
+    the odd pixel at the bottom/right)."""
+    if min(height, width) < 1:
+        raise ValueError(f"sizes must be >= 1, got height={height}, width={width}")
+    side = min(height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def _crop_geometry_tensors(height, width):
+    """`crop_geometry` on int32 scalar tensors (run-time shapes)."""
+    side = tf.minimum(height, width)
+    return (height - side) // 2, (width - side) // 2, side
+
+
+def short_side_geometry(height: int, width: int, size: int):
+    """`(new_height, new_width)` of `resize_short_side`: the short side scaled to `size`, the
+    long one rounded (half to even, at least `size`)."""
     if min(height, width, size) < 1:
         raise ValueError(f"sizes must be >= 1, got height={height}, width={width}, size={size}")
     scale = size / min(height, width)
     new_h = size if height <= width else max(size, int(round(height * scale)))
     new_w = size if width <= height else max(size, int(round(width * scale)))
-    if not crop:
-        return new_h, new_w, 0, 0
-    return new_h, new_w, (new_h - size) // 2, (new_w - size) // 2
-
-
-def _geometry_tensors(height, width, size: int):
-    """`resize_crop_geometry(..., crop=True)` on int32 scalar tensors (run-time shapes)."""
-    short = tf.minimum(height, width)
-    scale = tf.constant(size, tf.float64) / tf.cast(short, tf.float64)
-
-    def side(length):
-        scaled = tf.cast(tf.round(tf.cast(length, tf.float64) * scale), tf.int32)
-        return tf.where(length <= short, size, tf.maximum(size, scaled))
-
-    new_h, new_w = side(height), side(width)
-    return new_h, new_w, (new_h - size) // 2, (new_w - size) // 2
+    return new_h, new_w
 
 
 def _static_hw(frames):
@@ -97,7 +101,7 @@ def resize_short_side(frames, size: int) -> tf.Tensor:
     hw = _static_hw(frames)
     if hw is None:
         raise ValueError("resize_short_side needs a static height and width; use resize_crop")
-    new_h, new_w, _, _ = resize_crop_geometry(hw[0], hw[1], int(size), crop=False)
+    new_h, new_w = short_side_geometry(hw[0], hw[1], int(size))
     if (new_h, new_w) == hw:
         return tf.cast(frames, tf.uint8)
     return round_to_uint8(tf.image.resize(frames, (new_h, new_w), antialias=True))
@@ -115,27 +119,29 @@ def center_crop(frames, size: int) -> tf.Tensor:
     return tf.ensure_shape(cropped, [frames.shape[0], size, size, frames.shape[-1]])
 
 
+def _resize_square(square, size: int) -> tf.Tensor:
+    """`[N, C, C, 3]` -> uint8 `[N, S, S, 3]`: bilinear, antialiased when shrinking, rounded."""
+    return round_to_uint8(tf.image.resize(square, (size, size), antialias=True))
+
+
 def resize_crop(frames, size: int) -> tf.Tensor:
-    """uint8 `[N, H, W, 3]` of any size -> uint8 `[N, S, S, 3]`: `resize_short_side` then
-    `center_crop` (S = `size`). H and W may be known only at run time (then the geometry is
-    computed in the graph, with the same result)."""
+    """uint8 `[N, H, W, 3]` of any size -> uint8 `[N, S, S, 3]`: the centre square
+    (`crop_geometry`) cut out first, then only that square resized to S x S (S = `size`), so
+    the resize never reads (or allocates for) the margins. H and W may be known only at run
+    time (then the geometry is computed in the graph, with the same result)."""
     frames = _check_frames(frames)
     size = int(size)
-    if _static_hw(frames) is not None:
-        return center_crop(resize_short_side(frames, size), size)
+    hw = _static_hw(frames)
+    if hw is not None:
+        top, left, side = crop_geometry(*hw)
+        square = tf.cast(frames[:, top:top + side, left:left + side, :], tf.uint8)
+        return square if side == size else _resize_square(square, size)
     frames = tf.ensure_shape(frames, [None, None, None, 3], name="frames_must_be_N_H_W_3")
     shape = tf.shape(frames)
-    h, w = shape[1], shape[2]
-
-    def resized():
-        new_h, new_w, top, left = _geometry_tensors(h, w, size)
-        pixels = tf.image.resize(frames, tf.stack([new_h, new_w]), antialias=True)
-        return round_to_uint8(pixels[:, top:top + size, left:left + size, :])
-
-    def short_side_fits():  # no resize, as resize_short_side; only the crop
-        return center_crop(tf.cast(frames, tf.uint8), size)
-
-    out = tf.cond(tf.equal(tf.minimum(h, w), size), short_side_fits, resized)
+    top, left, side = _crop_geometry_tensors(shape[1], shape[2])
+    square = tf.cast(frames[:, top:top + side, left:left + side, :], tf.uint8)
+    # No resize when the square is already S x S, as in the static case.
+    out = tf.cond(tf.equal(side, size), lambda: square, lambda: _resize_square(square, size))
     return tf.ensure_shape(out, [frames.shape[0], size, size, 3])
 
 
@@ -149,21 +155,27 @@ def resize_crop_matrix(height, width, size: int, crop: bool = True) -> tf.Tensor
     """Forward 3x3 pixel matrix of `resize_crop` (`resize_short_side` without `crop`).
 
     Maps continuous pixel coordinates of the `height x width` input (column i spans
-    [i, i + 1]) to those of the output; the resize maps the frame's rectangle onto the new one
-    corner to corner. Ints or int32 scalar tensors -> float32 `[3, 3]`; with
-    `kpvp.ops.keypoints.transform_keypoints` it moves keypoints along with the pixels.
+    [i, i + 1]) to those of the output: the crop shifts by (-left, -top), the resize maps the
+    square (or, without `crop`, the frame) onto the output corner to corner. Ints or int32
+    scalar tensors -> float32 `[3, 3]`; with `kpvp.ops.keypoints.transform_keypoints` it moves
+    keypoints along with the pixels.
     """
-    if isinstance(height, int) and isinstance(width, int):
-        new_h, new_w, top, left = resize_crop_geometry(height, width, int(size), crop)
-    elif crop:
-        new_h, new_w, top, left = _geometry_tensors(height, width, int(size))
+    static = isinstance(height, int) and isinstance(width, int)
+    if crop:
+        top, left, side = (crop_geometry(height, width) if static
+                           else _crop_geometry_tensors(height, width))
+        sx = sy = tf.cast(size, tf.float32) / tf.cast(side, tf.float32)
+        shift_x, shift_y = -sx * tf.cast(left, tf.float32), -sy * tf.cast(top, tf.float32)
+    elif static:
+        new_h, new_w = short_side_geometry(height, width, int(size))
+        sx = tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)
+        sy = tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32)
+        shift_x = shift_y = tf.zeros_like(sx)
     else:
         raise ValueError("resize_crop_matrix: crop=False needs int height and width")
-    sx = tf.cast(new_w, tf.float32) / tf.cast(width, tf.float32)
-    sy = tf.cast(new_h, tf.float32) / tf.cast(height, tf.float32)
     zero, one = tf.zeros_like(sx), tf.ones_like(sx)
-    return tf.stack([tf.stack([sx, zero, -tf.cast(left, tf.float32)]),
-                     tf.stack([zero, sy, -tf.cast(top, tf.float32)]),
+    return tf.stack([tf.stack([sx, zero, shift_x]),
+                     tf.stack([zero, sy, shift_y]),
                      tf.stack([zero, zero, one])])
 
 

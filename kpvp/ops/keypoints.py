@@ -14,8 +14,8 @@ Geometry: one canonical form, the forward 3x3 PIXEL MATRIX `P` acting on continu
 coordinates `u = (x + 1) / 2 * W`, `v = (y + 1) / 2 * H` (column i spans [i, i + 1]) of the
 input frame and giving those of the output frame (`keypoints_to_pixels`, `pixels_to_keypoints`,
 `transform_keypoints`). It is the only form that handles non-square frames and a change of
-size: the stage-1 augmentation (`kpvp.data.augment.geometric_matrix`) and the resize + centre
-crop (`kpvp.ops.images.resize_crop_matrix`) are pixel matrices. The other two forms act on
+size: the stage-1 augmentation (`kpvp.data.augment.geometric_matrix`) and the centre crop +
+resize (`kpvp.ops.images.resize_crop_matrix`) are pixel matrices. The other two forms act on
 [-1, 1] units of one square frame and are pixel matrices seen through the normalisation
 `N = [[W/2, 0, W/2], [0, H/2, H/2], [0, 0, 1]]` (`unit_to_pixel_matrix`):
   * keypoint transforms (`flip_keypoints_x`, `rotate_keypoints`, `scale_keypoints`): the unit
