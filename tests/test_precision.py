@@ -12,8 +12,9 @@ from tests.helpers import tiny_run
 
 
 @pytest.mark.parametrize("setting, policy", [
-    (False, "float32"), (True, "mixed_bfloat16"), ("float32", "float32"), ("bf16", "mixed_bfloat16"),
-    ("mixed_float16", "mixed_float16"), ("FP16", "mixed_float16"), ("false", "float32")])
+    (False, "float32"), (True, "mixed_bfloat16"), ("float32", "float32"),
+    ("bf16", "mixed_bfloat16"), ("mixed_float16", "mixed_float16"), ("FP16", "mixed_float16"),
+    ("false", "float32")])
 def test_policy_names(setting, policy):
     assert precision.policy_name(setting) == policy
 
