@@ -2,10 +2,13 @@
 x_t = T(x0, k0, k_t).
 
 `VideoGenerator` holds the three trained networks. The translator's source encoder runs once per
-video and its features are reused for every frame (T is ~90 % of the work).
+video and its features are reused for every frame (T is ~90 % of the work). `generate()` runs
+Q, M and T on a batch of videos as one `tf.function`; `from_workdir(mixed_precision=...)`
+loads the networks to compute in bfloat16.
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import keras
@@ -15,6 +18,7 @@ import tensorflow as tf
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp import errors, output_paths, visualize
 from kpvp.data import readers, video_io
+from kpvp.models import precision
 from kpvp.ops import images as image_ops
 from kpvp.rundir import RunDir
 
@@ -59,10 +63,15 @@ class VideoGenerator:
         self.class_names = tuple(class_names) if class_names else None
 
     @classmethod
-    def from_workdir(cls, workdir: str, class_names=None,
-                     stage1_only: bool = False) -> "VideoGenerator":
+    def from_workdir(cls, workdir: str, class_names=None, stage1_only: bool = False,
+                     mixed_precision="float32") -> "VideoGenerator":
         """Loads the `.keras` exports of a trained run (`stage1/`, and `stage2/` unless
-        `stage1_only`, which is enough for motion transfer)."""
+        `stage1_only`, which is enough for motion transfer).
+
+        `mixed_precision`: the dtype policy the networks compute in (`kpvp.models.precision`;
+        "mixed_bfloat16" for bf16 generation: the layers are rebuilt under it on load, the
+        keypoint layers and output heads stay float32, the weights are the saved float32 ones).
+        """
         names = ["detector", "translator"] + ([] if stage1_only else ["motion_generator"])
         paths = {name: RunDir(workdir).exported(name) for name in names}
         missing = [p for p in paths.values() if not os.path.exists(p)]
@@ -71,7 +80,9 @@ class VideoGenerator:
             raise errors.InputNotFound(
                 f"{workdir!r} lacks trained networks {missing}: run "
                 f"`python -m kpvp.train --stage={stage} --workdir={workdir}` first")
-        models = {name: keras.models.load_model(path) for name, path in paths.items()}
+        # Layers read the global policy when made: loading under it rebuilds them in it.
+        with precision.policy_scope(precision.policy_name(mixed_precision)):
+            models = {name: keras.models.load_model(path) for name, path in paths.items()}
         return cls(models["detector"], models.get("motion_generator"), models["translator"],
                    class_names)
 
@@ -118,14 +129,26 @@ class VideoGenerator:
         if self.motion_generator is None:
             raise ValueError("This generator has no motion generator M (stage 1 only): "
                              "train stage 2 first")
-        k0 = self.detector(x0)
-        future = self.motion_generator.sample(k0, labels, seed=seed, z=z)
-        frames, masks = self.render(x0, k0, future)
-        frames = tf.concat([x0[:, None], frames], axis=1)
-        masks = tf.concat([tf.zeros_like(masks[:, :1]), masks], axis=1)
-        keypoints = tf.concat([k0[:, None], future], axis=1)
-        video = image_ops.to_uint8(frames)
-        return {"video": video.numpy(), "keypoints": keypoints.numpy(), "mask": masks.numpy()}
+        if z is None:  # the z `MotionCVAE.sample(seed=seed)` draws
+            z = keras.random.normal((int(x0.shape[0]), self.motion_generator.latent_dim),
+                                    dtype="float32", seed=seed)
+        out = self._generate_graph(x0, labels, tf.convert_to_tensor(z, tf.float32))
+        return {name: value.numpy() for name, value in out.items()}
+
+    @functools.cached_property
+    def _generate_graph(self):
+        """Q, M and T on preprocessed images, labels and z, as one `tf.function`: the batch of
+        videos runs as one graph (several times faster than op by op)."""
+        @tf.function(reduce_retracing=True, autograph=False)
+        def generate(x0, labels, z):
+            k0 = self.detector(x0, training=False)
+            future = self.motion_generator.sample(k0, labels, z=z)
+            frames, masks = self.render(x0, k0, future)
+            frames = tf.concat([x0[:, None], frames], axis=1)
+            masks = tf.concat([tf.zeros_like(masks[:, :1]), masks], axis=1)
+            return {"video": image_ops.to_uint8(frames), "mask": masks,
+                    "keypoints": tf.concat([k0[:, None], future], axis=1)}
+        return generate
 
     def render(self, x0, k0, keypoints):
         """T(x0, k0, k_t) for every t: `[B,T,K,2]` -> images `[B,T,S,S,3]`, masks `[B,T,S,S,1]`."""

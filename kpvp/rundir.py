@@ -12,6 +12,7 @@
       stage2/motion_generator.keras    M
       samples/<class>_<i>.gif          generated videos | keypoints | masks
       report.json, report.md           the metrics (`kpvp.evaluation`)
+      fvd_features/<set>-<key>.npz     I3D features of a real video set, keyed on what makes them
 
 Only this module spells these names; everything else asks a `RunDir` (or a `StageDir`, the
 part that the training loop fills). It imports only `kpvp.errors`, so any module may use it.
@@ -109,6 +110,13 @@ class RunDir:
     @property
     def samples(self) -> str:
         return os.path.join(self.path, "samples")
+
+    def fvd_features(self, name: str, key: str) -> str:
+        """The cached I3D features of the real video set `name` whose cache key is `key`."""
+        for part, label in ((name, "set name"), (key, "cache key")):
+            if not part or not all(c.isalnum() or c in "_-" for c in part):
+                raise ValueError(f"FVD feature cache: bad {label} {part!r}")
+        return os.path.join(self.path, "fvd_features", f"{name}-{key}.npz")
 
     def has_config(self) -> bool:
         return os.path.exists(self.config_file)

@@ -16,7 +16,7 @@ from kpvp import generation, rundir, run_info
 from kpvp.data import pipelines, pseudo_labels
 from kpvp.evaluation import report as eval_report
 from kpvp.evaluation import run as eval_run
-from kpvp.models import perceptual
+from kpvp.models import perceptual, precision
 from kpvp.rundir import RunDir, StageDir
 from kpvp.trainers import loop, stage1, stage2
 
@@ -29,19 +29,15 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
     directory = RunDir(workdir).stage(1)
     # Q's, T's and D_im's initial weights follow config.seed (the data pipelines take it too).
     keras.utils.set_random_seed(config.seed)
-    # The policy is read when layers are made: networks built here compute in bfloat16 (their
+    # The policy is read when layers are made: networks built here compute in it (their
     # keypoint layers and output heads stay float32); later stages are unaffected.
-    policy = "mixed_bfloat16" if config.stage1.mixed_precision else "float32"
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy)
-    try:
-        with strategy.scope():
-            features = perceptual.make_perceptual_network(config.stage1.perceptual_network,
-                                                           config.stage1.vgg19_weights)
-            trainer = stage1.build_trainer(config, features)
-            trainer.compile(*loop.make_optimizers(config.stage1))
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
+    policy = precision.stage_policy(config.stage1)
+    with precision.policy_scope(policy), strategy.scope():
+        features = perceptual.make_perceptual_network(config.stage1.perceptual_network,
+                                                       config.stage1.vgg19_weights)
+        trainer = stage1.build_trainer(config, features)
+        trainer.compile(*loop.make_optimizers(config.stage1),
+                        jit_compile=precision.jit_setting(config.stage1))
     logging.info("Stage 1 dtype policy: %s", policy)
     logging.info("Stage 1 perceptual features: %s", features.source)
     if loop.is_chief(strategy):
@@ -126,9 +122,12 @@ def run_stage2(config, workdir: str, strategy, export_only: bool = False) -> dic
     """
     directory = RunDir(workdir).stage(2)
     keras.utils.set_random_seed(config.seed)  # M's and D_seq's initial weights
-    with strategy.scope():
+    policy = precision.stage_policy(config.stage2)
+    with precision.policy_scope(policy), strategy.scope():
         trainer = stage2.build_trainer(config)
-        trainer.compile(*loop.make_optimizers(config.stage2))
+        trainer.compile(*loop.make_optimizers(config.stage2),
+                        jit_compile=precision.jit_setting(config.stage2))
+    logging.info("Stage 2 dtype policy: %s", policy)
     if export_only:
         result = _restore_for_export(trainer, directory)
         _export_stage2(trainer, workdir, strategy)

@@ -183,3 +183,29 @@ def test_class_samples_with_unsafe_class_names_stay_in_the_samples_folder(tmp_pa
                                            "tab_here_0.gif"]
     assert all(os.path.dirname(os.path.abspath(p)) == os.path.abspath(samples) for p in paths)
     assert sorted(os.listdir(tmp_path)) == ["samples", "stage1", "stage2"]
+
+
+# bf16 generation may move a frame's pixels by at most this many grey levels (of 255).
+BF16_MAX_GREY_LEVELS = 2
+
+
+def test_bf16_generation_stays_within_stated_grey_levels_of_fp32(tmp_path):
+    config = save_tiny_run(tmp_path)
+    images = random_images(4, seed=1)
+    out, generators = {}, {}
+    for policy in ("float32", "mixed_bfloat16"):
+        generators[policy] = VideoGenerator.from_workdir(str(tmp_path), config.class_names,
+                                                         mixed_precision=policy)
+        out[policy] = generators[policy].generate(images, [0, 1, 0, 1], seed=3)
+    computes = {layer.compute_dtype for layer in generators["mixed_bfloat16"].translator
+                ._flatten_layers()}
+    assert "bfloat16" in computes  # T's convolutions run in bf16, its heads in float32
+    assert generators["float32"].translator.layers[0].compute_dtype == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    fp32, bf16 = out["float32"], out["mixed_bfloat16"]
+    assert bf16["video"].dtype == np.uint8 and bf16["keypoints"].dtype == np.float32
+    grey = np.abs(fp32["video"].astype(int) - bf16["video"].astype(int))
+    assert grey.max() <= BF16_MAX_GREY_LEVELS
+    # Q ran in bf16 (its keypoints moved), by far less than a pixel (2 / SIZE).
+    moved = np.abs(fp32["keypoints"] - bf16["keypoints"]).max()
+    assert 0 < moved < 2 / SIZE

@@ -196,3 +196,23 @@ def test_real_clips_get_sensible_kinetics_classes(shared_fixtures, i3d_logits):
     # Swapping height and width loses the waving class: the layout is right, not just constant-safe.
     swapped = i3d_logits(fvd.preprocess(videos[:1].transpose(0, 1, 3, 2, 4)))[0].numpy()
     assert np.argmax(swapped[0]) != STRETCHING_ARM
+
+
+def test_folded_batch_norms_compute_the_same_features():
+    """FVD's extractor folds each unit's inference batch norm into its convolution: the same
+    outputs, for any batch-norm statistics."""
+    model = i3d.InceptionI3D(endpoints=("Mixed_3c",))
+    rng = np.random.default_rng(0)
+    for unit in model.units:
+        bn = unit.batch_norm
+        shape = bn.beta.shape
+        unit.conv.kernel.assign(rng.normal(0, 0.05, unit.conv.kernel.shape).astype(np.float32))
+        bn.beta.assign(rng.normal(0, 0.5, shape).astype(np.float32))
+        bn.moving_mean.assign(rng.normal(0, 0.5, shape).astype(np.float32))
+        bn.moving_variance.assign(rng.uniform(0.2, 2.0, shape).astype(np.float32))
+    videos = rng.uniform(-1, 1, (2, 9, 32, 32, 3)).astype(np.float32)
+    expected = model(videos).numpy()
+    folded = model.fold_batch_norms()(videos).numpy()
+    assert model.units[0].folded is not None
+    np.testing.assert_allclose(folded, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+    assert np.abs(expected).max() > 0.1  # the statistics made a difference to fold

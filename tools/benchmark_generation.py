@@ -10,13 +10,16 @@ repeat is reported, split into Q (keypoints of x0), M (sampling k_1..k_T) and T 
 encoder once, then the decoder on `generation.FRAMES_PER_CALL` frames per call), each waited
 for before the next starts:
 
-* eager: `kpvp.generation.VideoGenerator`'s own calls, as `generate()` runs them; the total
-  time of `generate()` itself (uint8 in, uint8 video out) is printed beside it;
+* eager: the networks called op by op (as `generate()` ran them before it became one
+  `tf.function`); the total time of `generate()` itself (uint8 in, uint8 video out, one
+  graph) is printed beside it;
 * graph: the same three parts, each in a `tf.function`;
 * bf16: graph with the networks built under the `mixed_bfloat16` policy (reset afterwards);
   `generate()` is tried once too and its output dtypes are checked.
 
-Latency is per batch; frames/s counts predicted frames (batch x T) per second.
+Latency is per batch; frames/s counts predicted frames (batch x T) per second. Every mode's
+networks get the same weights (`--seed`), so each mode's frames are compared with the fp32
+graph's at the end: the speed ratio and the largest difference in grey levels.
 """
 import gc
 import os
@@ -127,7 +130,8 @@ def run_parts(parts: Parts, generator, images, labels) -> dict:
     if video.shape[1] != future.shape[1]:
         raise AssertionError(f"expected {future.shape[1]} frames, got video {video.shape}")
     return {"q": after_q - start, "m": after_m - after_q, "t": end - after_m,
-            "total": end - start, "dtypes": {"Q k0": k0.dtype.name, "M k_1:T": future.dtype.name}}
+            "total": end - start, "dtypes": {"Q k0": k0.dtype.name, "M k_1:T": future.dtype.name},
+            "video": video}
 
 
 def time_generation(parts, generator, images, labels, warmup: int, repeats: int) -> dict:
@@ -184,22 +188,25 @@ def run(f: flags.FlagValues) -> list:
     rng = np.random.default_rng(f.seed)
     print(f"{'mode':<6} {'batch':>5} {'latency s':>10} {'frames/s':>9} {'Q s':>7} {'M s':>7} "
           f"{'T s':>7} {'T share':>8} {'generate() s':>13}", flush=True)
-    notes, failed = [], []
+    notes, failed, results = [], [], {}
+    inputs = {b: rng.integers(0, 256, (b, config.image_size, config.image_size, 3),
+                              dtype=np.uint8) for b in batch_sizes}
     for mode in f.modes:
         previous = keras.mixed_precision.global_policy()
         try:
             if mode == "bf16":
                 keras.mixed_precision.set_global_policy("mixed_bfloat16")
+            keras.utils.set_random_seed(f.seed)  # every mode: the same weights
             try:
                 generator = build_generator(config, f.seed)
             finally:
                 keras.mixed_precision.set_global_policy(previous)
             parts = Parts(generator, compiled=mode != "eager", seed=f.seed)
             for b in batch_sizes:
-                images = rng.integers(0, 256, (b, config.image_size, config.image_size, 3),
-                                      dtype=np.uint8)
+                images = inputs[b]
                 labels = tf.constant(np.arange(b) % config.num_classes, tf.int32)
                 r = time_generation(parts, generator, images, labels, f.warmup, f.repeats)
+                results[(mode, b)] = r
                 generate = f"{'-':>13}"
                 if mode == "eager":
                     seconds = time_generate_call(generator, images, labels, f.seed, f.repeats)
@@ -220,6 +227,19 @@ def run(f: flags.FlagValues) -> list:
         gc.collect()
     for note in notes:
         print(note)
+    for b in batch_sizes:
+        if ("graph", b) not in results:
+            continue
+        base_run = results[("graph", b)]
+        for mode in f.modes:
+            if mode == "graph" or (mode, b) not in results:
+                continue
+            r = results[(mode, b)]
+            grey = np.abs(r["video"].astype(np.int32) - base_run["video"].astype(np.int32))
+            print(f"batch {b}: {mode} {base_run['total'] / r['total']:.2f}x the fp32 graph "
+                  f"speed ({b * steps / r['total']:.1f} against {b * steps / base_run['total']:.1f}"
+                  f" frames/s); frames differ from the fp32 graph's by at most {grey.max()} grey "
+                  f"levels (mean {grey.mean():.3f}; same weights and input)")
     return failed
 
 

@@ -10,11 +10,21 @@ For each mode a fresh trainer is built and compiled (`kpvp.trainers.loop.make_op
 timed) and then timed over `--steps` steps on a fixed random batch:
 
 * graph: `tf.function(train_step)`, float32;
-* xla: `tf.function(train_step, jit_compile=True)`, float32;
-* bf16: graph with every network built under the `mixed_bfloat16` policy (variables stay
-  float32); the policy is reset afterwards. The losses are checked to be float32 and finite,
-  and the outputs that the networks should keep in float32 (keypoints, image and mask heads,
-  logits, mu and log-variance) are listed if they are not.
+* xla: as graph with the stage's `jit_compile` config option on (`tf.function(train_step,
+  jit_compile=True)`, as Keras' `fit()` compiles it);
+* bf16 / fp16: graph with the stage's `mixed_precision` config option `mixed_bfloat16` /
+  `mixed_float16`, the networks built under that policy (variables stay float32; the policy is
+  reset afterwards) and, for fp16, the optimizers wrapped in a `LossScaleOptimizer`, as
+  `kpvp.train` builds them (`kpvp.models.precision`); bf16_xla / fp16_xla: with XLA too. The
+  losses are checked to be float32 and finite, and the outputs that the networks should keep
+  in float32 (keypoints, image and mask heads, logits, mu and log-variance) are listed if they
+  are not. fp16 is for GPUs: a CPU has no float16 arithmetic units.
+
+Each mode's speed is also printed as a ratio to the fp32 graph step of the same run ("x graph").
+With `--profile` one more step of each mode is traced with the TF profiler and the ops taking
+the most self time are listed by op type (the time of the ops' kernels, summed over threads;
+function calls and loops are left out, their bodies' ops count on their own; under XLA the
+compiled cluster is one op).
 
 The work of one training step is counted on the traced graph with the TF profiler
 (`float_operation`; a multiply-add counts 2). Ops inside `tf.while_loop` bodies (the LSTMs of
@@ -24,7 +34,9 @@ mode's executed FLOP/s is printed as a fraction of it. Stage 1 "images" are (sou
 pairs, as in DESIGN.md's reference numbers; stage 2 counts keypoint sequences.
 """
 import gc
+import glob
 import os
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -35,11 +47,19 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from kpvp import configs  # noqa: E402
-from kpvp.models import perceptual  # noqa: E402
+from kpvp.models import perceptual, precision  # noqa: E402
 from kpvp.configs import base  # noqa: E402
 from kpvp.trainers import loop, stage1, stage2  # noqa: E402
 
-MODES = ("graph", "xla", "bf16")
+# Each mode's (config.stageN.mixed_precision, config.stageN.jit_compile).
+MODE_SETTINGS = {"graph": ("float32", False), "xla": ("float32", True),
+                 "bf16": ("mixed_bfloat16", False), "bf16_xla": ("mixed_bfloat16", True),
+                 "fp16": ("mixed_float16", False), "fp16_xla": ("mixed_float16", True)}
+MODES = tuple(MODE_SETTINGS)
+DEFAULT_MODES = ("graph", "xla", "bf16")
+# Ops that run other ops (function calls, loops, conditionals): their time is their bodies'.
+CALL_OPS = ("PartitionedCall", "StatefulPartitionedCall", "While", "StatelessWhile", "If",
+            "StatelessIf", "Case", "StatelessCase")
 
 
 def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
@@ -59,8 +79,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
         "perceptual", "auto", list(perceptual.KINDS),
         "Stage-1 perceptual network (auto: VGG19 if its weights are on disk, else the deflated "
         "I3D; random: VGG19 architecture, the same FLOPs as VGG19).", flag_values=fv)
-    flags.DEFINE_list("modes", list(MODES), f"Comma list of modes out of {MODES}.",
+    flags.DEFINE_list("modes", list(DEFAULT_MODES), f"Comma list of modes out of {MODES}.",
                       flag_values=fv)
+    flags.DEFINE_bool("profile", True, "Trace one more step of each mode with the TF profiler "
+                      "and print the ops taking the most self time.", flag_values=fv)
+    flags.DEFINE_integer("top_ops", 10, "Op types listed per profiled mode.", flag_values=fv)
     flags.DEFINE_enum("stage", "1", ["1", "2"], "Stage 1 (Q + T vs D_im) or 2 (M vs D_seq).",
                       flag_values=fv)
     flags.DEFINE_bool("tiny", False, "Penn Action's tiny config instead of the paper's settings.",
@@ -115,22 +138,34 @@ def make_batch(config, stage: int, seed: int = 0) -> dict:
             "label": tf.constant(rng.integers(0, config.num_classes, b).astype(np.int32))}
 
 
+def mode_config(config, stage: int, mode: str):
+    """A copy of `config` whose stage asks for `mode`'s dtype policy and XLA setting."""
+    config = config.copy_and_resolve_references()
+    stage_config = config.stage1 if stage == 1 else config.stage2
+    stage_config.mixed_precision, jit = MODE_SETTINGS[mode]
+    stage_config.jit_compile = "true" if jit else "false"
+    return config
+
+
 def build_trainer(config, stage: int, perceptual_kind: str = "auto"):
-    """A compiled trainer of `stage`, built under the current dtype policy."""
-    if stage == 1:
-        features = perceptual.make_perceptual_network(perceptual_kind,
-                                                       config.stage1.vgg19_weights)
-        trainer = stage1.build_trainer(config, features)
-        trainer.compile(*loop.make_optimizers(config.stage1))
-    else:
-        trainer = stage2.build_trainer(config)
-        trainer.compile(*loop.make_optimizers(config.stage2))
+    """A compiled trainer of `stage` as `kpvp.stages` builds it: under the stage's dtype policy,
+    with its optimizers (loss-scaled under mixed_float16) and its `jit_compile` setting."""
+    stage_config = config.stage1 if stage == 1 else config.stage2
+    with precision.policy_scope(precision.stage_policy(stage_config)):
+        if stage == 1:
+            features = perceptual.make_perceptual_network(perceptual_kind,
+                                                           config.stage1.vgg19_weights)
+            trainer = stage1.build_trainer(config, features)
+        else:
+            trainer = stage2.build_trainer(config)
+        trainer.compile(*loop.make_optimizers(stage_config),
+                        jit_compile=precision.jit_setting(stage_config))
     return trainer
 
 
-def step_function(trainer, mode: str):
-    """`train_step` as a `tf.function` (with XLA for mode 'xla')."""
-    return tf.function(trainer.train_step, jit_compile=mode == "xla")
+def step_function(trainer):
+    """`train_step` as a `tf.function`, with XLA if the trainer was compiled with it."""
+    return tf.function(trainer.train_step, jit_compile=bool(trainer.jit_compile))
 
 
 # === Measurements ===
@@ -151,6 +186,82 @@ def time_steps(step, batch, warmup: int, steps: int) -> dict:
         logs = {k: float(v) for k, v in logs.items()}
         seconds.append(time.perf_counter() - start)
     return {"warmup_seconds": warmup_seconds, "seconds": seconds, "logs": logs}
+
+
+def profile_step(step, batch, logdir: str) -> dict:
+    """Traces one call of `step(batch)` with the TF profiler into `logdir`.
+
+    Returns dict(ops = {op type: [self seconds, executions]}, wall = seconds of the step).
+    """
+    tf.profiler.experimental.start(logdir, options=tf.profiler.experimental.ProfilerOptions(
+        host_tracer_level=2, python_tracer_level=0, device_tracer_level=1))
+    try:
+        start = time.perf_counter()
+        _ = {k: float(v) for k, v in step(batch).items()}
+        wall = time.perf_counter() - start
+    finally:
+        tf.profiler.experimental.stop()
+    paths = sorted(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
+    if not paths:
+        raise RuntimeError(f"the profiler wrote no trace under {logdir}")
+    return {"ops": op_self_times(paths[-1]), "wall": wall}
+
+
+def op_self_times(path: str) -> dict:
+    """{op type: [self seconds, executions]} of the TF ops in an `.xplane.pb` trace.
+
+    An op event is named `name:type`; its self time is its duration minus that of the op events
+    nested in it on the same thread. Ops of `CALL_OPS` are left out (their bodies count).
+    """
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # the trace's format, in TF
+    space = xplane_pb2.XSpace()
+    with open(path, "rb") as f:
+        space.ParseFromString(f.read())
+    totals = {}
+    for plane in space.planes:
+        metadata = plane.event_metadata
+        for line in plane.lines:
+            events = []
+            for event in line.events:
+                meta = metadata[event.metadata_id]
+                op_type = (meta.display_name or meta.name.rpartition(":")[2]).strip()
+                if ":" in meta.name and "::" not in meta.name and op_type:
+                    events.append((event.offset_ps, event.offset_ps + event.duration_ps,
+                                   op_type))
+            events.sort(key=lambda e: (e[0], -e[1]))
+            stack = []  # [end, type, self ps] of the op events enclosing the current one
+            for start, end, op_type in events:
+                while stack and stack[-1][0] <= start:
+                    _close(stack.pop(), totals)
+                if stack:
+                    stack[-1][2] -= end - start
+                stack.append([end, op_type, end - start])
+            while stack:
+                _close(stack.pop(), totals)
+    return totals
+
+
+def _close(entry, totals):
+    _, op_type, self_ps = entry
+    # A tf.function's call (`__inference_...`) waits for ops running on other threads.
+    if op_type in CALL_OPS or op_type.startswith("__inference"):
+        return
+    total = totals.setdefault(op_type, [0.0, 0])
+    total[0] += max(self_ps, 0) / 1e12
+    total[1] += 1
+
+
+def print_profile(mode: str, profile: dict, top: int) -> None:
+    """The `top` op types by self time, with their share of all ops' self time."""
+    ops = sorted(profile["ops"].items(), key=lambda item: -item[1][0])
+    total = sum(seconds for seconds, _ in profile["ops"].values())
+    print(f"{mode} profile: one traced step {profile['wall']:.3g} s wall, ops' self time "
+          f"{total:.3g} s summed over threads; top op types by self time:")
+    for op_type, (seconds, count) in ops[:top]:
+        print(f"  {op_type:<34} {seconds:8.3f} s {100 * seconds / max(total, 1e-12):5.1f} %  "
+              f"x{count}")
+    if mode.endswith("xla"):
+        print("  (XLA: the compiled cluster runs as one op; its fusions are not timed one by one)")
 
 
 def graph_flops(graph, loop_trip_count: int = 1) -> int:
@@ -272,27 +383,29 @@ def precision_report(trainer, batch, stage: int, logs: dict) -> dict:
 
 
 def run_mode(mode: str, config, stage: int, batch, perceptual_kind: str, warmup: int,
-             steps: int, count_flops: bool) -> dict:
-    """Builds a fresh trainer for `mode` and times it; counts FLOPs if asked.
+             steps: int, count_flops: bool, profile: bool = False) -> dict:
+    """Builds a fresh trainer for `mode` (`mode_config`) and times it; counts FLOPs and traces
+    one more step if asked.
 
     Returns dict(seconds, warmup_seconds, logs, and where measured: flops (one step),
-    network_flops, precision (bf16), perceptual_source (stage 1)).
+    network_flops, precision (mixed modes), loss_scaled (optimizers wrapped), profile,
+    perceptual_source (stage 1)).
     """
-    previous = keras.mixed_precision.global_policy()
-    if mode == "bf16":
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
-    try:
-        trainer = build_trainer(config, stage, perceptual_kind)
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-    step = step_function(trainer, mode)
+    trainer = build_trainer(mode_config(config, stage, mode), stage, perceptual_kind)
+    step = step_function(trainer)
     result = time_steps(step, batch, warmup, steps)
     if count_flops:
         # Every loop of stage 2 runs over the T future frames.
         result["flops"] = step_flops(step, batch, loop_trip_count=config.data.seq_len - 1)
         result["network_flops"] = network_flops(trainer, config, stage)
-    if mode == "bf16":
+    if profile:
+        with tempfile.TemporaryDirectory() as logdir:
+            result["profile"] = profile_step(step, batch, logdir)
+    if MODE_SETTINGS[mode][0] != "float32":
         result["precision"] = precision_report(trainer, batch, stage, result["logs"])
+    result["loss_scaled"] = all(
+        isinstance(o, keras.optimizers.LossScaleOptimizer)
+        for o in (trainer.generator_optimizer, trainer.discriminator_optimizer))
     if stage == 1:
         result["perceptual_source"] = trainer.perceptual_network.source
     return result
@@ -327,12 +440,14 @@ def run(f: flags.FlagValues) -> list:
     noun = "image" if stage == 1 else "sequence"
     unit = f"{noun}s/s"
 
+    gpus = precision.gpu_compute_capabilities()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores "
-          f"visible, load average {os.getloadavg()[0]:.2f} (other processes share the cores)")
+          f"visible, {len(gpus)} GPU(s) {gpus or ''}, load average {os.getloadavg()[0]:.2f} "
+          f"(other processes share the cores)")
     peak = matmul_flops_per_second(f.matmul_size, f.matmul_repeats, tf.float32)
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({f.matmul_size}x{f.matmul_size}, best "
           f"of {f.matmul_repeats})", flush=True)
-    if "bf16" in f.modes:
+    if any(m.startswith("bf16") for m in f.modes):
         bf16_peak = matmul_flops_per_second(f.matmul_size, f.matmul_repeats, tf.bfloat16)
         print(f"bfloat16 matmul: {bf16_peak / 1e9:.1f} GFLOP/s ({bf16_peak / peak:.2f} x fp32)",
               flush=True)
@@ -341,7 +456,7 @@ def run(f: flags.FlagValues) -> list:
     for mode in f.modes:
         try:
             r = run_mode(mode, config, stage, batch, f.perceptual, f.warmup, f.steps,
-                         f.count_flops and flops is None)
+                         f.count_flops and flops is None, f.profile)
         except Exception as error:  # report every mode, then fail
             failed.append(mode)
             print(f"{mode}: FAILED: {type(error).__name__}: {str(error).splitlines()[0][:300]}",
@@ -358,24 +473,33 @@ def run(f: flags.FlagValues) -> list:
                       f"traced graph), {flops / 1e9 / batch_size:.2f} GFLOP per {noun}")
                 print(f"forward GFLOP per {noun}: " + ", ".join(
                     f"{name} {value / 1e9:.3g}" for name, value in r["network_flops"].items()))
-            print(f"{'mode':<6} {'s/step':>8} {'steps/s':>8} {unit:>11} {'GFLOP/s':>8} "
-                  f"{'% of fp32 peak':>15} {'warm-up s':>10}  losses")
+            print(f"{'mode':<8} {'s/step':>8} {'steps/s':>8} {unit:>11} {'GFLOP/s':>8} "
+                  f"{'% of fp32 peak':>15} {'warm-up s':>10} {'x graph':>8}  losses")
         results[mode] = r
         seconds = float(np.mean(r["seconds"]))
         rate = flops / seconds if flops else float("nan")
         losses_text = ", ".join(f"{k} {v:.3g}" for k, v in r["logs"].items()
                                 if k in ("d_loss", "g_loss"))
-        print(f"{mode:<6} {seconds:8.4g} {1 / seconds:8.4g} {batch_size / seconds:11.4g} "
-              f"{rate / 1e9:8.1f} {100 * rate / peak:15.1f} {r['warmup_seconds']:10.1f}  "
-              f"{losses_text}", flush=True)
-    if "bf16" in results:
-        p = results["bf16"]["precision"]
-        print(f"bf16 check: losses float32: {'yes' if p['losses_float32'] else 'NO'}, finite: "
-              f"{'yes' if p['losses_finite'] else 'NO'}; outputs that should be float32 but are "
-              f"not: {', '.join(f'{n} ({d})' for n, d in p['not_float32']) or 'none'}")
-        if "graph" in results:
-            speedup = np.mean(results["graph"]["seconds"]) / np.mean(results["bf16"]["seconds"])
-            print(f"bf16 vs graph fp32: {speedup:.2f} x the speed")
+        ratio = (f"{np.mean(results['graph']['seconds']) / seconds:8.2f}"
+                 if "graph" in results else f"{'-':>8}")
+        print(f"{mode:<8} {seconds:8.4g} {1 / seconds:8.4g} {batch_size / seconds:11.4g} "
+              f"{rate / 1e9:8.1f} {100 * rate / peak:15.1f} {r['warmup_seconds']:10.1f} "
+              f"{ratio}  {losses_text}", flush=True)
+    for mode, r in results.items():
+        if "precision" in r:
+            p = r["precision"]
+            print(f"{mode} check: losses float32: {'yes' if p['losses_float32'] else 'NO'}, "
+                  f"finite: {'yes' if p['losses_finite'] else 'NO'}; outputs that should be "
+                  f"float32 but are not: "
+                  f"{', '.join(f'{n} ({d})' for n, d in p['not_float32']) or 'none'}; "
+                  f"optimizers loss-scaled: {'yes' if r['loss_scaled'] else 'no'}")
+    if "graph" in results:
+        base_seconds = np.mean(results["graph"]["seconds"])
+        print("speed against the fp32 graph step: " + ", ".join(
+            f"{mode} {base_seconds / np.mean(r['seconds']):.2f}x" for mode, r in results.items()))
+    for mode, r in results.items():
+        if "profile" in r:
+            print_profile(mode, r["profile"], f.top_ops)
     return failed
 
 

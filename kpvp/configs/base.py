@@ -138,8 +138,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     # it) or "dense" (ours: one global logit from a dense layer).
     s1.discriminator_head = "patch"
     s1.discriminator_pad = 1  # authors' code: zero padding before each D_im conv (ours: 0)
-    # Ours: off, as bfloat16 is faster only on hardware with bf16 units (experiments/README.md).
-    s1.mixed_precision = False
+    # Ours: the networks' dtype policy (`kpvp.models.precision`: float32, mixed_bfloat16,
+    # mixed_float16 with loss scaling, or auto). float32, as bfloat16 is faster only on hardware
+    # with bf16 units and not yet compared for learning (experiments/README.md).
+    s1.mixed_precision = "float32"
+    s1.jit_compile = "auto"  # ours: Keras' compile(jit_compile=): auto (XLA on a GPU), true, false
     s1.checkpoint_every = 1000  # ours
     s1.log_every = 100  # ours
     s1.image_summary_every = 1000  # ours
@@ -158,6 +161,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Paper eq. 5: L_M = KL + lambda2 * L1 - lambda3 * log D_seq, lambda2 = 1000, lambda3 = 2.
     s2.l1_weight = 1000.0  # lambda2 (paper and authors' code)
     s2.kl_weight = 1.0  # KL has no lambda in eq. 5 (the authors' code also uses 1)
+    s2.mixed_precision = "float32"  # ours: as stage1.mixed_precision
+    s2.jit_compile = "auto"  # ours: as stage1.jit_compile
     s2.adversarial_weight = 1.0  # lambda3: authors' code 1 (paper: 2)
     # Not in the paper: the KL weight rises from 0 over this many steps (0: off).
     s2.kl_warmup_steps = 0

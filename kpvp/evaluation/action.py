@@ -61,9 +61,9 @@ def evaluate_action(run: TrainedRun) -> dict:
                                                                   *joints["test"])
 
     train = run.train_videos()
-    probe = ar.fit_linear_probe(run.features("train", lambda: train["frames"]), train["labels"],
+    probe = ar.fit_linear_probe(run.cached_features("train", lambda: train), train["labels"],
                                 config.num_classes, seed=run.seed)
-    features = {"real": run.features("real", lambda: run.test_videos()["frames"]),
+    features = {"real": run.cached_features("real", run.test_videos),
                 "generated": run.features("generated", lambda: generated["frames"]),
                 "shuffled": run.features("shuffled", lambda: shuffled["frames"])}
     video_report = ar.action_recognition_report(

@@ -18,11 +18,12 @@ def evaluate_fvd(run: TrainedRun) -> dict:
     n_frames = int(run.config.eval.fvd_num_frames)
     test = run.test_videos()["frames"]
     static = np.repeat(test[:, :1], n_frames, axis=1)
+    # The real sets' features are cached in the run directory: re-evaluating reads them.
     stats = {
-        "real": run.features("real", lambda: run.test_videos()["frames"]),
+        "real": run.cached_features("real", run.test_videos),
         "generated": run.features("generated", lambda: run.generated()["frames"]),
         # Real train vs real test, with as many videos as the test set.
-        "train": run.features("train", lambda: run.train_videos()["frames"])[:len(test)],
+        "train": run.cached_features("train", run.train_videos)[:len(test)],
         "static": run.i3d.extract(static, progress=True, desc="I3D static")[0],
     }
     if len(stats["train"]) < len(test):

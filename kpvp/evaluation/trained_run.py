@@ -3,8 +3,14 @@ train videos at the evaluation length, generated videos, M's sampled motions, ps
 I3D features."""
 from __future__ import annotations
 
-import numpy as np
+import hashlib
+import json
+import os
 
+import numpy as np
+from absl import logging
+
+from kpvp import rundir
 from kpvp.data import pipelines, pseudo_labels
 from kpvp.generation import VideoGenerator
 from kpvp.metrics import fvd
@@ -64,6 +70,28 @@ class TrainedRun:
         """I3D features of a named video set (its FVD clips, `fvd_clips`), computed once."""
         return self._once(("i3d", name), lambda: self.i3d.extract(
             fvd_clips(frames_fn(), self.config), progress=True, desc=f"I3D {name}")[0])
+
+    def cached_features(self, name: str, videos_fn) -> np.ndarray:
+        """`features` of a real video set (`videos_fn()`: a dict with `frames` and `ids`),
+        read from the run's FVD feature cache when an earlier evaluation stored them under the
+        same key (`fvd_cache_key`), else computed and stored there."""
+        def load_or_compute():
+            videos = videos_fn()
+            clips = fvd_clips(videos["frames"], self.config)
+            key = fvd_cache_key(name, videos["ids"], clips, self.config, self.i3d.weights_sha256)
+            path = rundir.RunDir(self.workdir).fvd_features(name, key["digest"])
+            if os.path.exists(path):
+                with np.load(path) as stored:
+                    if str(stored["key"]) == key["text"]:
+                        logging.info("I3D %s features read from %s", name, path)
+                        return stored["features"]
+            features = self.i3d.extract(clips, progress=True, desc=f"I3D {name}")[0]
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with rundir.atomic_write(path, "wb") as f:
+                np.savez(f, features=features, key=np.array(key["text"]))
+            return features
+
+        return self._once(("i3d", name), load_or_compute)
 
     def train_videos(self) -> dict:
         return self.videos("train", int(self.config.eval.num_train_videos) or None)
@@ -136,6 +164,21 @@ def other_classes(labels, num_classes: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     shift = rng.integers(1, num_classes, size=labels.shape)
     return ((labels + shift) % num_classes).astype(np.int32)
+
+
+def fvd_cache_key(name: str, ids, clips: np.ndarray, config, i3d_sha256: str) -> dict:
+    """What determines the I3D features of a real video set: its name, the clips' ids and
+    content (shape and SHA-256 of the uint8 frames), the FVD protocol (frames compared,
+    I3D input side, endpoint) and the I3D weights' SHA-256.
+
+    Returns dict(text = the key as canonical JSON, digest = its short SHA-256, for the name)."""
+    clips = np.ascontiguousarray(clips)
+    key = {"set": name, "ids": [str(i) for i in ids], "shape": list(clips.shape),
+           "dtype": str(clips.dtype), "frames_sha256": hashlib.sha256(clips.data).hexdigest(),
+           "fvd_num_frames": int(config.eval.fvd_num_frames), "frames": "1..n (x0 excluded)",
+           "i3d_size": fvd.I3D_SIZE, "endpoint": "Logits", "i3d_sha256": i3d_sha256}
+    text = json.dumps(key, sort_keys=True)
+    return {"text": text, "digest": hashlib.sha256(text.encode()).hexdigest()[:16]}
 
 
 def fvd_clips(videos: np.ndarray, config) -> np.ndarray:

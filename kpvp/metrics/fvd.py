@@ -11,6 +11,7 @@ frames give 151.3925 (the original TF-Hub FVD code's published test value is 151
 16 vs 16 of 15 frames give 133.908.
 """
 import collections.abc
+import functools
 
 import numpy as np
 import tensorflow as tf
@@ -172,8 +173,15 @@ class I3DFeatureExtractor:
 
     def __init__(self, weights_path=None, batch_size=8):
         self.batch_size = int(batch_size)
-        self.model = i3d.load_i3d(weights_path, endpoints=("Logits",))
+        self.weights_path = i3d.i3d_weights_path(weights_path)
+        # Frozen: each unit's batch norm folded into its convolution (fewer passes over memory).
+        self.model = i3d.load_i3d(self.weights_path, endpoints=("Logits",)).fold_batch_norms()
         self._logits = tf.function(lambda v: self.model(preprocess(v)))
+
+    @functools.cached_property
+    def weights_sha256(self) -> str:
+        """SHA-256 of the weights file: part of what determines the features (cache keys)."""
+        return i3d.file_sha256(self.weights_path)
 
     def __call__(self, videos):
         return self._logits(tf.convert_to_tensor(videos, tf.uint8)).numpy().astype(np.float64)

@@ -150,12 +150,28 @@ class Unit3D(keras.layers.Layer):
                          padding="same", use_bias=False, name="conv", dtype=self.dtype_policy)
         self.batch_norm = keras.layers.BatchNormalization(
             epsilon=1e-3, scale=False, name="batch_norm", dtype=self.dtype_policy)
+        self.folded = None  # (kernel, bias) once `fold_batch_norm` has run
 
     def build(self, input_shape):
         self.conv.build(input_shape)
         self.batch_norm.build(tuple(input_shape[:-1]) + (self.filters,))
 
+    def fold_batch_norm(self):
+        """Runs the unit as one convolution with a bias from now on: the inference batch norm
+        folded into the kernel (`k / sqrt(var + eps)`) and a bias (`beta - mean / sqrt(var +
+        eps)`), which oneDNN fuses with the ReLU. Values as of this call (frozen weights)."""
+        bn = self.batch_norm
+        inverse = ops.rsqrt(ops.convert_to_tensor(bn.moving_variance) + bn.epsilon)
+        kernel = ops.convert_to_tensor(self.conv.kernel) * inverse
+        bias = ops.convert_to_tensor(bn.beta) - ops.convert_to_tensor(bn.moving_mean) * inverse
+        self.folded = (ops.cast(kernel, self.compute_dtype), ops.cast(bias, self.compute_dtype))
+
     def call(self, inputs):
+        if self.folded is not None:
+            kernel, bias = self.folded
+            x = ops.conv(ops.cast(inputs, self.compute_dtype), kernel,
+                         strides=self.strides[3 - self.rank:], padding="same")
+            return ops.relu(x + bias)
         return ops.relu(self.batch_norm(self.conv(inputs), training=False))
 
     def compute_output_shape(self, input_shape):
@@ -288,6 +304,13 @@ class InceptionI3D(keras.Model):
         # Variable shapes depend only on the 3 input channels: create them now, so weights can
         # be assigned and saved before the first call.
         self.build((None,) * (rank + 1) + (3,))
+
+    def fold_batch_norms(self) -> "InceptionI3D":
+        """Folds every unit's batch norm into its convolution (`Unit3D.fold_batch_norm`), for
+        a frozen model that only runs inference (FVD's); returns the model."""
+        for unit in self.units:
+            unit.fold_batch_norm()
+        return self
 
     @property
     def units(self):

@@ -25,7 +25,7 @@ import numpy as np
 from absl import logging
 from keras import ops
 
-from kpvp.models import i3d
+from kpvp.models import i3d, precision
 
 SOURCES = ("vgg19", "i3d2d", "random")
 KINDS = ("auto",) + SOURCES
@@ -196,6 +196,12 @@ def _randomize(network, seed):
 def make_perceptual_network(kind="auto", vgg19_weights="", i3d_weights=None, seed=0):
     """The frozen perceptual feature network (a `PerceptualNetwork`); `.source` says which.
 
+    Under a mixed-precision global policy the network is built in the policy's compute dtype
+    alone (e.g. "bfloat16"): its frozen weights are rounded to the dtype they compute in once,
+    instead of being cast from float32 on every call of every training step (features differ
+    from the mixed policy's by at most about one bf16 rounding: batch-norm statistics are
+    rounded too).
+
     kind: "auto" (VGG19 ImageNet from `vgg19_weights` or the Keras cache, else downloaded by
     Keras; if that fails, the deflated I3D with a warning naming why), "vgg19" (the same, but a
     failed download is an error), "i3d2d" (the deflated I3D; `i3d_weights` as for
@@ -204,6 +210,14 @@ def make_perceptual_network(kind="auto", vgg19_weights="", i3d_weights=None, see
     """
     if kind not in KINDS:
         raise ValueError(f"perceptual network kind must be one of {KINDS}, got {kind!r}")
+    policy = keras.mixed_precision.global_policy()
+    if policy.compute_dtype != policy.variable_dtype:
+        with precision.policy_scope(policy.compute_dtype):
+            return _make_perceptual_network(kind, vgg19_weights, i3d_weights, seed)
+    return _make_perceptual_network(kind, vgg19_weights, i3d_weights, seed)
+
+
+def _make_perceptual_network(kind, vgg19_weights, i3d_weights, seed):
     if kind in ("auto", "vgg19"):
         network = _pretrained_vgg19(vgg19_weights, required=kind == "vgg19")
         if network is not None:

@@ -118,7 +118,8 @@ class AdversarialTrainer(keras.Model):
                     inputs, generated["fake"])
             terms = self.generator_terms(weights, inputs, generated, training=True)
             g_loss = _weighted_sum(weights, terms)
-            scaled = g_loss * self._scale()
+            # The optimizer's loss scale (1 unless a LossScaleOptimizer wraps it: float16).
+            scaled = self.generator_optimizer.scale_loss(g_loss * self._scale())
         variables = self.generator_variables
         self.generator_optimizer.apply(g_tape.gradient(scaled, variables), variables)
         return self._update_trackers(d_loss=d_loss, g_loss=g_loss, **terms,
@@ -139,7 +140,7 @@ class AdversarialTrainer(keras.Model):
             fake_logits = self.discriminate(fake, inputs, training=True)
             d_loss = losses.discriminator_loss(real_logits, fake_logits)
             # Scaled inside the tape: a product taken after it would not be recorded.
-            scaled = d_loss * self._scale()
+            scaled = self.discriminator_optimizer.scale_loss(d_loss * self._scale())
         variables = self.discriminator.trainable_variables
         self.discriminator_optimizer.apply(tape.gradient(scaled, variables), variables)
         return d_loss, real_logits, fake_logits

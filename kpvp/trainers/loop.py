@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from kpvp.models import precision
 from kpvp.rundir import StageDir
 
 
@@ -50,11 +51,18 @@ def learning_rate_schedule(stage_config) -> keras.optimizers.schedules.LearningR
 
 
 def make_optimizers(stage_config) -> tuple[keras.optimizers.Optimizer, keras.optimizers.Optimizer]:
-    """Two Adam optimizers (generator, discriminator) with betas (0.5, 0.999)."""
+    """Two Adam optimizers (generator, discriminator) with betas (0.5, 0.999), each wrapped in a
+    `keras.optimizers.LossScaleOptimizer` (dynamic loss scale) when the stage's policy is
+    mixed_float16 (`kpvp.models.precision`)."""
+    scaled = precision.needs_loss_scaling(precision.stage_policy(stage_config))
+
     def adam(name):
-        return keras.optimizers.Adam(
+        optimizer = keras.optimizers.Adam(
             learning_rate=learning_rate_schedule(stage_config),
             beta_1=stage_config.beta_1, beta_2=stage_config.beta_2, name=name)
+        if not scaled:
+            return optimizer
+        return keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_scaled")
     return adam("generator_adam"), adam("discriminator_adam")
 
 
