@@ -1,5 +1,7 @@
 """The first-order translator option: Q's Jacobians, dense motion, the warping generator, and
 their training terms (`stage1.translator=first_order`)."""
+import os
+
 import keras
 import numpy as np
 import pytest
@@ -195,3 +197,37 @@ def test_trainer_step_trains_the_jacobian_head_and_transfer_uses_jacobians(rng):
     frames, _ = generator.render(x0, k0, k0[:, None])
     np.testing.assert_array_equal(result["video"][0],
                                   np.asarray(generation.image_ops.to_uint8(frames[0, 0])))
+
+
+def test_savedmodel_serves_the_first_order_translator(tmp_path):
+    """Export of a run with a first-order T: recorded in the metadata, and the served videos are
+    the in-process ones (generated frames keep the input frame's Jacobians)."""
+    from kpvp import cli, serving
+    from helpers import tiny_run
+
+    keras.utils.set_random_seed(0)
+    config = tiny_run.tiny_config()
+    config.stage1.translator = "first_order"
+    detector = KeypointDetector(tiny_run.K, (8, 8, 8, 8), jacobians=True)
+    translator = small_translator(image_size=tiny_run.SIZE, num_keypoints=tiny_run.K)
+    images = np.zeros((1, tiny_run.SIZE, tiny_run.SIZE, 3), np.float32)
+    kp = detector(images)
+    translator([images, kp, kp])
+    for stage, name, net in (("stage1", "detector", detector), ("stage1", "translator", translator),
+                             ("stage2", "motion_generator",
+                              tiny_run.untrained_motion_generator(config))):
+        os.makedirs(tmp_path / stage, exist_ok=True)
+        net.save(tmp_path / stage / f"{name}.keras")
+    cli.save_config(config, str(tmp_path))
+    info = serving.export_run(str(tmp_path), str(tmp_path / "export"), config)
+    assert info["translator"] == "first_order"
+    loaded = tf.saved_model.load(str(tmp_path / "export"))
+    frames = tiny_run.random_images(2, seed=3)
+    served = loaded.signatures["serving_default"](
+        images=tf.constant(frames), actions=tf.constant([0, 1], tf.int32),
+        seed=tf.constant(4, tf.int32))
+    generator = generation.VideoGenerator.from_workdir(str(tmp_path), config.class_names)
+    z = serving.latent_noise(4, 2, generator.motion_generator.latent_dim)
+    expected = generator.generate(frames, [0, 1], z=z)
+    assert np.abs(served["video"].numpy().astype(int) - expected["video"]).max() <= 1
+    np.testing.assert_allclose(served["mask"].numpy(), expected["mask"], atol=1e-5)
