@@ -231,3 +231,10 @@ def test_savedmodel_serves_the_first_order_translator(tmp_path):
     expected = generator.generate(frames, [0, 1], z=z)
     assert np.abs(served["video"].numpy().astype(int) - expected["video"]).max() <= 1
     np.testing.assert_allclose(served["mask"].numpy(), expected["mask"], atol=1e-5)
+
+
+def test_perceptual_scales_must_keep_the_feature_network_s_multiple_of_32():
+    config = first_order_config()
+    config.stage1.perceptual_scales = (1.0, 0.5)  # 32 -> 16 pixels
+    with pytest.raises(ValueError, match="perceptual_scales"):
+        stage1.build_trainer(config, TinyFeatures())
