@@ -5,6 +5,11 @@ x_t = T(x0, k0, k_t).
 video and its features are reused for every frame (T is ~90 % of the work). `generate()` runs
 Q, M and T on a batch of videos as one `tf.function`; `from_workdir(mixed_precision=...)`
 loads the networks to compute in bfloat16.
+
+With the first-order translator (`stage1.translator=first_order`, Q with Jacobians), generated
+frames keep the Jacobians of the input frame (M generates keypoints only: T is called without
+Jacobians, i.e. `J_s J_t^-1 = I`), and motion transfer moves the source's Jacobians as the
+driving video's move (Siarohin et al.'s relative mode, `J_t = J_d,t J_d,0^-1 J_s`).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import tensorflow as tf
 import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp import errors, output_paths, visualize
 from kpvp.data import readers, video_io
-from kpvp.models import precision
+from kpvp.models import dense_motion, precision
 from kpvp.ops import images as image_ops
 from kpvp.rundir import RunDir
 
@@ -27,12 +32,15 @@ from kpvp.rundir import RunDir
 FRAMES_PER_CALL = 16
 
 
-def render_frames(translator, x0, k0, keypoints, frames_per_call: int = FRAMES_PER_CALL):
+def render_frames(translator, x0, k0, keypoints, frames_per_call: int = FRAMES_PER_CALL,
+                  jacobians=None):
     """T(x0, k0, k_t) for every t, in eager mode or in a graph (`kpvp.export`).
 
     x0 `[B, S, S, 3]` in [-1, 1], k0 `[B, K, 2]`, keypoints `[B, T, K, 2]` (T static) ->
     frames `[B, T, S, S, 3]` clipped to [-1, 1] and masks `[B, T, S, S, 1]`. The source is
     encoded once; the decoder runs on `frames_per_call` frames of every video at a time.
+    `jacobians`: optional `(J_0 [B, K, 2, 2], J_t [B, T, K, 2, 2])` for a translator that
+    takes them (`kpvp.models.first_order`).
     """
     features = translator.encode_source(x0, training=False)
     num_frames, k = keypoints.shape[1], keypoints.shape[2]
@@ -45,8 +53,12 @@ def render_frames(translator, x0, k0, keypoints, frames_per_call: int = FRAMES_P
             return tf.repeat(x, n, axis=0)
 
         targets = tf.reshape(keypoints[:, start:start + n], [-1, k, 2])
+        extra = {}
+        if jacobians is not None:
+            extra = dict(source_jacobians=repeat(jacobians[0]), target_jacobians=tf.reshape(
+                jacobians[1][:, start:start + n], [-1, k, 2, 2]))
         out = translator.decode(repeat(features), repeat(x0), repeat(k0), targets,
-                                training=False)
+                                training=False, **extra)
         frames.append(tf.reshape(out["image"], [batch, n, size, size, 3]))
         masks.append(tf.reshape(out["mask"], [batch, n, size, size, 1]))
     return tf.clip_by_value(tf.concat(frames, 1), -1.0, 1.0), tf.concat(masks, 1)
@@ -162,16 +174,26 @@ class VideoGenerator:
           driving_video: uint8 `[T, H', W', 3]`.
           relative: apply the driving keypoints' displacements from its first frame to the
             source's keypoints (default); otherwise use the driving keypoints as they are.
+            With Jacobians (a first-order T), the source's Jacobians are moved the same way,
+            `J_t = J_d,t J_d,0^-1 J_s` (otherwise the driving Jacobians as they are).
         Returns:
           dict with `video` uint8 `[T, S, S, 3]`, `keypoints` `[T, K, 2]`,
           `driving_keypoints` `[T, K, 2]`.
         """
         x0 = self.preprocess(np.asarray(source_image)[None])
         driving = self.preprocess(np.asarray(driving_video))
-        k0 = self.detector(x0)
-        kd = self.detector(driving)
+        jacobians = None
+        if getattr(self.detector, "jacobians", False):
+            k0, j0 = self.detector.keypoints_and_jacobians(x0)
+            kd, jd = self.detector.keypoints_and_jacobians(driving)
+            if relative:
+                jd = tf.matmul(tf.matmul(jd, dense_motion.invert_2x2(jd[:1])), j0)
+            jacobians = (j0, jd[None])
+        else:
+            k0 = self.detector(x0)
+            kd = self.detector(driving)
         target = k0 + (kd - kd[:1]) if relative else kd
-        frames, _ = self.render(x0, k0, target[None])
+        frames, _ = render_frames(self.translator, x0, k0, target[None], jacobians=jacobians)
         video = image_ops.to_uint8(frames[0])
         return {"video": video.numpy(), "keypoints": target.numpy(),
                 "driving_keypoints": kd.numpy()}

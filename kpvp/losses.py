@@ -176,3 +176,26 @@ def equivariance_loss(keypoints, warped_keypoints, matrices):
         raise ValueError(f"equivariance_loss: matrices must be [B, 2, 3], got "
                          f"{tuple(matrices.shape)}")
     return ops.mean(ops.abs(warping.apply_affine(warped_keypoints, matrices) - keypoints))
+
+
+def jacobian_equivariance_loss(jacobians, warped_jacobians, matrices):
+    """The Jacobians' part of the equivariance loss (Siarohin et al., 2019) -> scalar.
+
+    `jacobians` `[B, K, 2, 2]`: Q's Jacobians of images `x`; `warped_jacobians`: those of
+    `affine_warp(x, A)`; `matrices` `A` `[B, 2, 3]`. A Jacobian is the local frame of a keypoint
+    (offset `d` in its frame lies at `k + J d`); through `A` the warped image's frame maps to
+    `L J_warped` in `x`, `L` = `A`'s linear part, so the loss is the mean absolute difference
+    `|L J_warped - J|` over the entries (Siarohin et al. compare `J^-1 L J_warped` with I,
+    which needs `J` invertible).
+    """
+    jacobians, warped_jacobians = _f32(jacobians), _f32(warped_jacobians)
+    if len(jacobians.shape) != 4 or tuple(jacobians.shape[2:]) != (2, 2) or not _same_shape(
+            jacobians, warped_jacobians):
+        raise ValueError(f"jacobian_equivariance_loss: jacobians and warped_jacobians must both "
+                         f"be [B, K, 2, 2], got {tuple(jacobians.shape)} and "
+                         f"{tuple(warped_jacobians.shape)}")
+    if len(matrices.shape) != 3 or tuple(matrices.shape[1:]) != (2, 3):
+        raise ValueError(f"jacobian_equivariance_loss: matrices must be [B, 2, 3], got "
+                         f"{tuple(matrices.shape)}")
+    linear = _f32(matrices)[:, None, :, :2]
+    return ops.mean(ops.abs(ops.matmul(linear, warped_jacobians) - jacobians))

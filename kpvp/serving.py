@@ -242,5 +242,6 @@ def export_run(workdir: str, output_dir: str, config, overwrite: bool = False,
             f"{RunDir(workdir).config_file!r} this run's config?")
     return export(generator, output_dir, overwrite=overwrite,
                   extra_metadata={"dataset": config.dataset, "variant": config.variant,
+                                  "translator": str(config.stage1.get("translator", "masked")),
                                   "workdir": os.path.abspath(workdir)},
                   max_side=max_side, max_aspect_ratio=max_aspect_ratio)

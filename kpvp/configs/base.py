@@ -101,6 +101,15 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Which translator T is: "masked" (paper eq. 3, kpvp/models/translator.py); other designs
     # register themselves in kpvp.models.translator.TRANSLATORS.
     s1.translator = "masked"
+    # "first_order" (Siarohin et al., not the paper's T; kpvp/models/first_order.py): Q also
+    # gives each keypoint a 2x2 Jacobian; widths of its encoder (decoder mirrors), residual
+    # blocks, dense-motion hourglass widths, the dense motion's resolution (image_size / this)
+    # and its keypoint gaussians' inv_std ([-1, 1] units).
+    s1.first_order_filters = (64, 128, 256)
+    s1.first_order_residual = 2
+    s1.first_order_motion_filters = (64, 128, 256)
+    s1.first_order_motion_downscale = 4
+    s1.first_order_kp_inv_std = 7.0
     s1.translator_filters = (64, 128, 256)  # authors' code: T's decoder widths (encoder: half)
     # T's decoder: "plain" (authors' code: no skip connections) or "unet" (ours: a U-Net at
     # gaussian_size); kpvp/models/translator.py.
@@ -133,6 +142,12 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.equivariance_rotate_degrees = 15.0
     s1.equivariance_scale = 0.1
     s1.equivariance_shift = 0.1
+    # With Jacobians (translator "first_order"): the equivariance term adds this times the
+    # Jacobians' own equivariance error (`kpvp.losses.jacobian_equivariance_loss`).
+    s1.equivariance_jacobian_weight = 1.0
+    # Image scales of the perceptual loss (Siarohin et al.: a pyramid); each scale's image side
+    # must stay a multiple of 32 for the feature network. (1.0,): the paper's single scale.
+    s1.perceptual_scales = (1.0,)
     s1.discriminator_filters = (64, 128, 256, 512, 1024, 2048)  # authors' code: stride-2 convs
     # D_im's output: "patch" (authors' code: a conv3x3 to a patch logit map, BCE averaged over
     # it) or "dense" (ours: one global logit from a dense layer).
@@ -295,6 +310,10 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.bn_recalibration_batches = 0  # the demo exports the moving averages
     # Not in the paper: at this budget it moves the figure where the paper's T repeats the input.
     c.stage1.translator_warp = True
+    # The first-order T (when chosen) at a CPU size: dense motion at half resolution.
+    c.stage1.first_order_filters = (32, 64, 128)
+    c.stage1.first_order_motion_filters = (32, 64, 128)
+    c.stage1.first_order_motion_downscale = 2
     # Not in the paper: pulls keypoints off the torso onto the moving hands and feet.
     c.stage1.coverage_weight = 50.0
     c.stage1.coverage_sigma = 0.08

@@ -14,15 +14,25 @@ from kpvp.metrics import frame_metrics
 def evaluate_ssim(run: TrainedRun) -> dict:
     """SSIM/PSNR/L1 of stage-1 reconstructions on fixed test pairs, and of v_hat = s."""
     detector, translator = run.stage1.detector, run.stage1.translator
+
+    def translate(batch):
+        if not getattr(detector, "jacobians", False):
+            return translator([batch["source"], detector(batch["source"]),
+                               detector(batch["target"])])
+        # A first-order T takes both frames' Jacobians too, as in training.
+        source_kp, source_jac = detector.keypoints_and_jacobians(batch["source"])
+        target_kp, target_jac = detector.keypoints_and_jacobians(batch["target"])
+        return translator([batch["source"], source_kp, target_kp, source_jac, target_jac])
+
     result = frame_metrics.reconstruction_metrics(
-        pipelines.stage1_dataset(run.config, split="test"), lambda batch: translator(
-            [batch["source"], detector(batch["source"]), detector(batch["target"])]))
+        pipelines.stage1_dataset(run.config, split="test"), translate)
     rec, base = result["reconstruction"], result["copy_source_baseline"]
+    crude = result.get("crude_changed_l1")  # a first-order T has no crude image
     print(f"Stage-1 reconstruction: SSIM {rec['ssim']:.4f}, PSNR {rec['psnr']:.2f} dB, L1 where "
           f"the frame changed {rec['changed_l1']:.4f} (copying the source frame: SSIM "
           f"{base['ssim']:.4f}, PSNR {base['psnr']:.2f} dB, L1 {base['changed_l1']:.4f}) on "
-          f"{rec['num_frames']} test pairs; mean mask {result['mean_mask']:.3f}, crude image "
-          f"L1 where changed {result['crude_changed_l1']:.4f}")
+          f"{rec['num_frames']} test pairs; mean mask {result['mean_mask']:.3f}"
+          + ("" if crude is None else f", crude image L1 where changed {crude:.4f}"))
     return report.jsonable(result)
 
 

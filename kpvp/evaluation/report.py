@@ -51,7 +51,8 @@ def format_markdown(report: dict) -> str:
     m = report.get("metrics", {})
     lines = [f"# kpvp evaluation: {report.get('dataset')} ({report.get('variant')})", "",
              f"Image size {report.get('image_size')}, K = {report.get('num_keypoints')}, "
-             f"seed {report.get('seed')}.", ""]
+             f"seed {report.get('seed')}, translator "
+             f"{report.get('translator', 'masked')}.", ""]
     if "fvd" in m:
         f = m["fvd"]
         lines += ["## FVD (lower is better)", "",

@@ -38,7 +38,8 @@ def run_evaluation(config, workdir: str, metrics=METRICS, num_videos: int | None
     run = TrainedRun(config, workdir, num_videos, seed)
     report = report_io.read_report(workdir)
     report.update(dataset=config.dataset, variant=config.variant, seed=seed,
-                  image_size=int(config.image_size), num_keypoints=int(config.num_keypoints))
+                  image_size=int(config.image_size), num_keypoints=int(config.num_keypoints),
+                  translator=str(config.stage1.get("translator", "masked")))
     results = report.setdefault("metrics", {})
     for name in metrics:
         start = time.time()

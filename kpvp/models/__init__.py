@@ -3,6 +3,8 @@ so `keras.models.load_model("detector.keras")` needs no `custom_objects`.
 
 * `KeypointDetector` (Q): hourglass + spatial softmax -> keypoints.
 * `MaskedTranslator` (T): masked U-Net redrawing the source image at target keypoints.
+* `FirstOrderTranslator` (T, `stage1.translator=first_order`): Siarohin et al.'s local affine
+  keypoints, dense motion with occlusion (`dense_motion`) and warping generator.
 * `ImageDiscriminator` (D_im), `SequenceDiscriminator` (D_seq).
 * `MotionCVAE` (M): class-conditional LSTM cVAE over keypoint sequences.
 * `layers`: the keypoint and conv-block layers the networks are made of.
@@ -14,9 +16,10 @@ so `.keras` files saved before a network moved between modules still load.
 """
 from kpvp.models import i3d, layers, perceptual  # noqa: F401  (registers their classes)
 from kpvp.models.discriminators import ImageDiscriminator, SequenceDiscriminator
+from kpvp.models.first_order import FirstOrderTranslator
 from kpvp.models.keypoint_detector import KeypointDetector
 from kpvp.models.motion_cvae import MotionCVAE
 from kpvp.models.translator import MaskedTranslator
 
-__all__ = ["ImageDiscriminator", "KeypointDetector", "MaskedTranslator", "MotionCVAE",
-           "SequenceDiscriminator"]
+__all__ = ["FirstOrderTranslator", "ImageDiscriminator", "KeypointDetector", "MaskedTranslator",
+           "MotionCVAE", "SequenceDiscriminator"]

@@ -15,6 +15,13 @@ Both end in a 1x1 conv to K heatmap logits. The 2x upsampling is Keras's half-pi
 resize (the code's TF1 `resize_images` samples without the half-pixel offset). Keypoints are
 the expectation of the spatial softmax of the logits (paper eq. 1; the authors' code: marginal
 softmaxes).
+
+`jacobians=True` (for the first-order translator, `kpvp.models.first_order`; not in the paper)
+adds Siarohin et al.'s Jacobian head: a conv3x3 from the last decoder features to 4 channels per
+keypoint, averaged under the keypoint's soft map into a 2x2 Jacobian `J_k` (the local affine
+frame of keypoint k: an offset `d` in the keypoint's own frame lies at `k + J_k d` in the
+image). Its kernel starts at zero and its bias at the identity, so every Jacobian starts at I.
+`call` still returns keypoints only; `keypoints_and_jacobians` returns both.
 """
 import keras
 from keras import ops
@@ -22,6 +29,8 @@ from keras import ops
 from kpvp.models import layers
 
 DECODERS = ("authors", "light")
+# The translators (`config.stage1.translator`) that take Jacobians: Q gets its Jacobian head.
+JACOBIAN_TRANSLATORS = ("first_order",)
 # The constructor arguments added with the authors' layout, as the models saved before it
 # were built (their .keras configs lack these keys).
 LEGACY_ARGUMENTS = dict(decoder_layout="light", use_bias=False, bn_momentum=0.99, bn_epsilon=1e-3)
@@ -45,11 +54,12 @@ class KeypointDetector(keras.Model):
       decoder_layout: "authors" or "light" (ours), see the module docstring.
       use_bias: a bias in every conv block even before a normalisation (the authors').
       bn_momentum, bn_epsilon: batch norm settings (the authors' tf.contrib: 0.999, 1e-5).
+      jacobians: add the Jacobian head (module docstring; `keypoints_and_jacobians`).
     """
 
     def __init__(self, num_keypoints, filters=(32, 64, 128, 256), softmax_mode="marginal",
                  norm="batch", softmax_temperature=1.0, decoder_layout="authors", use_bias=True,
-                 bn_momentum=0.999, bn_epsilon=1e-5, **kwargs):
+                 bn_momentum=0.999, bn_epsilon=1e-5, jacobians=False, **kwargs):
         super().__init__(**kwargs)
         if int(num_keypoints) < 1:
             raise ValueError(
@@ -68,6 +78,7 @@ class KeypointDetector(keras.Model):
         self.use_bias = bool(use_bias)
         self.bn_momentum = float(bn_momentum)
         self.bn_epsilon = float(bn_epsilon)
+        self.jacobians = bool(jacobians)
 
         def block(width, kernel_size=3, strides=1, name=None):
             # use_bias None: a bias only where there is no normalisation (ours).
@@ -96,9 +107,19 @@ class KeypointDetector(keras.Model):
                                                 name="heatmap_logits")
         self.spatial_softmax = layers.SpatialSoftmax(softmax_mode, self.softmax_temperature,
                                                      name="spatial_softmax")
+        if self.jacobians:
+            identity = [1.0, 0.0, 0.0, 1.0] * self.num_keypoints
+            self.jacobian_head = keras.layers.Conv2D(
+                4 * self.num_keypoints, 3, padding="same", dtype="float32",
+                kernel_initializer="zeros",
+                bias_initializer=keras.initializers.Constant(identity), name="jacobian_head")
 
     def heatmap_logits(self, images, training=None):
         """Q's last feature map before the softmax, `[B, H, W, 3] -> [B, H, W, K]`."""
+        return self.heatmap_head(self.features(images, training=training))
+
+    def features(self, images, training=None):
+        """The decoder's last features, what the heads see: `[B, H, W, 3] -> [B, H, W, C]`."""
         self._check_images(images)
         x = images
         for layer in self.stem:
@@ -115,7 +136,7 @@ class KeypointDetector(keras.Model):
                 x = self.up[level](x, training=training)
                 x = ops.concatenate([self.upsample(x), skips[level]], axis=-1)
             x = self.final(x, training=training)
-        return self.heatmap_head(x)
+        return x
 
     def _authors_decoder(self, x, skips, training):
         bottom = len(self.filters) - 1
@@ -127,11 +148,31 @@ class KeypointDetector(keras.Model):
         return x
 
     def call(self, images, training=None, return_heatmaps=False):
-        logits = self.heatmap_logits(images, training=training)
+        x = self.features(images, training=training)
+        if self.jacobians and not self.jacobian_head.built:
+            self.jacobian_head.build(x.shape)  # its weights exist before a reload sets them
+        logits = self.heatmap_head(x)
         keypoints, maps = self.spatial_softmax(logits, return_maps=True)
         if return_heatmaps:
             return keypoints, maps
         return keypoints
+
+    def keypoints_and_jacobians(self, images, training=None):
+        """`(keypoints [B, K, 2], jacobians [B, K, 2, 2])`; needs `jacobians=True`.
+
+        Each Jacobian is the average of the head's 4 channels of that keypoint under its soft
+        map `l_k` (Siarohin et al.), rows `[[dx/da, dx/db], [dy/da, dy/db]]`.
+        """
+        if not self.jacobians:
+            raise ValueError("KeypointDetector: built without jacobians=True, it has no "
+                             "Jacobian head")
+        x = self.features(images, training=training)
+        keypoints, maps = self.spatial_softmax(self.heatmap_head(x), return_maps=True)
+        shape = ops.shape(maps)
+        values = ops.reshape(self.jacobian_head(x),
+                             (shape[0], shape[1], shape[2], self.num_keypoints, 4))
+        jacobians = ops.sum(ops.cast(maps, "float32")[..., None] * values, axis=(1, 2))
+        return keypoints, ops.reshape(jacobians, (-1, self.num_keypoints, 2, 2))
 
     def _check_images(self, images):
         shape = tuple(images.shape)
@@ -149,7 +190,7 @@ class KeypointDetector(keras.Model):
                       softmax_temperature=self.softmax_temperature,
                       decoder_layout=self.decoder_layout,
                       use_bias=self.use_bias, bn_momentum=self.bn_momentum,
-                      bn_epsilon=self.bn_epsilon)
+                      bn_epsilon=self.bn_epsilon, jacobians=self.jacobians)
         return config
 
     @classmethod
@@ -165,4 +206,6 @@ def build_detector(config, **kwargs) -> KeypointDetector:
                             filters=tuple(s1.detector_filters), softmax_mode=s1.softmax_mode,
                             norm=s1.norm, softmax_temperature=s1.softmax_temperature,
                             decoder_layout=s1.detector_decoder, use_bias=s1.conv_bias,
-                            bn_momentum=s1.bn_momentum, bn_epsilon=s1.bn_epsilon, **kwargs)
+                            bn_momentum=s1.bn_momentum, bn_epsilon=s1.bn_epsilon,
+                            jacobians=s1.get("translator", "masked") in JACOBIAN_TRANSLATORS,
+                            **kwargs)

@@ -15,6 +15,11 @@ frame pairs (s, v):
 
 D_im's logits are one per image or a patch map (the authors'); the sigmoid cross-entropies
 average over the map too. Logged besides the losses: `l1`, the pixel L1 between v and v_hat.
+
+With a Q that has a Jacobian head (`stage1.translator=first_order`), T also gets both frames'
+Jacobians, and the equivariance term adds `equivariance_jacobian_weight` times the Jacobians'
+equivariance error. `perceptual_scales` (Siarohin et al.'s pyramid) averages L_perc over the
+images resized to those scales.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import keras
 import tensorflow as tf
 
 from kpvp import losses, visualize
-from kpvp.models import discriminators
+from kpvp.models import dense_motion, discriminators
 from kpvp.models import keypoint_detector
 from kpvp.models import translator as translator_lib
 from kpvp.ops import warping
@@ -60,6 +65,16 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         self.equivariance_rotate_degrees = float(stage_config.equivariance_rotate_degrees)
         self.equivariance_scale = float(stage_config.equivariance_scale)
         self.equivariance_shift = float(stage_config.equivariance_shift)
+        self.equivariance_jacobian_weight = float(
+            stage_config.get("equivariance_jacobian_weight", 1.0))
+        self.perceptual_scales = tuple(float(x) for x in
+                                       stage_config.get("perceptual_scales", (1.0,)))
+        size = translator.image_size
+        bad = [x for x in self.perceptual_scales if not 0 < x <= 1 or round(size * x) % 32]
+        if not self.perceptual_scales or bad:
+            raise ValueError(
+                f"stage1.perceptual_scales must be non-empty scales in (0, 1] that keep the "
+                f"{size}-pixel images a multiple of 32 pixels, got {self.perceptual_scales}")
         if not 0 <= self.equivariance_scale < 1:
             raise ValueError(
                 f"equivariance_scale must be in [0, 1), got {self.equivariance_scale}")
@@ -94,8 +109,14 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         """dict(source, real = the target v, real_features = its perceptual features, which
         carry no gradient)."""
         target = batch["target"]
-        features = [tf.stop_gradient(f) for f in self.perceptual_network(target)]
+        features = [[tf.stop_gradient(f) for f in self.perceptual_network(image)]
+                    for image in self.pyramid(target)]
         return dict(source=batch["source"], real=target, real_features=features)
+
+    def pyramid(self, images) -> list:
+        """`images` at each of `perceptual_scales`."""
+        size = self.translator.image_size
+        return [dense_motion.resize(images, round(size * x)) for x in self.perceptual_scales]
 
     def generate(self, inputs, training) -> dict:
         """`reconstruct`'s outputs, with `fake` = v_hat."""
@@ -117,35 +138,61 @@ class KeypointTranslationTrainer(AdversarialTrainer):
             # A fixed draw of maps outside training: every evaluation measures the same ones.
             step = self.generator_optimizer.iterations if training else -1
             return self.equivariance_loss(inputs["real"], generated["target_kp"], step,
-                                          training=training)
+                                          training=training,
+                                          jacobians=generated.get("target_jacobians"))
         raise ValueError(f"Unknown stage-1 loss term {name!r}")
 
     def monitors(self, inputs, generated) -> dict:
         return dict(l1=losses.l1_loss(inputs["real"], generated["fake"]))
 
     # === Networks and loss terms ===
+    @property
+    def uses_jacobians(self) -> bool:
+        """Whether Q has a Jacobian head, whose Jacobians T then takes."""
+        return bool(getattr(self.detector, "jacobians", False))
+
     def reconstruct(self, source, target, training=False) -> dict:
-        """`v_hat = T(s, Q(s), Q(v))`; returns dict(image, crude, mask, source_kp, target_kp)."""
-        source_kp = self.detector(source, training=training)
-        target_kp = self.detector(target, training=training)
-        out = dict(self.translator([source, source_kp, target_kp], training=training))
+        """`v_hat = T(s, Q(s), Q(v))`; returns T's outputs (image, mask, ...) with source_kp,
+        target_kp (and source_jacobians, target_jacobians when Q gives them)."""
+        if not self.uses_jacobians:
+            source_kp = self.detector(source, training=training)
+            target_kp = self.detector(target, training=training)
+            return self._translate(source, source_kp, target_kp, training=training)
+        source_kp, source_jac = self.detector.keypoints_and_jacobians(source, training=training)
+        target_kp, target_jac = self.detector.keypoints_and_jacobians(target, training=training)
+        return self._translate(source, source_kp, target_kp, source_jac, target_jac, training)
+
+    def _translate(self, source, source_kp, target_kp, source_jac=None, target_jac=None,
+                   training=False) -> dict:
+        inputs = [source, source_kp, target_kp]
+        if source_jac is not None:
+            inputs += [source_jac, target_jac]
+        out = dict(self.translator(inputs, training=training))
         out.update(source_kp=source_kp, target_kp=target_kp)
+        if source_jac is not None:
+            out.update(source_jacobians=source_jac, target_jacobians=target_jac)
         return out
 
     def calibration_pass(self, source, target) -> dict:
         """`reconstruct` in training mode with Q run once on source and target together, so that
         each batch-norm layer sees one batch a pass (`kpvp.trainers.loop.recalibrate_batch_norm`).
         """
-        keypoints = self.detector(tf.concat([source, target], axis=0), training=True)
+        both = tf.concat([source, target], axis=0)
+        if not self.uses_jacobians:
+            source_kp, target_kp = tf.split(self.detector(both, training=True), 2, axis=0)
+            return self._translate(source, source_kp, target_kp, training=True)
+        keypoints, jacobians = self.detector.keypoints_and_jacobians(both, training=True)
         source_kp, target_kp = tf.split(keypoints, 2, axis=0)
-        out = dict(self.translator([source, source_kp, target_kp], training=True))
-        out.update(source_kp=source_kp, target_kp=target_kp)
-        return out
+        source_jac, target_jac = tf.split(jacobians, 2, axis=0)
+        return self._translate(source, source_kp, target_kp, source_jac, target_jac, True)
 
     def perceptual_loss(self, target_features, fake):
-        """L_perc between the target's features and those of `fake`, times `perceptual_scale`."""
-        return self.perceptual_scale * losses.perceptual_loss(
-            target_features, self.perceptual_network(fake))
+        """L_perc between the target's features (one list per scale of `perceptual_scales`) and
+        those of `fake`, averaged over the scales, times `perceptual_scale`."""
+        total = 0.0
+        for features, image in zip(target_features, self.pyramid(fake)):
+            total += losses.perceptual_loss(features, self.perceptual_network(image))
+        return self.perceptual_scale * total / len(target_features)
 
     def separation_loss(self, out) -> tf.Tensor:
         """L_sep of the source and target keypoints of `reconstruct`'s output."""
@@ -178,12 +225,20 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         return warping.affine_matrices(angle, 1.0 + unit[1] * self.equivariance_scale,
                                        unit[2] * self.equivariance_shift)
 
-    def equivariance_loss(self, images, keypoints, step, training=False) -> tf.Tensor:
+    def equivariance_loss(self, images, keypoints, step, training=False,
+                          jacobians=None) -> tf.Tensor:
         """L_eq of Q on `images` whose keypoints are `keypoints`: Q runs once more on the images
-        seen through a random affine map (`random_affine(step)`)."""
+        seen through a random affine map (`random_affine(step)`). With `jacobians` (Q's, of
+        `images`), plus `equivariance_jacobian_weight` times the Jacobians' error."""
         matrices = self.random_affine(tf.shape(images)[0], step)
-        warped = self.detector(warping.affine_warp(images, matrices), training=training)
-        return losses.equivariance_loss(keypoints, warped, matrices)
+        seen = warping.affine_warp(images, matrices)
+        if jacobians is None:
+            warped = self.detector(seen, training=training)
+            return losses.equivariance_loss(keypoints, warped, matrices)
+        warped, warped_jac = self.detector.keypoints_and_jacobians(seen, training=training)
+        return (losses.equivariance_loss(keypoints, warped, matrices)
+                + self.equivariance_jacobian_weight * losses.jacobian_equivariance_loss(
+                    jacobians, warped_jac, matrices))
 
     # === Summaries ===
     def summary_images(self, batch) -> dict:
