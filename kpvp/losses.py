@@ -172,10 +172,13 @@ def equivariance_loss(keypoints, warped_keypoints, matrices):
         raise ValueError(f"equivariance_loss: keypoints and warped_keypoints must both be "
                          f"[B, K, 2], got {tuple(keypoints.shape)} and "
                          f"{tuple(warped_keypoints.shape)}")
-    if len(matrices.shape) != 3 or tuple(matrices.shape[1:]) != (2, 3):
-        raise ValueError(f"equivariance_loss: matrices must be [B, 2, 3], got "
-                         f"{tuple(matrices.shape)}")
+    _check_affine_matrices("equivariance_loss", matrices)
     return ops.mean(ops.abs(warping.apply_affine(warped_keypoints, matrices) - keypoints))
+
+
+def _check_affine_matrices(name, matrices):
+    if len(matrices.shape) != 3 or tuple(matrices.shape[1:]) != (2, 3):
+        raise ValueError(f"{name}: matrices must be [B, 2, 3], got {tuple(matrices.shape)}")
 
 
 def jacobian_equivariance_loss(jacobians, warped_jacobians, matrices):
@@ -194,8 +197,6 @@ def jacobian_equivariance_loss(jacobians, warped_jacobians, matrices):
         raise ValueError(f"jacobian_equivariance_loss: jacobians and warped_jacobians must both "
                          f"be [B, K, 2, 2], got {tuple(jacobians.shape)} and "
                          f"{tuple(warped_jacobians.shape)}")
-    if len(matrices.shape) != 3 or tuple(matrices.shape[1:]) != (2, 3):
-        raise ValueError(f"jacobian_equivariance_loss: matrices must be [B, 2, 3], got "
-                         f"{tuple(matrices.shape)}")
+    _check_affine_matrices("jacobian_equivariance_loss", matrices)
     linear = _f32(matrices)[:, None, :, :2]
     return ops.mean(ops.abs(ops.matmul(linear, warped_jacobians) - jacobians))

@@ -151,14 +151,7 @@ def test_every_road_gives_q_the_same_pixels(tmp_path):
 
     # The SavedModel's detect_keypoints signature: its graph code on [B, H, W, 3] known only
     # at run time. Bound: 0 grey levels (the geometry and the resize kernel are the eager ones).
-    module = types.SimpleNamespace(_nets=types.SimpleNamespace(detector=probe), _size=SIZE,
-                                   _max_side=serving.MAX_SIDE,
-                                   _max_aspect=serving.MAX_ASPECT_RATIO)
-    module._bounded = lambda images: serving.ServingModule._bounded(module, images)
-    signature = tf.function(
-        lambda images: serving.ServingModule.detect_keypoints.python_function(module, images),
-        input_signature=[serving.IMAGES_SPEC])
-    served = _seen(signature(video)["keypoints"])
+    served = _served_detector_input()(video)
     assert np.abs(image_ops.to_uint8(served).numpy().astype(int)
                   - image_ops.to_uint8(expected).numpy()).max() == 0
     np.testing.assert_array_equal(served, expected)
