@@ -141,9 +141,8 @@ class VideoGenerator:
         if self.motion_generator is None:
             raise ValueError("This generator has no motion generator M (stage 1 only): "
                              "train stage 2 first")
-        if z is None:  # the z `MotionCVAE.sample(seed=seed)` draws
-            z = keras.random.normal((int(x0.shape[0]), self.motion_generator.latent_dim),
-                                    dtype="float32", seed=seed)
+        if z is None:
+            z = self.motion_generator.draw_latent(int(x0.shape[0]), seed)
         out = self._generate_graph(x0, labels, tf.convert_to_tensor(z, tf.float32))
         return {name: value.numpy() for name, value in out.items()}
 

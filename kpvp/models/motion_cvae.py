@@ -292,9 +292,14 @@ class MotionCVAE(keras.Model):
         """
         k0 = self._check_keypoints(k0, "k0", rank=3)
         if z is None:
-            z = keras.random.normal((ops.shape(k0)[0], self.latent_dim), dtype=k0.dtype,
-                                    seed=self.seed_generator if seed is None else seed)
+            z = self.draw_latent(ops.shape(k0)[0], seed, dtype=k0.dtype)
         return self.decode(z, k0, labels, num_steps=num_steps, training=False)
+
+    def draw_latent(self, batch_size, seed=None, dtype="float32"):
+        """The z `sample` draws when given none: N(0, I) `[batch_size, D]`, from `seed` (an
+        int: the same z on every call) or the model's own advancing seed generator."""
+        return keras.random.normal((batch_size, self.latent_dim), dtype=dtype,
+                                   seed=self.seed_generator if seed is None else seed)
 
     # === Model ===
     def call(self, inputs, training=None):
