@@ -181,16 +181,13 @@ class VideoGenerator:
         """
         x0 = self.preprocess(np.asarray(source_image)[None])
         driving = self.preprocess(np.asarray(driving_video))
+        k0, j0 = self.detector.locate(x0)
+        kd, jd = self.detector.locate(driving)
         jacobians = None
-        if getattr(self.detector, "jacobians", False):
-            k0, j0 = self.detector.keypoints_and_jacobians(x0)
-            kd, jd = self.detector.keypoints_and_jacobians(driving)
+        if j0 is not None:
             if relative:
                 jd = tf.matmul(tf.matmul(jd, dense_motion.invert_2x2(jd[:1])), j0)
             jacobians = (j0, jd[None])
-        else:
-            k0 = self.detector(x0)
-            kd = self.detector(driving)
         target = k0 + (kd - kd[:1]) if relative else kd
         frames, _ = render_frames(self.translator, x0, k0, target[None], jacobians=jacobians)
         video = image_ops.to_uint8(frames[0])

@@ -134,8 +134,14 @@ def test_detector_jacobians_start_at_identity_and_reload(rng, tmp_path):
     reloaded = keras.models.load_model(tmp_path / "q.keras")
     np.testing.assert_allclose(reloaded.keypoints_and_jacobians(images)[1], detector
                                .keypoints_and_jacobians(images)[1], atol=1e-6)
+    np.testing.assert_allclose(reloaded.locate(images)[1], reloaded.keypoints_and_jacobians(
+        images)[1], atol=1e-6)
+    plain = KeypointDetector(K, filters=(8, 8))
     with pytest.raises(ValueError, match="jacobians=True"):
-        KeypointDetector(K, filters=(8, 8)).keypoints_and_jacobians(images)
+        plain.keypoints_and_jacobians(images)
+    located, none = plain.locate(images)  # the one call for both kinds of Q
+    assert none is None
+    np.testing.assert_allclose(located, plain(images), atol=1e-6)
 
 
 def test_jacobian_equivariance_loss_on_hand_values():

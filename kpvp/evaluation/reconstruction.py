@@ -16,13 +16,11 @@ def evaluate_ssim(run: TrainedRun) -> dict:
     detector, translator = run.stage1.detector, run.stage1.translator
 
     def translate(batch):
-        if not getattr(detector, "jacobians", False):
-            return translator([batch["source"], detector(batch["source"]),
-                               detector(batch["target"])])
+        source_kp, source_jac = detector.locate(batch["source"])
+        target_kp, target_jac = detector.locate(batch["target"])
         # A first-order T takes both frames' Jacobians too, as in training.
-        source_kp, source_jac = detector.keypoints_and_jacobians(batch["source"])
-        target_kp, target_jac = detector.keypoints_and_jacobians(batch["target"])
-        return translator([batch["source"], source_kp, target_kp, source_jac, target_jac])
+        jacobians = [] if source_jac is None else [source_jac, target_jac]
+        return translator([batch["source"], source_kp, target_kp] + jacobians)
 
     result = frame_metrics.reconstruction_metrics(
         pipelines.stage1_dataset(run.config, split="test"), translate)

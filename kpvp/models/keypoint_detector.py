@@ -21,7 +21,8 @@ adds Siarohin et al.'s Jacobian head: a conv3x3 from the last decoder features t
 keypoint, averaged under the keypoint's soft map into a 2x2 Jacobian `J_k` (the local affine
 frame of keypoint k: an offset `d` in the keypoint's own frame lies at `k + J_k d` in the
 image). Its kernel starts at zero and its bias at the identity, so every Jacobian starts at I.
-`call` still returns keypoints only; `keypoints_and_jacobians` returns both.
+`call` still returns keypoints only; `keypoints_and_jacobians` returns both, and `locate` either
+(Jacobians None without the head).
 """
 import keras
 from keras import ops
@@ -156,6 +157,13 @@ class KeypointDetector(keras.Model):
         if return_heatmaps:
             return keypoints, maps
         return keypoints
+
+    def locate(self, images, training=None):
+        """`(keypoints, jacobians)` with `jacobians` None for a Q without a Jacobian head: the one
+        call for code that serves both kinds of Q."""
+        if not self.jacobians:
+            return self(images, training=training), None
+        return self.keypoints_and_jacobians(images, training=training)
 
     def keypoints_and_jacobians(self, images, training=None):
         """`(keypoints [B, K, 2], jacobians [B, K, 2, 2])`; needs `jacobians=True`.

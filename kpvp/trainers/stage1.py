@@ -146,20 +146,11 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         return dict(l1=losses.l1_loss(inputs["real"], generated["fake"]))
 
     # === Networks and loss terms ===
-    @property
-    def uses_jacobians(self) -> bool:
-        """Whether Q has a Jacobian head, whose Jacobians T then takes."""
-        return bool(getattr(self.detector, "jacobians", False))
-
     def reconstruct(self, source, target, training=False) -> dict:
         """`v_hat = T(s, Q(s), Q(v))`; returns T's outputs (image, mask, ...) with source_kp,
         target_kp (and source_jacobians, target_jacobians when Q gives them)."""
-        if not self.uses_jacobians:
-            source_kp = self.detector(source, training=training)
-            target_kp = self.detector(target, training=training)
-            return self._translate(source, source_kp, target_kp, training=training)
-        source_kp, source_jac = self.detector.keypoints_and_jacobians(source, training=training)
-        target_kp, target_jac = self.detector.keypoints_and_jacobians(target, training=training)
+        source_kp, source_jac = self.detector.locate(source, training=training)
+        target_kp, target_jac = self.detector.locate(target, training=training)
         return self._translate(source, source_kp, target_kp, source_jac, target_jac, training)
 
     def _translate(self, source, source_kp, target_kp, source_jac=None, target_jac=None,
@@ -178,12 +169,11 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         each batch-norm layer sees one batch a pass (`kpvp.trainers.loop.recalibrate_batch_norm`).
         """
         both = tf.concat([source, target], axis=0)
-        if not self.uses_jacobians:
-            source_kp, target_kp = tf.split(self.detector(both, training=True), 2, axis=0)
-            return self._translate(source, source_kp, target_kp, training=True)
-        keypoints, jacobians = self.detector.keypoints_and_jacobians(both, training=True)
+        keypoints, jacobians = self.detector.locate(both, training=True)
         source_kp, target_kp = tf.split(keypoints, 2, axis=0)
-        source_jac, target_jac = tf.split(jacobians, 2, axis=0)
+        source_jac = target_jac = None
+        if jacobians is not None:
+            source_jac, target_jac = tf.split(jacobians, 2, axis=0)
         return self._translate(source, source_kp, target_kp, source_jac, target_jac, True)
 
     def perceptual_loss(self, target_features, fake):
