@@ -110,6 +110,19 @@ def test_matmul_peak_is_positive_and_config_overrides_apply():
         tool.make_config(1, image_size=70)
 
 
+def test_pipeline_benchmark_says_what_step_rate_it_feeds():
+    tool = load_tool("benchmark_pipeline")
+    assert (tool.usable_cores(-1, 2), tool.usable_cores(1, 2), tool.usable_cores(8, 2)) == (
+        2, 1, 2)
+    # 64 pairs/s on 2 cores at batch 16: 32 per core, 4 batches (steps) a second.
+    line = tool.feed_line(64.0, 16, 2, "pairs")
+    assert "32.0 pairs/s per core" in line and "feeds 4.00 steps/s at batch 16" in line
+    assert "training" not in line
+    assert "2.0x what training takes" in tool.feed_line(64.0, 16, 2, "pairs", step_seconds=0.5)
+    assert "the pipeline is the bottleneck" in tool.feed_line(64.0, 16, 2, "pairs",
+                                                              step_seconds=0.2)
+
+
 @pytest.mark.slow
 def test_train_benchmark_stage2_prints_positive_numbers():
     batch, k, steps = 4, 6, 32

@@ -8,6 +8,7 @@ so `keras.models.load_model("detector.keras")` needs no `custom_objects`.
 * `ImageDiscriminator` (D_im), `SequenceDiscriminator` (D_seq).
 * `MotionCVAE` (M): class-conditional LSTM cVAE over keypoint sequences.
 * `layers`: the keypoint and conv-block layers the networks are made of.
+* `lstm.LSTM`: `keras.layers.LSTM` with its kernels cast once per call (M and D_seq).
 * `i3d.InceptionI3D`: I3D for FVD, and deflated to 2D for `perceptual.PerceptualNetwork`, the
   feature network of stage 1's perceptual loss.
 

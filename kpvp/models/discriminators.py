@@ -7,6 +7,7 @@ import keras
 from keras import ops
 
 from kpvp.models import layers
+from kpvp.models.lstm import LSTM
 
 
 HEADS = ("patch", "dense")
@@ -126,8 +127,8 @@ class SequenceDiscriminator(keras.Model):
         self.num_classes = int(num_classes)
         self.num_layers = int(num_layers)
         self.lstms = [
-            keras.layers.LSTM(self.units, return_sequences=i < self.num_layers - 1,
-                              name=f"lstm{i}")
+            LSTM(self.units, return_sequences=i < self.num_layers - 1,
+                     name=f"lstm{i}")
             for i in range(self.num_layers)
         ]
         self.logit = keras.layers.Dense(1, dtype="float32", name="logit")

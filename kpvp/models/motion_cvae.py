@@ -41,6 +41,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from kpvp.models.lstm import LSTM
+
 ENCODER_CONDITIONS = ("every_step", "head")
 POSTERIORS = ("log_var", "softplus", "relu")
 # sigma^2 >= 1e-8: the floor the authors' KL, log(1e-8 + sigma^2), puts under sigma^2.
@@ -122,7 +124,7 @@ class MotionCVAE(keras.Model):
         # tf.train.Checkpoint object graph, so list-held layers would be silently left out of
         # checkpoints.
         for i in range(self.num_layers):
-            setattr(self, f"encoder_lstm_{i}", keras.layers.LSTM(
+            setattr(self, f"encoder_lstm_{i}", LSTM(
                 self.units, return_sequences=i < self.num_layers - 1, name=f"encoder_lstm_{i}"))
         if self.encoder_fc:
             self.encoder_dense = keras.layers.Dense(self.encoder_fc, activation="relu",
@@ -144,7 +146,7 @@ class MotionCVAE(keras.Model):
                                                 activation=self.decoder_fc_activation,
                                                 name="decoder_fc")
         for i in range(self.num_layers):
-            setattr(self, f"decoder_lstm_{i}", keras.layers.LSTM(
+            setattr(self, f"decoder_lstm_{i}", LSTM(
                 self.units, return_sequences=True, name=f"decoder_lstm_{i}"))
         if self.offsets:
             self.output_dense = keras.layers.Dense(2 * self.num_keypoints, dtype="float32",
