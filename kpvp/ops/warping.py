@@ -58,9 +58,10 @@ def bilinear_sample(images, coords):
     values = ops.take(ops.reshape(images, (-1, channels)),
                       ops.reshape(corners + offsets, (-1,)), axis=0)
     values = ops.reshape(values, (-1, out_h, out_w, 4, channels))
-    weights = ops.stack([(1.0 - wx) * (1.0 - wy), wx * (1.0 - wy), (1.0 - wx) * wy, wx * wy],
-                        axis=-1)
-    return ops.sum(values * weights[..., None], axis=-2)
+    wx, wy = wx[..., None], wy[..., None]
+    top = (1.0 - wx) * values[..., 0, :] + wx * values[..., 1, :]
+    bottom = (1.0 - wx) * values[..., 2, :] + wx * values[..., 3, :]
+    return (1.0 - wy) * top + wy * bottom
 
 
 def keypoint_flow(source_kp, target_kp, size, inv_std, background):
