@@ -169,9 +169,16 @@ def resolve_distill_config(workdir: str, teacher: str | None):
     `workdir` when resuming, else the `teacher` run's, with `stage1.translator` "light" and
     `distill.teacher` set; command-line overrides on top either way."""
     saved = RunDir(workdir).config_file
+    if teacher and os.path.abspath(teacher) == os.path.abspath(workdir):
+        raise errors.InvalidInput("--teacher and --workdir are the same run: distil into a new "
+                                  "--workdir")
     if os.path.exists(saved):
         config = load_saved_config(saved)
         stored = config.distill.teacher
+        if not stored:  # its T and config would be replaced by the student's
+            raise errors.InvalidInput(
+                f"--workdir={workdir} holds a run that was not distilled: distil into a new "
+                "--workdir")
         if teacher and stored and os.path.abspath(teacher) != stored:
             raise errors.InvalidInput(
                 f"--teacher={teacher} but {workdir!r} was distilled from {stored!r}; use "

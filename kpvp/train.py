@@ -41,7 +41,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy for the trainers.")
     flags.DEFINE_integer("num_steps", None, "Shortcut for --config.stageN.num_steps of the "
-                         "stages that --stage runs (both for --stage=all).")
+                         "stages that --stage runs (both for --stage=all; "
+                         "--config.distill.num_steps for --stage=distill).")
     flags.DEFINE_bool("export_only", False, "Write the networks of --stage from its last "
                       "checkpoint in --workdir without training (use a stopped run); the "
                       "workdir's config is left as it is.")

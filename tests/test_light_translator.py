@@ -206,9 +206,11 @@ def run_train(*args):
 def test_distill_command_makes_a_run_that_generates_and_resumes(tmp_path):
     teacher, student = tmp_path / "teacher", tmp_path / "student"
     config = tiny_teacher(teacher)
-    untrained = run_train(f"--workdir={student}", f"--teacher={tmp_path / 'nothing'}")
-    assert untrained.returncode == 1 and "Traceback" not in untrained.stderr
-    assert "--teacher" in untrained.stderr.splitlines()[-1]
+    for workdir, other in ((student, tmp_path / "nothing"), (teacher, teacher)):
+        refused = run_train(f"--workdir={workdir}", f"--teacher={other}")
+        assert refused.returncode == 1 and "Traceback" not in refused.stderr
+        assert "--teacher" in refused.stderr.splitlines()[-1]
+    assert json.loads((teacher / "config.json").read_text())["stage1"]["translator"] == "masked"
     args = [f"--workdir={student}", "--config.distill.batch_size=2",
             "--config.distill.checkpoint_every=2", "--config.data.synthetic_num_train=4"]
     first = run_train(*args, f"--teacher={teacher}", "--num_steps=2")
