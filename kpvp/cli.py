@@ -164,6 +164,51 @@ def resolve_config(workdir: str | None = None):
     return base.finalize(config)
 
 
+def resolve_distill_config(workdir: str, teacher: str | None):
+    """The config of a distillation run (`kpvp.train --stage=distill`): the one saved in
+    `workdir` when resuming, else the `teacher` run's, with `stage1.translator` "light" and
+    `distill.teacher` set; command-line overrides on top either way."""
+    saved = RunDir(workdir).config_file
+    if teacher and os.path.abspath(teacher) == os.path.abspath(workdir):
+        raise errors.InvalidInput("--teacher and --workdir are the same run: distil into a new "
+                                  "--workdir")
+    if os.path.exists(saved):
+        config = load_saved_config(saved)
+        stored = config.distill.teacher
+        if not stored:  # its T and config would be replaced by the student's
+            raise errors.InvalidInput(
+                f"--workdir={workdir} holds a run that was not distilled: distil into a new "
+                "--workdir")
+        if teacher and stored and os.path.abspath(teacher) != stored:
+            raise errors.InvalidInput(
+                f"--teacher={teacher} but {workdir!r} was distilled from {stored!r}; use "
+                "another --workdir")
+        teacher = teacher or stored
+    else:
+        if not teacher:
+            raise errors.InvalidInput("--stage=distill needs --teacher=<a trained run "
+                                      "directory> (its T is the teacher)")
+        teacher_config = RunDir(teacher).config_file
+        if not os.path.exists(teacher_config):
+            raise errors.InputNotFound(
+                f"--teacher={teacher}: no kpvp run there ({teacher_config} missing)")
+        config = load_saved_config(teacher_config)
+    for name in ("dataset", "variant", "tiny"):
+        if FLAGS[name].present:
+            raise errors.InvalidInput(f"--{name}: a distilled run keeps its teacher's data set "
+                                      "and variant; leave it out")
+    overrides = config_flags.get_override_values(FLAGS["config"])
+    if overrides.get("stage1.translator", "light") != "light":
+        raise errors.InvalidInput("--config.stage1.translator: the distilled student is the "
+                                  "light translator")
+    config.update_from_flattened_dict(overrides)
+    config.stage1.translator = "light"
+    config.distill.teacher = os.path.abspath(teacher)
+    if FLAGS.data_dir:
+        config.data.data_dir = FLAGS.data_dir
+    return base.finalize(config)
+
+
 def requested_variant() -> str:
     """The variant the command line asks for (`--variant`, or `--tiny`)."""
     if FLAGS.tiny:

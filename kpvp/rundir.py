@@ -10,6 +10,7 @@
       pseudo_labels/{train,test}/      Q's keypoints per video (resumable)
       stage2/checkpoints, stage2/logs  M + D_seq
       stage2/motion_generator.keras    M
+      distill/checkpoints, distill/logs  a light T distilled from a teacher run's T
       samples/<class>_<i>.gif          generated videos | keypoints | masks
       report.json, report.md           the metrics (`kpvp.evaluation`)
       fvd_features/<set>-<key>.npz     I3D features of a real video set, keyed on what makes them
@@ -126,6 +127,11 @@ class RunDir:
         if int(number) not in (1, 2):
             raise ValueError(f"stage must be 1 or 2, got {number!r}")
         return StageDir(os.path.join(self.path, f"stage{int(number)}"))
+
+    @property
+    def distill(self) -> StageDir:
+        """The distillation of a light T from a teacher run (`kpvp.trainers.distill`)."""
+        return StageDir(os.path.join(self.path, "distill"))
 
     def checkpoints(self, stage: int) -> str:
         return self.stage(stage).checkpoints

@@ -1,4 +1,5 @@
-"""The training stages of one run directory: stage 1, pseudo-labels, stage 2, samples.
+"""The training stages of one run directory: stage 1, pseudo-labels, stage 2, samples, and the
+distillation of a light T from another run.
 
 Library functions behind `python -m kpvp.train` (which only parses flags and calls them); what
 each writes where in the run directory is laid out in `kpvp.rundir`.
@@ -12,13 +13,14 @@ import shutil
 import keras
 from absl import logging
 
-from kpvp import generation, rundir, run_info
+from kpvp import errors, generation, rundir, run_info
 from kpvp.data import pipelines, pseudo_labels
 from kpvp.evaluation import report as eval_report
 from kpvp.evaluation import run as eval_run
 from kpvp.models import perceptual, precision
+from kpvp.models import translator as translator_lib
 from kpvp.rundir import RunDir, StageDir
-from kpvp.trainers import loop, stage1, stage2
+from kpvp.trainers import distill, loop, stage1, stage2
 
 
 def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dict:
@@ -174,6 +176,86 @@ def _written_by_chief(stage: StageDir, strategy, paths: dict):
         yield {name: os.path.join(temp, os.path.basename(p)) for name, p in paths.items()}
     finally:
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def teacher_networks(teacher: str) -> dict:
+    """The paths of a teacher run's exported Q and T (and M when it has one); a clear error
+    when `teacher` is not a run or has no trained stage 1."""
+    run = RunDir(teacher)
+    if not os.path.isdir(run.path):
+        raise errors.InputNotFound(f"--teacher: no such run directory {teacher!r}")
+    paths = {name: run.exported(name) for name in ("detector", "translator", "motion_generator")}
+    missing = [paths[name] for name in ("detector", "translator")
+               if not os.path.exists(paths[name])]
+    if missing:
+        raise errors.InputNotFound(
+            f"--teacher={teacher}: no trained stage 1 ({', '.join(missing)} missing): train it "
+            f"with `python -m kpvp.train --stage=1 --workdir={teacher}` (or export a stopped "
+            "run with --export_only) first")
+    return {name: path for name, path in paths.items() if os.path.exists(path)}
+
+
+def run_distill(config, workdir: str, strategy, export_only: bool = False) -> dict:
+    """Trains the light T of `config` to redraw `config.distill.teacher`'s T on training pairs
+    (`kpvp.trainers.distill`), to `distill.num_steps`; then exports it as the run's T beside
+    copies of the teacher's Q (and M), so that the workdir is a run like any other.
+
+    `export_only`: restore the last distillation checkpoint and export it, without training.
+    """
+    paths = teacher_networks(config.distill.teacher)
+    teacher = {name: keras.models.load_model(path) for name, path in paths.items()
+               if name != "motion_generator"}
+    keras.utils.set_random_seed(config.seed)  # the student's initial weights
+    policy = precision.stage_policy(config.distill)
+    with precision.policy_scope(policy), strategy.scope():
+        features = None
+        if config.distill.perceptual_weight:
+            features = perceptual.make_perceptual_network(config.stage1.perceptual_network,
+                                                           config.stage1.vgg19_weights)
+        student = translator_lib.build_translator(config)
+        try:
+            trainer = distill.DistillationTrainer(teacher["detector"], teacher["translator"],
+                                                  student, config.distill, features)
+        except ValueError as error:
+            raise errors.InvalidInput(f"--teacher={config.distill.teacher}: {error}") from None
+        trainer.compile(loop.make_optimizers(config.distill)[0],
+                        jit_compile=precision.jit_setting(config.distill))
+    directory = RunDir(workdir).distill
+    logging.info("Distilling %s's T into a %s T (policy %s)", config.distill.teacher,
+                 config.stage1.translator, policy)
+    if export_only:
+        result = _restore_for_export(trainer, directory)
+    else:
+        data_config = config.copy_and_resolve_references()
+        data_config.stage1.batch_size = config.distill.batch_size
+        image_batch = next(iter(pipelines.stage1_dataset(data_config, split="test")))
+        result = loop.fit_stage(
+            trainer, lambda step: pipelines.stage1_dataset(data_config, "train",
+                                                           seed=config.seed + step),
+            config.distill, directory, image_batch=image_batch)
+    if loop.is_chief(strategy):
+        _export_distilled(student, paths, workdir)
+    return result
+
+
+def _export_distilled(student, teacher_paths: dict, workdir: str) -> None:
+    """The student as the run's T; the teacher's Q (and M) copied beside it."""
+    run = RunDir(workdir)
+    for name, source in teacher_paths.items():
+        target = run.exported(name)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if name == "translator":
+            with rundir.atomic_path(target) as tmp:
+                student.save(tmp)
+            continue
+        with rundir.atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
+    logging.info("Exported the distilled T and the teacher's %s to %s",
+                 " and ".join(n for n in ("detector", "motion_generator") if n in teacher_paths),
+                 run.path)
+    if "motion_generator" not in teacher_paths:
+        logging.warning("The teacher has no M: train it with `python -m kpvp.train --stage=2 "
+                        "--workdir=%s` before generating", run.path)
 
 
 def finish_all(config, workdir: str) -> None:

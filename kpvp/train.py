@@ -4,6 +4,8 @@
 * `--stage=2`: labels every training video with Q, then trains the motion cVAE M against D_seq.
 * `--stage=all`: stage 1, pseudo-labels, stage 2, sample videos per class and the metrics
   report, in one workdir (the README's end-to-end job).
+* `--stage=distill --teacher=RUN`: a light T (`stage1.translator=light`) trained to redraw
+  RUN's T, into a new workdir that gets RUN's config, Q and M (`kpvp.trainers.distill`).
 
 Every stage resumes from the last checkpoint in `--workdir`; the run's resolved config, package
 versions and git revision are stored there. `--export_only` writes the `.keras` files of each
@@ -32,24 +34,33 @@ def define_flags() -> None:
     for name in cli.SHARED_FLAGS:  # listed by --help, not only by --helpfull
         flags.declare_key_flag(name)
     flags.mark_flag_as_required("workdir")
-    flags.DEFINE_enum("stage", "1", ["1", "2", "all"], "What to train.")
+    flags.DEFINE_enum("stage", "1", ["1", "2", "all", "distill"], "What to train (distill: "
+                      "a light T that redraws --teacher's T, into a new --workdir).")
+    flags.DEFINE_string("teacher", None, "--stage=distill: the trained run whose T to distil "
+                        "(its Q and M are copied into --workdir).")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute strategy for the trainers.")
     flags.DEFINE_integer("num_steps", None, "Shortcut for --config.stageN.num_steps of the "
-                         "stages that --stage runs (both for --stage=all).")
+                         "stages that --stage runs (both for --stage=all; "
+                         "--config.distill.num_steps for --stage=distill).")
     flags.DEFINE_bool("export_only", False, "Write the networks of --stage from its last "
                       "checkpoint in --workdir without training (use a stopped run); the "
                       "workdir's config is left as it is.")
 
 
 def _stage_numbers(stage: str) -> tuple[int, ...]:
-    return (1, 2) if stage == "all" else (int(stage),)
+    if stage in ("all", "distill"):
+        return (1, 2) if stage == "all" else ()
+    return (int(stage),)
 
 
 def _check_checkpoints(workdir: str, stage: str) -> None:
     """For --export_only: every stage of --stage must have a checkpoint to export."""
-    for number in _stage_numbers(stage):
-        directory = RunDir(workdir).checkpoints(number)
+    run = RunDir(workdir)
+    directories = {n: run.checkpoints(n) for n in _stage_numbers(stage)}
+    if stage == "distill":
+        directories = {"distill": run.distill.checkpoints}
+    for number, directory in directories.items():
         if tf.train.latest_checkpoint(directory) is None:
             raise errors.InputNotFound(f"--export_only: no stage-{number} checkpoint in "
                                        f"{directory}; train that stage first")
@@ -58,10 +69,15 @@ def _check_checkpoints(workdir: str, stage: str) -> None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    config = cli.resolve_config(FLAGS.workdir)
+    if FLAGS.stage == "distill":
+        config = cli.resolve_distill_config(FLAGS.workdir, FLAGS.teacher)
+    elif FLAGS.teacher:
+        raise app.UsageError("--teacher is for --stage=distill")
+    else:
+        config = cli.resolve_config(FLAGS.workdir)
     if FLAGS.num_steps is not None:
-        for number in _stage_numbers(FLAGS.stage):
-            config[f"stage{number}"].num_steps = FLAGS.num_steps
+        for name in [f"stage{n}" for n in _stage_numbers(FLAGS.stage)] or ["distill"]:
+            config[name].num_steps = FLAGS.num_steps
     if config.dataset == "folder":
         config.class_names = readers.class_names_on_disk(config)
         base.finalize(config)
@@ -83,6 +99,8 @@ def main(argv):
         stages.run_stage1(config, FLAGS.workdir, strategy, export_only=FLAGS.export_only)
     if FLAGS.stage in ("2", "all"):
         stages.run_stage2(config, FLAGS.workdir, strategy, export_only=FLAGS.export_only)
+    if FLAGS.stage == "distill":
+        stages.run_distill(config, FLAGS.workdir, strategy, export_only=FLAGS.export_only)
     if FLAGS.stage == "all" and not FLAGS.export_only and chief:
         stages.finish_all(config, FLAGS.workdir)
 

@@ -110,6 +110,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.first_order_motion_filters = (64, 128, 256)
     s1.first_order_motion_downscale = 4
     s1.first_order_kp_inv_std = 7.0
+    # "light" (ours, for serving; kpvp/models/light_translator.py): the source warped by the
+    # keypoints (warp_inv_std, warp_background) plus a small U-Net's correction, its widths at
+    # image_size / 2, / 4, ... (the gaussian maps join at gaussian_size), its normalisation
+    # (none: nothing to recalibrate, fewer ops per frame) and the correction's initial share.
+    s1.light_filters = (16, 32, 64)
+    s1.light_norm = "none"
+    s1.light_initial_crude_share = 0.1
     s1.translator_filters = (64, 128, 256)  # authors' code: T's decoder widths (encoder: half)
     # T's decoder: "plain" (authors' code: no skip connections) or "unet" (ours: a U-Net at
     # gaussian_size); kpvp/models/translator.py.
@@ -208,6 +215,30 @@ def get_base_config() -> ml_collections.ConfigDict:
     s2.log_every = 100
     s2.image_summary_every = 1000
     s2.keep_checkpoints = 3
+
+    # === Distillation (ours): a light T trained to redraw a trained run's T ===
+    # `python -m kpvp.train --stage=distill --teacher=RUN`: the student `stage1.translator`
+    # ("light") learns the teacher's output on training pairs, with the teacher's Q frozen.
+    ds = c.distill = ml_collections.ConfigDict()
+    ds.teacher = ""  # the teacher's run directory (set by --teacher, kept for resuming)
+    ds.batch_size = 16
+    ds.num_steps = 20_000
+    ds.learning_rate = 1e-3  # a small network regressing a fixed target
+    ds.beta_1 = 0.9
+    ds.beta_2 = 0.999
+    ds.lr_decay_rate = 0.5
+    ds.lr_decay_steps = 10_000
+    ds.lr_staircase = False
+    ds.l1_weight = 1.0  # L1 between the student's and the teacher's images
+    # The perceptual loss against the teacher's image (stage1.perceptual_network; 0 = off: it
+    # costs the feature network's forward and backward passes every step).
+    ds.perceptual_weight = 0.0
+    ds.mixed_precision = "float32"  # as stage1.mixed_precision
+    ds.jit_compile = "auto"
+    ds.checkpoint_every = 1000
+    ds.log_every = 100
+    ds.image_summary_every = 1000
+    ds.keep_checkpoints = 3
 
     # === Evaluation ===
     e = c.eval = ml_collections.ConfigDict()
@@ -342,6 +373,12 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage2.checkpoint_every = 100
     c.stage2.log_every = 20
     c.stage2.image_summary_every = 100
+    c.distill.batch_size = 8
+    c.distill.num_steps = 1000
+    c.distill.lr_decay_steps = 500
+    c.distill.checkpoint_every = 100
+    c.distill.log_every = 20
+    c.distill.image_summary_every = 100
     c.eval.num_videos = 16
     c.eval.num_train_videos = 48
     c.eval.batch_size = 4

@@ -31,7 +31,7 @@ import math
 import keras
 from keras import ops
 
-from kpvp.models import first_order, layers
+from kpvp.models import first_order, layers, light_translator
 from kpvp.ops import warping
 
 DECODERS = ("plain", "unet")
@@ -312,8 +312,10 @@ def build_masked_translator(config, **kwargs) -> MaskedTranslator:
 
 # `config.stage1.translator` -> a builder `(config, **kwargs) -> keras.Model` with T's interface.
 # "first_order": Siarohin et al.'s dense motion + occlusion generator (kpvp/models/first_order.py).
+# "light": the warped source plus a small correction U-Net, for serving (light_translator.py).
 TRANSLATORS = {"masked": build_masked_translator,
-               "first_order": first_order.build_first_order_translator}
+               "first_order": first_order.build_first_order_translator,
+               "light": light_translator.build_light_translator}
 
 
 def build_translator(config, **kwargs) -> keras.Model:

@@ -43,18 +43,24 @@ def bilinear_sample(images, coords):
     x = (coords[..., 0] + 1.0) * (width / 2.0) - 0.5
     y = (coords[..., 1] + 1.0) * (height / 2.0) - 0.5
     x0, y0 = ops.floor(x), ops.floor(y)
-    wx, wy = (x - x0)[..., None], (y - y0)[..., None]
-    flat = ops.reshape(images, (-1, height * width, channels))
+    wx, wy = x - x0, y - y0
 
-    def corner(row, col):
-        row = ops.cast(ops.clip(row, 0, height - 1), "int32")
-        col = ops.cast(ops.clip(col, 0, width - 1), "int32")
-        index = ops.reshape(row * width + col, (-1, out_h * out_w, 1))
-        values = ops.take_along_axis(flat, ops.repeat(index, channels, axis=-1), axis=1)
-        return ops.reshape(values, (-1, out_h, out_w, channels))
+    def clipped(value, size):
+        return ops.cast(ops.clip(value, 0, size - 1), "int32")
 
-    top = (1.0 - wx) * corner(y0, x0) + wx * corner(y0, x0 + 1.0)
-    bottom = (1.0 - wx) * corner(y0 + 1.0, x0) + wx * corner(y0 + 1.0, x0 + 1.0)
+    left, right = clipped(x0, width), clipped(x0 + 1.0, width)
+    top, bottom = clipped(y0, height) * width, clipped(y0 + 1.0, height) * width
+    # One gather of whole pixels (all channels) for the four corners: far faster on a CPU
+    # than a gather per corner and channel.
+    corners = ops.stack([top + left, top + right, bottom + left, bottom + right], axis=-1)
+    batch = ops.shape(images)[0]
+    offsets = ops.reshape(ops.arange(batch, dtype="int32") * (height * width), (-1, 1, 1, 1))
+    values = ops.take(ops.reshape(images, (-1, channels)),
+                      ops.reshape(corners + offsets, (-1,)), axis=0)
+    values = ops.reshape(values, (-1, out_h, out_w, 4, channels))
+    wx, wy = wx[..., None], wy[..., None]
+    top = (1.0 - wx) * values[..., 0, :] + wx * values[..., 1, :]
+    bottom = (1.0 - wx) * values[..., 2, :] + wx * values[..., 3, :]
     return (1.0 - wy) * top + wy * bottom
 
 
@@ -74,10 +80,10 @@ def keypoint_flow(source_kp, target_kp, size, inv_std, background):
     weights = maps / (ops.sum(maps, axis=-1, keepdims=True) + background)
     shift = source_kp - target_kp  # [B, K, 2]
     flow = ops.einsum("bhwk,bkc->bhwc", weights, shift)
-    return _pixel_grid(size)[None] + flow
+    return pixel_grid(size)[None] + flow
 
 
-def _pixel_grid(size):
+def pixel_grid(size):
     """The (x, y) centres of a `size x size` image's pixels: `[size, size, 2]`."""
     centres = kp_ops.pixel_centers(size)
     grid_x, grid_y = ops.meshgrid(centres, centres)  # [h, w] each, x along columns
@@ -120,7 +126,7 @@ def affine_warp(images, matrices):
         raise ValueError(f"affine_warp: images must be square [B, H, W, C], got "
                          f"{tuple(images.shape)}")
     size = images.shape[1]
-    grid = ops.reshape(_pixel_grid(size), (1, size * size, 2))
+    grid = ops.reshape(pixel_grid(size), (1, size * size, 2))
     grid = ops.repeat(grid, ops.shape(matrices)[0], axis=0)
     coords = ops.reshape(apply_affine(grid, matrices), (-1, size, size, 2))
     return bilinear_sample(images, coords)
