@@ -24,6 +24,7 @@ import kpvp.models  # noqa: F401  (registers the networks for `load_model`)
 from kpvp import errors, output_paths, visualize
 from kpvp.data import readers, video_io
 from kpvp.models import dense_motion, precision
+from kpvp.models.keypoint_detector import locate
 from kpvp.ops import images as image_ops
 from kpvp.rundir import RunDir
 
@@ -181,8 +182,8 @@ class VideoGenerator:
         """
         x0 = self.preprocess(np.asarray(source_image)[None])
         driving = self.preprocess(np.asarray(driving_video))
-        k0, j0 = self.detector.locate(x0)
-        kd, jd = self.detector.locate(driving)
+        k0, j0 = locate(self.detector, x0)
+        kd, jd = locate(self.detector, driving)
         jacobians = None
         if j0 is not None:
             if relative:

@@ -9,6 +9,7 @@ from kpvp.data import pipelines
 from kpvp.evaluation import report
 from kpvp.evaluation.trained_run import TrainedRun
 from kpvp.metrics import frame_metrics
+from kpvp.models.keypoint_detector import locate
 
 
 def evaluate_ssim(run: TrainedRun) -> dict:
@@ -16,8 +17,8 @@ def evaluate_ssim(run: TrainedRun) -> dict:
     detector, translator = run.stage1.detector, run.stage1.translator
 
     def translate(batch):
-        source_kp, source_jac = detector.locate(batch["source"])
-        target_kp, target_jac = detector.locate(batch["target"])
+        source_kp, source_jac = locate(detector, batch["source"])
+        target_kp, target_jac = locate(detector, batch["target"])
         # A first-order T takes both frames' Jacobians too, as in training.
         jacobians = [] if source_jac is None else [source_jac, target_jac]
         return translator([batch["source"], source_kp, target_kp] + jacobians)

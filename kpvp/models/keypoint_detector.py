@@ -21,8 +21,8 @@ adds Siarohin et al.'s Jacobian head: a conv3x3 from the last decoder features t
 keypoint, averaged under the keypoint's soft map into a 2x2 Jacobian `J_k` (the local affine
 frame of keypoint k: an offset `d` in the keypoint's own frame lies at `k + J_k d` in the
 image). Its kernel starts at zero and its bias at the identity, so every Jacobian starts at I.
-`call` still returns keypoints only; `keypoints_and_jacobians` returns both, and `locate` either
-(Jacobians None without the head).
+`call` still returns keypoints only; `keypoints_and_jacobians` returns both, and the function
+`locate` either (Jacobians None for a Q without the head, or any keypoint callable).
 """
 import keras
 from keras import ops
@@ -158,13 +158,6 @@ class KeypointDetector(keras.Model):
             return keypoints, maps
         return keypoints
 
-    def locate(self, images, training=None):
-        """`(keypoints, jacobians)` with `jacobians` None for a Q without a Jacobian head: the one
-        call for code that serves both kinds of Q."""
-        if not self.jacobians:
-            return self(images, training=training), None
-        return self.keypoints_and_jacobians(images, training=training)
-
     def keypoints_and_jacobians(self, images, training=None):
         """`(keypoints [B, K, 2], jacobians [B, K, 2, 2])`; needs `jacobians=True`.
 
@@ -217,3 +210,12 @@ def build_detector(config, **kwargs) -> KeypointDetector:
                             bn_momentum=s1.bn_momentum, bn_epsilon=s1.bn_epsilon,
                             jacobians=s1.get("translator", "masked") in JACOBIAN_TRANSLATORS,
                             **kwargs)
+
+
+def locate(detector, images, training=None):
+    """`(keypoints, jacobians)` of any Q, `jacobians` None for a Q without a Jacobian head (or a
+    plain keypoint callable): the one call for code that serves both kinds of Q."""
+    kwargs = {} if training is None else {"training": training}
+    if not getattr(detector, "jacobians", False):
+        return detector(images, **kwargs), None
+    return detector.keypoints_and_jacobians(images, **kwargs)

@@ -149,8 +149,8 @@ class KeypointTranslationTrainer(AdversarialTrainer):
     def reconstruct(self, source, target, training=False) -> dict:
         """`v_hat = T(s, Q(s), Q(v))`; returns T's outputs (image, mask, ...) with source_kp,
         target_kp (and source_jacobians, target_jacobians when Q gives them)."""
-        source_kp, source_jac = self.detector.locate(source, training=training)
-        target_kp, target_jac = self.detector.locate(target, training=training)
+        source_kp, source_jac = keypoint_detector.locate(self.detector, source, training=training)
+        target_kp, target_jac = keypoint_detector.locate(self.detector, target, training=training)
         return self._translate(source, source_kp, target_kp, source_jac, target_jac, training)
 
     def _translate(self, source, source_kp, target_kp, source_jac=None, target_jac=None,
@@ -169,7 +169,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
         each batch-norm layer sees one batch a pass (`kpvp.trainers.loop.recalibrate_batch_norm`).
         """
         both = tf.concat([source, target], axis=0)
-        keypoints, jacobians = self.detector.locate(both, training=True)
+        keypoints, jacobians = keypoint_detector.locate(self.detector, both, training=True)
         source_kp, target_kp = tf.split(keypoints, 2, axis=0)
         source_jac = target_jac = None
         if jacobians is not None:
