@@ -193,6 +193,10 @@ def resolve_distill_config(workdir: str, teacher: str | None):
             raise errors.InputNotFound(
                 f"--teacher={teacher}: no kpvp run there ({teacher_config} missing)")
         config = load_saved_config(teacher_config)
+        with open(teacher_config, encoding="utf-8") as f:
+            if "distill" not in json.load(f):  # saved before distillation existed
+                config.distill = base.apply_variant(base.get_base_config(),
+                                                    config.variant).distill
     for name in ("dataset", "variant", "tiny"):
         if FLAGS[name].present:
             raise errors.InvalidInput(f"--{name}: a distilled run keeps its teacher's data set "

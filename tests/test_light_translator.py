@@ -15,6 +15,7 @@ from helpers import REPO
 from helpers import tiny_run
 from helpers.stage1 import TinyFeatures, tiny_config
 from kpvp import cli, errors, serving, stages
+from kpvp.configs import base
 from kpvp.generation import VideoGenerator
 from kpvp.models import keypoint_detector, light_translator, translator as translator_lib
 from kpvp.ops import warping
@@ -210,7 +211,10 @@ def test_distill_command_makes_a_run_that_generates_and_resumes(tmp_path):
         refused = run_train(f"--workdir={workdir}", f"--teacher={other}")
         assert refused.returncode == 1 and "Traceback" not in refused.stderr
         assert "--teacher" in refused.stderr.splitlines()[-1]
-    assert json.loads((teacher / "config.json").read_text())["stage1"]["translator"] == "masked"
+    saved_teacher = json.loads((teacher / "config.json").read_text())
+    assert saved_teacher["stage1"]["translator"] == "masked"
+    del saved_teacher["distill"]  # a teacher trained before distillation existed
+    (teacher / "config.json").write_text(json.dumps(saved_teacher))
     args = [f"--workdir={student}", "--config.distill.batch_size=2",
             "--config.distill.checkpoint_every=2", "--config.data.synthetic_num_train=4"]
     first = run_train(*args, f"--teacher={teacher}", "--num_steps=2")
@@ -218,6 +222,9 @@ def test_distill_command_makes_a_run_that_generates_and_resumes(tmp_path):
     saved = json.loads((student / "config.json").read_text())
     assert saved["stage1"]["translator"] == "light"
     assert saved["distill"]["teacher"] == str(teacher)
+    tiny = base.make_tiny(base.get_base_config()).distill  # its variant's, not the full config's
+    assert saved["distill"]["lr_decay_steps"] == tiny.lr_decay_steps != \
+        base.get_base_config().distill.lr_decay_steps
     # Resumed without --teacher: the run remembers it.
     second = run_train(*args, "--num_steps=4")
     assert second.returncode == 0, second.stderr[-3000:]
