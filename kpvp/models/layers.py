@@ -158,3 +158,26 @@ class ConvBlock(keras.layers.Layer):
                       negative_slope=self.negative_slope, use_bias=self.use_bias,
                       momentum=self.momentum, epsilon=self.epsilon)
         return config
+
+
+class SourceTranslatorMixin:
+    """What the masked and the light translator share: input checks naming the class, and the
+    source encoder (`self.encoder`, a list of layers) run once per source image."""
+
+    def _check_inputs(self, source_image=None, source_kp=None, target_kp=None):
+        size, name = self.image_size, type(self).__name__
+        if source_image is not None and tuple(source_image.shape[1:]) != (size, size, 3):
+            raise ValueError(f"{name}: source_image must be [B, {size}, {size}, 3], "
+                             f"got shape {tuple(source_image.shape)}")
+        for label, kp in (("source_kp", source_kp), ("target_kp", target_kp)):
+            if kp is not None and tuple(kp.shape[1:]) != (self.num_keypoints, 2):
+                raise ValueError(f"{name}: {label} must be [B, {self.num_keypoints}, 2], got "
+                                 f"shape {tuple(kp.shape)}")
+
+    def encode_source(self, source_image, training=None):
+        """The source encoder: `s` `[B, S, S, 3]` -> its features (see the class docstring)."""
+        self._check_inputs(source_image=source_image)
+        x = source_image
+        for layer in self.encoder:
+            x = layer(x, training=training)
+        return x

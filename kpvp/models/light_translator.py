@@ -33,7 +33,7 @@ from kpvp.ops import warping
 
 
 @keras.saving.register_keras_serializable(package="kpvp")
-class LightTranslator(keras.Model):
+class LightTranslator(layers.SourceTranslatorMixin, keras.Model):
     """T: `[source_image s, source_kp k, target_kp k']` -> dict of `[B, H, W, C]` tensors.
 
     `s` `[B, S, S, 3]` in [-1, 1], keypoints `[B, K, 2]`. Returns, float32:
@@ -119,24 +119,6 @@ class LightTranslator(keras.Model):
         if not 0.0 < self.initial_crude_share < 1.0:
             raise ValueError("LightTranslator: initial_crude_share must be in (0, 1), got "
                              f"{self.initial_crude_share}")
-
-    def _check_inputs(self, source_image=None, source_kp=None, target_kp=None):
-        size = self.image_size
-        if source_image is not None and tuple(source_image.shape[1:]) != (size, size, 3):
-            raise ValueError(f"LightTranslator: source_image must be [B, {size}, {size}, 3], "
-                             f"got shape {tuple(source_image.shape)}")
-        for name, kp in (("source_kp", source_kp), ("target_kp", target_kp)):
-            if kp is not None and tuple(kp.shape[1:]) != (self.num_keypoints, 2):
-                raise ValueError(f"LightTranslator: {name} must be [B, {self.num_keypoints}, "
-                                 f"2], got shape {tuple(kp.shape)}")
-
-    def encode_source(self, source_image, training=None):
-        """`s` `[B, S, S, 3]` -> features `[B, S/2, S/2, filters[0]]`."""
-        self._check_inputs(source_image=source_image)
-        x = source_image
-        for layer in self.encoder:
-            x = layer(x, training=training)
-        return x
 
     def flows(self, source_kp, target_kp):
         """Where each pixel of the target comes from in the source, at S/2 and at S (`[B, s,

@@ -54,7 +54,7 @@ def masked_blend(mask, crude, source):
 
 
 @keras.saving.register_keras_serializable(package="kpvp")
-class MaskedTranslator(keras.Model):
+class MaskedTranslator(layers.SourceTranslatorMixin, keras.Model):
     """T: `[source_image s, source_kp k, target_kp k']` -> dict of `[B, H, W, C]` tensors.
 
     `call([source_image, source_kp, target_kp])` with `source_image` `[B, H, W, 3]` in
@@ -196,24 +196,6 @@ class MaskedTranslator(keras.Model):
             raise ValueError(
                 "MaskedTranslator: num_keypoints must be >= 1 and gaussian_inv_std > 0, got "
                 f"{self.num_keypoints}, {self.gaussian_inv_std}")
-
-    def _check_inputs(self, source_image=None, source_kp=None, target_kp=None):
-        size = self.image_size
-        if source_image is not None and tuple(source_image.shape[1:]) != (size, size, 3):
-            raise ValueError(f"MaskedTranslator: source_image must be [B, {size}, {size}, 3], "
-                             f"got shape {tuple(source_image.shape)}")
-        for name, kp in (("source_kp", source_kp), ("target_kp", target_kp)):
-            if kp is not None and tuple(kp.shape[1:]) != (self.num_keypoints, 2):
-                raise ValueError(f"MaskedTranslator: {name} must be [B, {self.num_keypoints}, "
-                                 f"2], got shape {tuple(kp.shape)}")
-
-    def encode_source(self, source_image, training=None):
-        """Image encoder: `s` `[B, H, W, 3]` -> features `[B, g, g, encoder_filters[-1]]`."""
-        self._check_inputs(source_image=source_image)
-        x = source_image
-        for layer in self.encoder:
-            x = layer(x, training=training)
-        return x
 
     def decode(self, source_features, source_image, source_kp, target_kp, training=None):
         """The rest of T: encoded source, `s`, `k`, `k'` -> dict(image, crude, mask).
