@@ -161,8 +161,17 @@ class ConvBlock(keras.layers.Layer):
 
 
 class SourceTranslatorMixin:
-    """What the masked and the light translator share: input checks naming the class, and the
+    """What the masked and the light translator share: `call` on `[source_image, source_kp,
+    target_kp]` = `decode(encode_source(s), ...)`, input checks naming the class, and the
     source encoder (`self.encoder`, a list of layers) run once per source image."""
+
+    def call(self, inputs, training=None):
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
+            raise ValueError(f"{type(self).__name__} expects [source_image, source_kp, "
+                             f"target_kp], got {type(inputs).__name__}")
+        source_image, source_kp, target_kp = inputs
+        features = self.encode_source(source_image, training=training)
+        return self.decode(features, source_image, source_kp, target_kp, training=training)
 
     def _check_inputs(self, source_image=None, source_kp=None, target_kp=None):
         size, name = self.image_size, type(self).__name__

@@ -164,14 +164,6 @@ class LightTranslator(layers.SourceTranslatorMixin, keras.Model):
         maps = [ops.cast(self.gaussian_maps(kp), x.dtype) for kp in (target_kp, source_kp)]
         return ops.concatenate([x] + maps, axis=-1)
 
-    def call(self, inputs, training=None):
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
-            raise ValueError("LightTranslator expects [source_image, source_kp, target_kp], "
-                             f"got {type(inputs).__name__}")
-        source_image, source_kp, target_kp = inputs
-        features = self.encode_source(source_image, training=training)
-        return self.decode(features, source_image, source_kp, target_kp, training=training)
-
     def get_config(self):
         config = super().get_config()
         config.update(image_size=self.image_size, num_keypoints=self.num_keypoints,

@@ -248,14 +248,6 @@ class MaskedTranslator(layers.SourceTranslatorMixin, keras.Model):
                 x = layer(x, training=training)
         return x
 
-    def call(self, inputs, training=None):
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 3:
-            raise ValueError("MaskedTranslator expects [source_image, source_kp, target_kp], "
-                             f"got {type(inputs).__name__}")
-        source_image, source_kp, target_kp = inputs
-        features = self.encode_source(source_image, training=training)
-        return self.decode(features, source_image, source_kp, target_kp, training=training)
-
     def get_config(self):
         config = super().get_config()
         config.update(image_size=self.image_size, num_keypoints=self.num_keypoints,
