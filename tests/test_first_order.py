@@ -39,7 +39,7 @@ def inputs(rng, batch=2, k=K, jacobians=True):
 
 def blob(size, centre, radius=0.15):
     """A bright disc on black, `[1, size, size, 3]` in [-1, 1], centred at `centre` (x, y)."""
-    grid = np.asarray(dense_motion.pixel_grid(size))
+    grid = np.asarray(warping.pixel_grid(size))
     disc = np.sum((grid - np.asarray(centre)) ** 2, -1) < radius ** 2
     return np.repeat(np.where(disc, 1.0, -1.0)[None, ..., None], 3, -1).astype(np.float32)
 
@@ -47,7 +47,7 @@ def blob(size, centre, radius=0.15):
 def centroid(image):
     """The (x, y) centre of the bright pixels of `[size, size, C]` in [-1, 1] units."""
     weights = np.clip(np.asarray(image)[..., 0] + 1, 0, None)
-    grid = np.asarray(dense_motion.pixel_grid(image.shape[0]))
+    grid = np.asarray(warping.pixel_grid(image.shape[0]))
     return (grid * weights[..., None]).sum((0, 1)) / weights.sum()
 
 
@@ -111,7 +111,7 @@ def test_sparse_motions_are_the_local_affine_maps_on_hand_values():
     target_kp = np.array([[[-0.3, 0.4]]], np.float32)
     jac = np.array([[[[0.5, -1.0], [2.0, 1.5]]]], np.float32)
     motions = np.asarray(dense_motion.sparse_motions(source_kp, target_kp, jac, 4))
-    grid = np.asarray(dense_motion.pixel_grid(4))
+    grid = np.asarray(warping.pixel_grid(4))
     np.testing.assert_allclose(motions[0, 0], grid, atol=1e-6)  # the background stays
     z = grid[1, 2]  # x = 0.25, y = -0.25
     expected = source_kp[0, 0] + jac[0, 0] @ (z - target_kp[0, 0])

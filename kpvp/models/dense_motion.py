@@ -38,20 +38,12 @@ def relative_jacobians(source_jacobians, target_jacobians):
     return ops.matmul(ops.cast(source_jacobians, "float32"), invert_2x2(target_jacobians))
 
 
-def pixel_grid(size):
-    """The (x, y) centres of a `size x size` image's pixels, `[size, size, 2]`: the identity
-    flow."""
-    centres = kp_ops.pixel_centers(size)
-    grid_x, grid_y = ops.meshgrid(centres, centres)  # x along columns
-    return ops.stack([grid_x, grid_y], axis=-1)
-
-
 def sparse_motions(source_kp, target_kp, jacobians, size):
     """The K + 1 candidate flows `[B, K + 1, size, size, 2]`: the identity (background) first,
     then per keypoint `z -> k_s + J (z - k_t)` with `jacobians` `J` `[B, K, 2, 2]`."""
     source_kp = ops.cast(source_kp, "float32")
     target_kp = ops.cast(target_kp, "float32")
-    grid = pixel_grid(size)
+    grid = warping.pixel_grid(size)
     offsets = grid[None, None] - target_kp[:, :, None, None, :]  # [B, K, h, w, 2]
     local = ops.einsum("bkij,bkhwj->bkhwi", ops.cast(jacobians, "float32"), offsets)
     motions = local + source_kp[:, :, None, None, :]
