@@ -12,7 +12,7 @@ signatures:
 * `detect_keypoints`: `images` uint8 `[B, H, W, 3]` -> `keypoints` float32 `[B, K, 2]`.
 
 The graph is a pure function of its inputs: z is drawn with a stateless random op from `seed`
-(`latent_noise`), so the served model and `VideoGenerator.generate(..., z=latent_noise(...))`
+(`kpvp.generation.latent_noise`), so the served model and `VideoGenerator.generate(seed=...)`
 give the same videos. Beside the SavedModel, `kpvp_export.json` records the class names, the
 image size, the signatures' shapes and the input limits; the module also carries the class names
 and sizes as variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
@@ -32,7 +32,7 @@ import types
 import tensorflow as tf
 
 from kpvp import errors
-from kpvp.generation import VideoGenerator, render_frames  # (registers the networks too)
+from kpvp.generation import VideoGenerator, latent_noise, render_frames  # (+ networks)
 from kpvp import rundir
 from kpvp.rundir import RunDir
 from kpvp.ops import images as image_ops
@@ -44,18 +44,6 @@ SEED_SPEC = tf.TensorSpec([], tf.int32, name="seed")
 # Input limits of the exported signatures (see the module docstring).
 MAX_SIDE = 4096
 MAX_ASPECT_RATIO = 4.0
-
-
-def latent_noise(seed, batch_size, latent_dim) -> tf.Tensor:
-    """z ~ N(0, I) as a pure function of `seed`: `[batch_size, latent_dim]` float32.
-
-    A stateless op (seed `[seed, 0]`), so the exported graph and the in-process model draw the
-    same z for the same seed, on every call and in every process.
-    """
-    seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
-    shape = tf.stack([tf.cast(batch_size, tf.int32), tf.cast(latent_dim, tf.int32)])
-    # Philox named explicitly: the automatic choice may differ between devices.
-    return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32, alg="philox")
 
 
 class ServingModule(tf.Module):
@@ -150,7 +138,7 @@ class ServingModule(tf.Module):
     def generate(self, images, actions, seed):
         """x0 uint8 `[B, H, W, 3]`, a int32 `[B]`, seed int32 `[]` -> dict(video uint8
         `[B, T+1, S, S, 3]`, keypoints float32 `[B, T+1, K, 2]`, mask float32
-        `[B, T+1, S, S, 1]`), as `VideoGenerator.generate(..., z=latent_noise(seed, B, D))`."""
+        `[B, T+1, S, S, 1]`), as `VideoGenerator.generate(..., seed=seed)`."""
         images = self._bounded(images)
         actions = tf.ensure_shape(actions, [None], name="actions_must_be_B")
         seed = tf.ensure_shape(seed, [], name="seed_must_be_a_scalar")

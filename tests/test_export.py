@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from helpers.tiny_run import K, SIZE, random_images, save_tiny_run, tiny_config
 from kpvp import cli, serving
-from kpvp.generation import VideoGenerator
+from kpvp.generation import VideoGenerator, latent_noise
 from kpvp.models import motion_cvae
 from kpvp.ops import images as image_ops
 
@@ -125,9 +125,10 @@ def loaded(exported):
 
 
 def in_process(generator, images, actions, seed):
-    """The same video from the in-process networks, with the export's z."""
-    z = serving.latent_noise(seed, len(images), generator.motion_generator.latent_dim)
-    return generator.generate(images, actions, z=z)
+    """The same video from the in-process networks and the same seed (no z passed: the
+    in-process generator must draw the export's z itself, or the web page's --workdir and
+    --saved_model would show different videos for one seed)."""
+    return generator.generate(images, actions, seed=seed)
 
 
 def serve(loaded, images, actions, seed):
@@ -138,10 +139,10 @@ def serve(loaded, images, actions, seed):
 
 
 def test_latent_noise_is_a_pure_function_of_the_seed():
-    a = serving.latent_noise(3, 2000, 64).numpy()
-    np.testing.assert_array_equal(a, serving.latent_noise(3, 2000, 64).numpy())
+    a = latent_noise(3, 2000, 64).numpy()
+    np.testing.assert_array_equal(a, latent_noise(3, 2000, 64).numpy())
     assert a.shape == (2000, 64) and a.dtype == np.float32
-    assert not np.allclose(a, serving.latent_noise(4, 2000, 64).numpy())
+    assert not np.allclose(a, latent_noise(4, 2000, 64).numpy())
     # N(0, I): the standard error of the mean over 128000 draws is 0.003.
     assert abs(a.mean()) < 0.015 and abs(a.std() - 1.0) < 0.015
 
