@@ -228,13 +228,17 @@ def wait_for_file(path, timeout=30):
 @pytest.mark.slow
 def test_the_page_in_chromium_generates_downloads_and_transfers(page_url, chrome, tmp_path):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
     def submit(button, files):
         for name, (file_name, data) in files.items():
             (tmp_path / file_name).write_bytes(data)
             chrome.find_element(By.ID, name).send_keys(str(tmp_path / file_name))
+        old_page = chrome.find_element(By.TAG_NAME, "html")
         chrome.find_element(By.ID, button).click()
+        # The previous page's message must not count: wait for the new page first.
+        WebDriverWait(chrome, 120).until(expected_conditions.staleness_of(old_page))
         WebDriverWait(chrome, 120).until(lambda d: d.find_elements(By.ID, "results")
                                          or d.find_elements(By.ID, "message"))
 
