@@ -17,6 +17,7 @@ import json
 import os
 import sys
 
+import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -122,7 +123,8 @@ def define_flags() -> None:
 def load_saved_config(path: str):
     """The config a run saved as JSON in `path`; a clear error for fields kpvp does not know."""
     with open(path, encoding="utf-8") as f:
-        values = _flatten(json.load(f))
+        saved = json.load(f)
+    values = _flatten(saved)
     config = base.get_base_config()
     unknown = sorted(set(values) - set(_flatten(config.to_dict())))
     if unknown:
@@ -130,6 +132,13 @@ def load_saved_config(path: str):
             f"{path} sets config fields this version of kpvp does not have: "
             f"{', '.join(unknown)}. It was written by another version: delete those fields "
             "from the file to resume, or start a new --workdir.")
+    # A whole section the file lacks (saved before it existed) takes the run's variant's values.
+    missing = [name for name, value in config.items()
+               if isinstance(value, ml_collections.ConfigDict) and name not in saved]
+    if missing:
+        variant = base.apply_variant(base.get_base_config(), saved.get("variant", "full"))
+        for name in missing:
+            config[name] = variant[name]
     # A run saved before a field existed was built with the field's legacy value.
     values = {**base.LEGACY_VALUES, **values}
     config.update_from_flattened_dict(values)
@@ -193,10 +202,6 @@ def resolve_distill_config(workdir: str, teacher: str | None):
             raise errors.InputNotFound(
                 f"--teacher={teacher}: no kpvp run there ({teacher_config} missing)")
         config = load_saved_config(teacher_config)
-        with open(teacher_config, encoding="utf-8") as f:
-            if "distill" not in json.load(f):  # saved before distillation existed
-                config.distill = base.apply_variant(base.get_base_config(),
-                                                    config.variant).distill
     for name in ("dataset", "variant", "tiny"):
         if FLAGS[name].present:
             raise errors.InvalidInput(f"--{name}: a distilled run keeps its teacher's data set "

@@ -166,3 +166,18 @@ def test_unknown_variant_is_named():
 
     with pytest.raises(ValueError, match="'huge'"):
         configs.get_config("penn", "huge")
+
+
+def test_a_section_the_saved_config_lacks_takes_its_variant_s_values(tmp_path):
+    config = base.finalize(base.make_tiny(base.get_base_config()))
+    path = cli.save_config(config, str(tmp_path))
+    with open(path, encoding="utf-8") as f:
+        values = json.load(f)
+    del values["distill"]  # a run saved before distillation existed
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(values, f)
+    old = cli.load_saved_config(path)
+    tiny, full = base.make_tiny(base.get_base_config()).distill, base.get_base_config().distill
+    assert tiny.lr_decay_steps != full.lr_decay_steps
+    assert old.distill.to_dict() == tiny.to_dict()
+    assert old.stage1.learning_rate == config.stage1.learning_rate  # saved sections as saved
