@@ -106,3 +106,27 @@ def test_conv_block_rejects_unknown_options():
         layers.ConvBlock(4, norm="layer")
     with pytest.raises(ValueError, match="activation"):
         layers.ConvBlock(4, activation="gelu")
+
+
+@pytest.mark.parametrize("use_bias,strides", [(True, 1), (False, 2)])
+def test_conv_block_inference_folds_the_batch_norm_into_the_conv(use_bias, strides):
+    # Inference runs one folded convolution; it must equal conv -> batch norm -> ReLU by hand.
+    rng = np.random.default_rng(0)
+    block = layers.ConvBlock(6, kernel_size=3, strides=strides, norm="batch", use_bias=use_bias,
+                             epsilon=1e-5)
+    x = rng.normal(size=(2, 7, 7, 3)).astype(np.float32)
+    block(x, training=True)
+    bn = block.norm_layer
+    mean, var = rng.normal(size=6), rng.uniform(0.2, 3.0, size=6)
+    gamma, beta = rng.normal(size=6), rng.normal(size=6)
+    for variable, value in ((bn.moving_mean, mean), (bn.moving_variance, var),
+                            (bn.gamma, gamma), (bn.beta, beta)):
+        variable.assign(value.astype(np.float32))
+    conv = np.asarray(block.conv(x))  # with the conv's own bias when it has one
+    expected = np.maximum((conv - mean) / np.sqrt(var + 1e-5) * gamma + beta, 0.0)
+    np.testing.assert_allclose(np.asarray(block(x, training=False)), expected, atol=2e-5)
+    np.testing.assert_allclose(np.asarray(block(x)), expected, atol=2e-5)
+    # Training still normalises with the batch's statistics: every channel's mean is beta.
+    before_relu = layers.ConvBlock(6, norm="batch", activation="none", epsilon=1e-5)
+    out = np.asarray(before_relu(x, training=True))
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), np.zeros(6), atol=1e-4)

@@ -28,6 +28,7 @@ import pickle
 import keras
 import numpy as np
 from keras import ops
+from kpvp.models import layers
 
 WEIGHTS_ENV = "KPVP_I3D_WEIGHTS"
 WEIGHTS_FILE = "i3d-kinetics-400.ckpt"
@@ -160,10 +161,7 @@ class Unit3D(keras.layers.Layer):
         """Runs the unit as one convolution with a bias from now on: the inference batch norm
         folded into the kernel (`k / sqrt(var + eps)`) and a bias (`beta - mean / sqrt(var +
         eps)`), which oneDNN fuses with the ReLU. Values as of this call (frozen weights)."""
-        bn = self.batch_norm
-        inverse = ops.rsqrt(ops.convert_to_tensor(bn.moving_variance) + bn.epsilon)
-        kernel = ops.convert_to_tensor(self.conv.kernel) * inverse
-        bias = ops.convert_to_tensor(bn.beta) - ops.convert_to_tensor(bn.moving_mean) * inverse
+        kernel, bias = layers.fold_batch_norm(self.conv, self.batch_norm)
         self.folded = (ops.cast(kernel, self.compute_dtype), ops.cast(bias, self.compute_dtype))
 
     def call(self, inputs):

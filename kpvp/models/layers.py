@@ -84,6 +84,25 @@ class GaussianMaps(keras.layers.Layer):
         return config
 
 
+def fold_batch_norm(conv, batch_norm):
+    """(kernel, bias) of the one convolution equal to `conv` then `batch_norm` at inference:
+    `kernel * s` and `(bias - mean) * s + beta` with `s = gamma / sqrt(variance + epsilon)`,
+    from the layers' current weights (float32 math on the weights as the layers read them)."""
+    def value(variable):
+        return keras.ops.cast(variable, "float32")
+
+    scale = keras.ops.rsqrt(value(batch_norm.moving_variance) + batch_norm.epsilon)
+    if batch_norm.scale:
+        scale = scale * value(batch_norm.gamma)
+    bias = -value(batch_norm.moving_mean)
+    if conv.use_bias:
+        bias = bias + value(conv.bias)
+    bias = bias * scale
+    if batch_norm.center:
+        bias = bias + value(batch_norm.beta)
+    return value(conv.kernel) * scale, bias
+
+
 @keras.saving.register_keras_serializable(package="kpvp")
 class ConvBlock(keras.layers.Layer):
     """Conv2D ('same' padding) -> normalisation -> activation, `[B, H, W, C] -> [B, H/s, W/s, F]`.
@@ -93,7 +112,8 @@ class ConvBlock(keras.layers.Layer):
     bias only when `norm` is "none" (a normalisation cancels it); the authors' convs always
     have one (True). `momentum` (batch) and `epsilon` (batch, instance) go to the
     normalisation; the defaults are Keras's, the authors' tf.contrib batch norm used 0.999
-    and 1e-5.
+    and 1e-5. At inference a batch norm runs folded into the convolution (`fold_batch_norm`):
+    the same values up to rounding, in one fused op.
     """
 
     def __init__(self, filters, kernel_size=3, strides=1, norm="batch", activation="relu",
@@ -141,9 +161,18 @@ class ConvBlock(keras.layers.Layer):
             self.norm_layer.build(output_shape)
 
     def call(self, inputs, training=None):
-        x = self.conv(inputs)
-        if self.norm_layer is not None:
-            x = self.norm_layer(x, training=training)
+        if self.norm == "batch" and not training:
+            # Inference: one convolution with the batch norm folded in, which oneDNN fuses with
+            # the bias and ReLU (and, in bf16, no cast to float32 and back for the norm).
+            kernel, bias = fold_batch_norm(self.conv, self.norm_layer)
+            dtype = self.compute_dtype
+            x = keras.ops.conv(keras.ops.cast(inputs, dtype), keras.ops.cast(kernel, dtype),
+                               strides=self.strides, padding="same")
+            x = x + keras.ops.cast(bias, dtype)
+        else:
+            x = self.conv(inputs)
+            if self.norm_layer is not None:
+                x = self.norm_layer(x, training=training)
         if self.act is not None:
             x = self.act(x)
         return x
