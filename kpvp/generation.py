@@ -33,18 +33,6 @@ from kpvp.rundir import RunDir
 FRAMES_PER_CALL = 16
 
 
-def latent_noise(seed, batch_size, latent_dim) -> tf.Tensor:
-    """z ~ N(0, I) as a pure function of `seed`: `[batch_size, latent_dim]` float32.
-
-    A stateless op (seed `[seed, 0]`): `VideoGenerator.generate(seed=...)`, the exported graph
-    and the web page draw the same z for the same seed, on every call and in every process.
-    """
-    seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
-    shape = tf.stack([tf.cast(batch_size, tf.int32), tf.cast(latent_dim, tf.int32)])
-    # Philox named explicitly: the automatic choice may differ between devices.
-    return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32, alg="philox")
-
-
 def render_frames(translator, x0, k0, keypoints, frames_per_call: int = FRAMES_PER_CALL,
                   jacobians=None):
     """T(x0, k0, k_t) for every t, in eager mode or in a graph (`kpvp.export`).
@@ -155,7 +143,7 @@ class VideoGenerator:
             raise ValueError("This generator has no motion generator M (stage 1 only): "
                              "train stage 2 first")
         if z is None:
-            z = latent_noise(seed, int(x0.shape[0]), self.motion_generator.latent_dim)
+            z = self.motion_generator.draw_latent(int(x0.shape[0]), seed)
         out = self._generate_graph(x0, labels, tf.convert_to_tensor(z, tf.float32))
         return {name: value.numpy() for name, value in out.items()}
 

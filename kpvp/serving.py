@@ -12,8 +12,9 @@ signatures:
 * `detect_keypoints`: `images` uint8 `[B, H, W, 3]` -> `keypoints` float32 `[B, K, 2]`.
 
 The graph is a pure function of its inputs: z is drawn with a stateless random op from `seed`
-(`kpvp.generation.latent_noise`), so the served model and `VideoGenerator.generate(seed=...)`
-give the same videos. Beside the SavedModel, `kpvp_export.json` records the class names, the
+(`kpvp.models.motion_cvae.latent_noise`), so the served model,
+`VideoGenerator.generate(seed=...)` and `MotionCVAE.sample(seed=...)` use the same z.
+Beside the SavedModel, `kpvp_export.json` records the class names, the
 image size, the signatures' shapes and the input limits; the module also carries the class names
 and sizes as variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
 
@@ -32,7 +33,8 @@ import types
 import tensorflow as tf
 
 from kpvp import errors
-from kpvp.generation import VideoGenerator, latent_noise, render_frames  # (+ networks)
+from kpvp.generation import VideoGenerator, render_frames  # (+ networks)
+from kpvp.models.motion_cvae import latent_noise
 from kpvp import rundir
 from kpvp.rundir import RunDir
 from kpvp.ops import images as image_ops

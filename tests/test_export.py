@@ -12,7 +12,8 @@ import tensorflow as tf
 
 from helpers.tiny_run import K, SIZE, random_images, save_tiny_run, tiny_config
 from kpvp import cli, serving
-from kpvp.generation import VideoGenerator, latent_noise
+from kpvp.generation import VideoGenerator
+from kpvp.models.motion_cvae import latent_noise
 from kpvp.models import motion_cvae
 from kpvp.ops import images as image_ops
 

@@ -147,6 +147,9 @@ def test_sampling_is_reproducible_from_a_seed():
     z = np.zeros((4, D), "float32")
     np.testing.assert_allclose(model.sample(k_seq[:, 0], labels, z=z),
                                model.decode(z, k_seq[:, 0], labels), atol=1e-6)
+    # An int seed means the z that generation and the SavedModel draw for it (latent_noise).
+    np.testing.assert_array_equal(
+        first, model.sample(k_seq[:, 0], labels, z=motion_cvae.latent_noise(7, 4, D)))
 
 
 def test_unconditional_model_ignores_labels():

@@ -49,6 +49,20 @@ POSTERIORS = ("log_var", "softplus", "relu")
 SIGMA_FLOOR = 1e-4
 
 
+def latent_noise(seed, batch_size, latent_dim) -> tf.Tensor:
+    """z ~ N(0, I) as a pure function of `seed`: `[batch_size, latent_dim]` float32.
+
+    A stateless op (seed `[seed, 0]`): `MotionCVAE.sample(seed=...)`,
+    `VideoGenerator.generate(seed=...)`, the exported graph and the web page draw the same z for
+    the same seed, on every call and in every process.
+    """
+    seed = tf.stack([tf.cast(seed, tf.int32), tf.constant(0, tf.int32)])
+    shape = tf.stack([tf.cast(batch_size, tf.int32), tf.cast(latent_dim, tf.int32)])
+    # Philox named explicitly: the automatic choice may differ between devices.
+    return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32, alg="philox")
+
+
+
 @keras.saving.register_keras_serializable(package="kpvp")
 class MotionCVAE(keras.Model):
     """M: cVAE with LSTM encoder and decoder over keypoint sequences.
@@ -299,9 +313,12 @@ class MotionCVAE(keras.Model):
 
     def draw_latent(self, batch_size, seed=None, dtype="float32"):
         """The z `sample` draws when given none: N(0, I) `[batch_size, D]`, from `seed` (an
-        int: the same z on every call) or the model's own advancing seed generator."""
-        return keras.random.normal((batch_size, self.latent_dim), dtype=dtype,
-                                   seed=self.seed_generator if seed is None else seed)
+        int: `latent_noise`, the same z on every call) or the model's own advancing seed
+        generator."""
+        if seed is None:
+            return keras.random.normal((batch_size, self.latent_dim), dtype=dtype,
+                                       seed=self.seed_generator)
+        return ops.cast(latent_noise(seed, batch_size, self.latent_dim), dtype)
 
     # === Model ===
     def call(self, inputs, training=None):
