@@ -14,9 +14,9 @@ signatures:
 The graph is a pure function of its inputs: z is drawn with a stateless random op from `seed`
 (`kpvp.models.motion_cvae.latent_noise`), so the served model,
 `VideoGenerator.generate(seed=...)` and `MotionCVAE.sample(seed=...)` use the same z.
-Beside the SavedModel, `kpvp_export.json` records the class names, the
-image size, the signatures' shapes and the input limits; the module also carries the class names
-and sizes as variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
+Beside the SavedModel, `kpvp_export.json` records the class names, the image size, the
+signatures' shapes and the input limits; the module also carries the class names and sizes as
+variables (`class_names`, `image_size`, `num_steps`, `num_keypoints`).
 
 Input limits: both signatures refuse (with an `InvalidArgumentError` naming the limit, from a
 `tf.debugging` assertion run before any resize) images with a zero height or width, a side over

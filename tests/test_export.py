@@ -13,7 +13,6 @@ import tensorflow as tf
 from helpers.tiny_run import K, SIZE, random_images, save_tiny_run, tiny_config
 from kpvp import cli, serving
 from kpvp.generation import VideoGenerator
-from kpvp.models.motion_cvae import latent_noise
 from kpvp.models import motion_cvae
 from kpvp.ops import images as image_ops
 
@@ -140,10 +139,10 @@ def serve(loaded, images, actions, seed):
 
 
 def test_latent_noise_is_a_pure_function_of_the_seed():
-    a = latent_noise(3, 2000, 64).numpy()
-    np.testing.assert_array_equal(a, latent_noise(3, 2000, 64).numpy())
+    a = motion_cvae.latent_noise(3, 2000, 64).numpy()
+    np.testing.assert_array_equal(a, motion_cvae.latent_noise(3, 2000, 64).numpy())
     assert a.shape == (2000, 64) and a.dtype == np.float32
-    assert not np.allclose(a, latent_noise(4, 2000, 64).numpy())
+    assert not np.allclose(a, motion_cvae.latent_noise(4, 2000, 64).numpy())
     # N(0, I): the standard error of the mean over 128000 draws is 0.003.
     assert abs(a.mean()) < 0.015 and abs(a.std() - 1.0) < 0.015
 

@@ -126,7 +126,7 @@ def test_conv_block_inference_folds_the_batch_norm_into_the_conv(use_bias, strid
     expected = np.maximum((conv - mean) / np.sqrt(var + 1e-5) * gamma + beta, 0.0)
     np.testing.assert_allclose(np.asarray(block(x, training=False)), expected, atol=2e-5)
     np.testing.assert_allclose(np.asarray(block(x)), expected, atol=2e-5)
-    # Training still normalises with the batch's statistics: every channel's mean is beta.
+    # Training still normalises with the batch's statistics: each channel's mean is beta (0).
     before_relu = layers.ConvBlock(6, norm="batch", activation="none", epsilon=1e-5)
     out = np.asarray(before_relu(x, training=True))
     np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), np.zeros(6), atol=1e-4)

@@ -28,6 +28,7 @@ import pickle
 import keras
 import numpy as np
 from keras import ops
+
 from kpvp.models import layers
 
 WEIGHTS_ENV = "KPVP_I3D_WEIGHTS"

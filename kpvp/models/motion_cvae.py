@@ -62,7 +62,6 @@ def latent_noise(seed, batch_size, latent_dim) -> tf.Tensor:
     return tf.random.stateless_normal(shape, seed=seed, dtype=tf.float32, alg="philox")
 
 
-
 @keras.saving.register_keras_serializable(package="kpvp")
 class MotionCVAE(keras.Model):
     """M: cVAE with LSTM encoder and decoder over keypoint sequences.
