@@ -1,7 +1,7 @@
 """Flags shared by the absl apps (`kpvp.train`, `kpvp.evaluate`, `kpvp.predict`, `kpvp.export`).
 
-`--dataset` picks a data set's config (the paper's settings), `--variant` a smaller variant
-(`--tiny` is short for `--variant=tiny`), and
+`--dataset` picks a data set's config (the paper's settings), `--variant` a smaller variant or
+the authors' code exactly (`--tiny` is short for `--variant=tiny`), and
 `--config.<field>=value` overrides any field, checked against the common structure in
 `kpvp/configs/base.py`::
 
@@ -105,8 +105,9 @@ def define_flags() -> None:
                       "Data set (and its config).")
     flags.DEFINE_enum("variant", "full", list(configs.VARIANTS),
                       "Config variant: full (the paper's settings), tiny (minutes on a laptop "
-                      "CPU) or paper_small (the full networks and losses at 64x64 with CPU-sized "
-                      "batches and steps).")
+                      "CPU), paper_small (the full networks and losses at 64x64 with CPU-sized "
+                      "batches and steps) or authors (full without kpvp's softmax temperature, "
+                      "motion-coverage loss and warped source: the authors' code exactly).")
     flags.DEFINE_bool("tiny", False, "Short for --variant=tiny.")
     flags.DEFINE_string("data_dir", None,
                         "Root of the data set on disk (see datasets/README.md).")

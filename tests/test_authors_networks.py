@@ -73,8 +73,8 @@ def images(rng, batch=1):
     return rng.uniform(-1, 1, (batch, 128, 128, 3)).astype(np.float32)
 
 
-def penn():
-    config = configs.get_config("penn", "full")
+def penn(variant="full"):
+    config = configs.get_config("penn", variant)
     assert (config.num_keypoints, config.image_size) == (K, 128)
     return config
 
@@ -99,12 +99,13 @@ def test_full_config_q_is_the_authors_hourglass(rng, recorded_blocks):
     assert detector.heatmap_head.kernel.shape == (1, 1, 16, K) and detector.heatmap_head.use_bias
     assert maps.shape == (1, 128, 128, K) and keypoints.shape == (1, K, 2)
     assert detector.spatial_softmax.mode == "marginal"
-    assert detector.spatial_softmax.temperature == 1.0
+    assert detector.spatial_softmax.temperature == 0.1  # ours; 1.0 in the authors variant
     assert detector.count_params() == Q_PARAMS
 
 
 def test_full_config_t_is_the_authors_plain_decoder(rng, recorded_blocks):
-    translator = translator_lib.build_translator(penn())
+    # The full configs' T is this network blending with the warped source (ours) instead.
+    translator = translator_lib.build_translator(penn("authors"))
     source, keypoints = images(rng), rng.uniform(-0.9, 0.9, (1, K, 2)).astype(np.float32)
     translator([source, keypoints, keypoints])
     recorded_blocks.clear()
@@ -122,7 +123,7 @@ def test_full_config_t_is_the_authors_plain_decoder(rng, recorded_blocks):
 
 
 def test_full_config_t_blends_with_eq_3(rng):
-    translator = translator_lib.build_translator(penn())
+    translator = translator_lib.build_translator(penn("authors"))
     source, keypoints = images(rng), rng.uniform(-0.9, 0.9, (1, K, 2)).astype(np.float32)
     translator([source, keypoints, keypoints])
     kernel = np.zeros((3, 3, 64, 1), np.float32)
@@ -151,12 +152,18 @@ def test_full_config_d_im_is_the_authors_patch_discriminator(rng, recorded_block
 @pytest.mark.parametrize("dataset", configs.DATASETS)
 def test_every_full_config_picks_the_authors_forms_and_every_tiny_config_ours(dataset):
     full, tiny = configs.get_config(dataset, "full"), configs.get_config(dataset, "tiny")
+    exact = configs.get_config(dataset, "authors")
     authors = dict(softmax_mode="marginal", softmax_temperature=1.0, bn_momentum=0.999,
                    bn_epsilon=1e-5, conv_bias=True, detector_decoder="authors",
                    translator_decoder="plain", translator_crude_activation="linear",
                    translator_mask_weighs="source", discriminator_head="patch",
-                   discriminator_pad=1)
-    assert {key: full.stage1[key] for key in authors} == authors
+                   discriminator_pad=1, coverage_weight=0.0, translator_warp=False)
+    assert {key: exact.stage1[key] for key in authors} == authors
+    # The full configs add exactly the three stage-1 settings the paper-small runs learned with.
+    full_flat, exact_flat = (cli._flatten(c.to_dict()) for c in (full, exact))
+    changed = {key: full_flat[key] for key in full_flat if full_flat[key] != exact_flat[key]}
+    assert changed == {"variant": "full", "stage1.softmax_temperature": 0.1,
+                       "stage1.coverage_weight": 50.0, "stage1.translator_warp": True}
     ours = {**{key.split(".")[1]: value for key, value in base.LEGACY_VALUES.items()
                if key.startswith("stage1.")}, "softmax_mode": "joint"}
     assert {key: tiny.stage1[key] for key in ours} == ours

@@ -1,11 +1,11 @@
-"""One config per data set, each with a `tiny` and a `paper_small` variant:
+"""One config per data set, each with `tiny`, `paper_small` and `authors` variants:
 `get_config("penn", "tiny")` (see `kpvp.configs.base` for what each variant changes)."""
 import importlib
 
 import ml_collections
 
 DATASETS = ("synthetic", "penn", "nemo", "mgif", "folder")
-VARIANTS = ("full", "tiny", "paper_small")
+VARIANTS = ("full", "tiny", "paper_small", "authors")
 
 
 def get_config(dataset: str = "synthetic", variant: str = "full") -> ml_collections.ConfigDict:

@@ -80,8 +80,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Authors' code: IMM-style marginal softmaxes over rows and columns ("marginal"); paper
     # eq. 1: one softmax over the whole heatmap ("joint").
     s1.softmax_mode = "marginal"
-    # Divides Q's heatmap logits before the softmax; paper and authors' code: 1. See SpatialSoftmax.
-    s1.softmax_temperature = 1.0
+    # Divides Q's heatmap logits before the softmax (SpatialSoftmax). Ours; paper and authors'
+    # code: 1, at which a fresh authors' Q puts every keypoint within 2 px of the centre.
+    s1.softmax_temperature = 0.1
     # Normalisation in Q and T: "batch" (authors' code), "instance" (ours; GroupNormalization(
     # groups=-1): the same result on several replicas, where batch statistics are per replica),
     # "none".
@@ -129,8 +130,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     # a zero bias (the authors' code); experiments/README.md, "Paper-small: an open mask".
     s1.translator_initial_crude_share = 0.5
     # Ours, not in the paper: T blends its crude image with the source warped by the keypoints
-    # instead of the source itself (kpvp/ops/warping.py; experiments/README.md).
-    s1.translator_warp = False
+    # instead of the source itself (kpvp/ops/warping.py); without it the authors' T copied the
+    # source on a CPU budget (experiments/README.md, "Paper-small: what makes it learn").
+    s1.translator_warp = True
     s1.warp_inv_std = 10.0  # ours: reach of each keypoint in the warp, [-1, 1] units
     s1.warp_background = 0.01  # ours: weight of the still background against a keypoint's peak
     # Ours, not in the paper: Minderer et al.'s temporal separation loss on (k_s, k_v), weight
@@ -139,9 +141,11 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.separation_sigma = 0.1
     # Ours, not in the paper: a loss on the share of the motion between the two frames of a
     # pair that no keypoint is near (`kpvp.losses.motion_coverage_loss`; 0 = off), and the
-    # keypoints' gaussian radius in it, in [-1, 1] units. It pulls keypoints onto moving parts.
-    s1.coverage_weight = 0.0
-    s1.coverage_sigma = 0.15
+    # keypoints' gaussian radius in it, in [-1, 1] units. It pulls keypoints onto moving parts;
+    # without it (and the temperature above) the authors' Q learned no keypoints on a CPU
+    # budget (experiments/README.md, "Paper-small: what makes it learn").
+    s1.coverage_weight = 50.0
+    s1.coverage_sigma = 0.08
     # Ours, not in the paper: Q's keypoints of a target frame seen through a random affine map
     # should be the map's image of the target's keypoints (`kpvp.losses.equivariance_loss`;
     # 0 = off); the maps rotate within +-degrees, scale within 1 +- scale, shift within +-shift.
@@ -319,8 +323,6 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.data.seq_clip = True
     c.stage1.batch_size = 8
     c.stage1.num_steps = 1000  # minutes on 2 CPU cores (experiments/README.md)
-    # A fresh Q's logits are nearly flat: sharper, its keypoints do not start pinned to the centre.
-    c.stage1.softmax_temperature = 0.1
     c.stage1.gaussian_size = 16
     # The paper's 14.3 (sigma 0.05) would be narrower than a cell of these 16x16 maps.
     c.stage1.gaussian_inv_std = 5.0
@@ -339,15 +341,10 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.discriminator_head = "dense"
     c.stage1.discriminator_pad = 0
     c.stage1.bn_recalibration_batches = 0  # the demo exports the moving averages
-    # Not in the paper: at this budget it moves the figure where the paper's T repeats the input.
-    c.stage1.translator_warp = True
     # The first-order T (when chosen) at a CPU size: dense motion at half resolution.
     c.stage1.first_order_filters = (32, 64, 128)
     c.stage1.first_order_motion_filters = (32, 64, 128)
     c.stage1.first_order_motion_downscale = 2
-    # Not in the paper: pulls keypoints off the torso onto the moving hands and feet.
-    c.stage1.coverage_weight = 50.0
-    c.stage1.coverage_sigma = 0.08
     c.stage1.checkpoint_every = 100
     c.stage1.log_every = 20
     c.stage1.image_summary_every = 100
@@ -411,11 +408,23 @@ def make_paper_small(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return c
 
 
-VARIANT_MAKERS = {"tiny": make_tiny, "paper_small": make_paper_small}
+def make_authors(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The full config without kpvp's three additions to stage 1 (the softmax temperature 0.1,
+    the motion-coverage loss, T's warped source): the authors' code exactly, to compare with
+    their runs."""
+    c.variant = "authors"
+    c.stage1.softmax_temperature = 1.0
+    c.stage1.coverage_weight = 0.0
+    c.stage1.translator_warp = False
+    return c
+
+
+VARIANT_MAKERS = {"tiny": make_tiny, "paper_small": make_paper_small, "authors": make_authors}
 
 
 def apply_variant(c: ml_collections.ConfigDict, variant: str) -> ml_collections.ConfigDict:
-    """`c` (a data set's full config) turned into `variant`: full, tiny or paper_small."""
+    """`c` (a data set's full config) turned into `variant`: full, tiny, paper_small or
+    authors."""
     if variant == "full":
         return c
     if variant not in VARIANT_MAKERS:
