@@ -94,7 +94,9 @@ class VideoGenerator:
                 f"{workdir!r} lacks trained networks {missing}: run "
                 f"`python -m kpvp.train --stage={stage} --workdir={workdir}` first")
         # Layers read the global policy when made: loading under it rebuilds them in it.
-        with precision.policy_scope(precision.policy_name(mixed_precision)):
+        policy = precision.policy_name(mixed_precision)
+        precision.warn_if_slow(policy, "Generation")
+        with precision.policy_scope(policy):
             models = {name: keras.models.load_model(path) for name, path in paths.items()}
         return cls(models["detector"], models.get("motion_generator"), models["translator"],
                    class_names)

@@ -41,6 +41,7 @@ def run_stage1(config, workdir: str, strategy, export_only: bool = False) -> dic
         trainer.compile(*loop.make_optimizers(config.stage1),
                         jit_compile=precision.jit_setting(config.stage1))
     logging.info("Stage 1 dtype policy: %s", policy)
+    precision.warn_if_slow(policy, "Stage 1")
     logging.info("Stage 1 perceptual features: %s", features.source)
     if loop.is_chief(strategy):
         run_info.update_run_info(workdir, quiet_invocation=True,
@@ -130,6 +131,7 @@ def run_stage2(config, workdir: str, strategy, export_only: bool = False) -> dic
         trainer.compile(*loop.make_optimizers(config.stage2),
                         jit_compile=precision.jit_setting(config.stage2))
     logging.info("Stage 2 dtype policy: %s", policy)
+    precision.warn_if_slow(policy, "Stage 2")
     if export_only:
         result = _restore_for_export(trainer, directory)
         _export_stage2(trainer, workdir, strategy)
@@ -223,6 +225,7 @@ def run_distill(config, workdir: str, strategy, export_only: bool = False) -> di
     directory = RunDir(workdir).distill
     logging.info("Distilling %s's T into a %s T (policy %s)", config.distill.teacher,
                  config.stage1.translator, policy)
+    precision.warn_if_slow(policy, "Distillation")
     if export_only:
         result = _restore_for_export(trainer, directory)
     else:

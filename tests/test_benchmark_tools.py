@@ -191,6 +191,14 @@ def test_generation_benchmark_prints_consistent_times(capsys):
             "dtypes as documented") in out, out
 
 
+def test_generation_benchmark_times_the_variant_asked_for():
+    tool = load_tool("benchmark_generation")
+    assert tool.make_config().stage1.translator_warp  # the full configs warp the source
+    authors = tool.make_config(variant="authors")
+    assert authors.variant == "authors" and not authors.stage1.translator_warp
+    assert tool.make_config(tiny=True, variant="authors").variant == "tiny"
+
+
 class _Pending:
     """A result whose work is done when it is waited for (`numpy()`), like an eager TF op that
     runs asynchronously: the fake clock moves by `cost` then."""

@@ -3,6 +3,7 @@
     python tools/benchmark_generation.py                   # the paper's settings, batch 1 and 4
     python tools/benchmark_generation.py --tiny --batch_sizes=1 --repeats=1
     python tools/benchmark_generation.py --translator=light   # the light T for serving
+    python tools/benchmark_generation.py --variant=authors    # the authors' T (no warp)
 
 Untrained networks at the paper's settings (Penn Action: K = 40, 128x128, M with 2 x 1024
 LSTMs, T = `config.data.seq_len - 1` = 32 predicted frames). For each mode and batch size the
@@ -35,7 +36,7 @@ from absl import app, flags  # noqa: E402
 
 from kpvp import configs, generation  # noqa: E402
 from kpvp.configs import base  # noqa: E402
-from kpvp.models import motion_cvae  # noqa: E402
+from kpvp.models import motion_cvae, precision  # noqa: E402
 from kpvp.models import keypoint_detector, translator as translator_lib  # noqa: E402
 from kpvp.ops import images as image_ops  # noqa: E402
 
@@ -58,8 +59,11 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
                          flag_values=fv)
     flags.DEFINE_integer("num_frames", None, "Predicted frames per video (default: "
                          "config.data.seq_len - 1 = 32).", flag_values=fv)
-    flags.DEFINE_bool("tiny", False, "Penn Action's tiny config instead of the paper's settings.",
-                      flag_values=fv)
+    flags.DEFINE_bool("tiny", False, "Penn Action's tiny config instead of the paper's settings "
+                      "(--variant=tiny).", flag_values=fv)
+    flags.DEFINE_enum("variant", "full", configs.VARIANTS, "Config variant: full (the default), "
+                      "authors (the authors' networks exactly: T without the warped source), "
+                      "tiny, paper_small.", flag_values=fv)
     flags.DEFINE_string("translator", None, "config.stage1.translator, e.g. light (default: "
                         "the config's, masked).", flag_values=fv)
     flags.DEFINE_integer("seed", 0, "Seed of the weights' initialisation, the images and z.",
@@ -69,9 +73,10 @@ def define_flags(fv: flags.FlagValues = flags.FLAGS) -> flags.FlagValues:
 
 # === Set-up ===
 def make_config(tiny: bool = False, image_size=None, num_keypoints=None, num_frames=None,
-                translator=None):
-    """Penn Action's config (the paper's settings, or `tiny`) with the benchmark's overrides."""
-    config = configs.get_config("penn", "tiny" if tiny else "full")
+                translator=None, variant="full"):
+    """Penn Action's config (`variant`; `tiny` forces the tiny one) with the benchmark's
+    overrides."""
+    config = configs.get_config("penn", "tiny" if tiny else variant)
     if translator:
         if translator not in translator_lib.TRANSLATORS:
             raise ValueError(f"--translator must be one of {sorted(translator_lib.TRANSLATORS)}"
@@ -187,13 +192,16 @@ def run(f: flags.FlagValues) -> list:
         raise app.UsageError(f"--batch_sizes must be integers, got {f.batch_sizes}") from error
     if not batch_sizes or min(batch_sizes) < 1:
         raise app.UsageError(f"--batch_sizes must be >= 1, got {f.batch_sizes}")
-    config = make_config(f.tiny, f.image_size, f.num_keypoints, f.num_frames, f.translator)
+    config = make_config(f.tiny, f.image_size, f.num_keypoints, f.num_frames, f.translator,
+                         f.variant)
     steps = config.data.seq_len - 1
     s2 = config.stage2
     print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPU cores visible, load average "
-          f"{os.getloadavg()[0]:.2f} (other processes share the cores)")
-    print(f"untrained networks: {config.image_size}x{config.image_size}, K={config.num_keypoints}"
-          f", T {config.stage1.translator}, M {s2.lstm_layers}x{s2.lstm_units} LSTMs, {steps} "
+          f"{os.getloadavg()[0]:.2f} (other processes share the cores); "
+          f"{precision.cpu_bf16_summary()}")
+    warp = ", warped source" if config.stage1.translator_warp else ""
+    print(f"untrained networks ({config.variant}): {config.image_size}x{config.image_size}, "
+          f"K={config.num_keypoints}, T {config.stage1.translator}{warp}, M {s2.lstm_layers}x{s2.lstm_units} LSTMs, {steps} "
           "predicted frames per video")
     rng = np.random.default_rng(f.seed)
     print(f"{'mode':<6} {'batch':>5} {'latency s':>10} {'frames/s':>9} {'Q s':>7} {'M s':>7} "

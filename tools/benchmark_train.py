@@ -443,7 +443,7 @@ def run(f: flags.FlagValues) -> list:
     gpus = precision.gpu_compute_capabilities()
     print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPU cores "
           f"visible, {len(gpus)} GPU(s) {gpus or ''}, load average {os.getloadavg()[0]:.2f} "
-          f"(other processes share the cores)")
+          f"(other processes share the cores); {precision.cpu_bf16_summary()}")
     peak = matmul_flops_per_second(f.matmul_size, f.matmul_repeats, tf.float32)
     print(f"fp32 matmul peak: {peak / 1e9:.1f} GFLOP/s ({f.matmul_size}x{f.matmul_size}, best "
           f"of {f.matmul_repeats})", flush=True)

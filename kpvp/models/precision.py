@@ -13,6 +13,9 @@
 
 `config.stageN.jit_compile` is Keras' `compile(jit_compile=...)`: "auto" (Keras' choice: XLA on
 a GPU, never on a CPU-only machine), or on / off.
+
+`hardware_warning` says when a policy will run slower than float32 on this machine: a CPU
+without bfloat16 units emulates bf16 arithmetic, and a CPU has no float16 units at all.
 """
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import contextlib
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 _ALIASES = {"false": "float32", "fp32": "float32", "off": "float32", "none": "float32",
@@ -36,6 +40,66 @@ def gpu_compute_capabilities() -> list[tuple[int, int]]:
         details = tf.config.experimental.get_device_details(device)
         capabilities.append(tuple(details.get("compute_capability", (0, 0))))
     return capabilities
+
+
+# /proc/cpuinfo flags of CPUs with bfloat16 arithmetic (dot products, AMX tiles).
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo_path="/proc/cpuinfo"):
+    """The CPU's feature flags (a set of names), or None where the OS does not list them."""
+    try:
+        with open(cpuinfo_path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.partition(":")[2].split())
+    except OSError:
+        return None
+    return None
+
+
+def cpu_has_bf16_units(flags=None):
+    """True / False from the CPU flags (default: this machine's), None if unknown."""
+    flags = cpu_flags() if flags is None else flags
+    if flags is None:
+        return None
+    return any(name in flags for name in CPU_BF16_FLAGS)
+
+
+def cpu_bf16_summary(flags=None) -> str:
+    """One line for benchmark headers: whether this CPU computes in bfloat16 natively."""
+    has = cpu_has_bf16_units(flags)
+    if has is None:
+        return "CPU bfloat16 units: unknown (no CPU flags to read)"
+    if has:
+        return "CPU bfloat16 units: yes"
+    return "CPU bfloat16 units: no (bf16 is emulated here: expect it slower than fp32)"
+
+
+def hardware_warning(policy: str, capabilities=None, flags=None):
+    """A sentence if `policy` will likely be slower than float32 on this machine, else None.
+
+    `capabilities`: GPUs' compute capabilities (default: the visible GPUs'); `flags`: CPU flags
+    (default: this machine's). Only CPU-only machines are judged.
+    """
+    capabilities = gpu_compute_capabilities() if capabilities is None else list(capabilities)
+    if capabilities or policy == "float32":
+        return None
+    if policy == "mixed_float16":
+        return ("mixed_float16 on a CPU-only machine: CPUs have no float16 arithmetic, so it "
+                "runs slower than float32; use float32 (or mixed_bfloat16 on a CPU with "
+                "AVX512_BF16 or AMX)")
+    if policy == "mixed_bfloat16" and cpu_has_bf16_units(flags) is False:
+        return ("mixed_bfloat16 on a CPU without bfloat16 units (no avx512_bf16 or amx_bf16 "
+                "in its flags): bf16 is emulated there and runs slower than float32")
+    return None
+
+
+def warn_if_slow(policy: str, what: str) -> None:
+    """Logs `hardware_warning(policy)` for `what` (e.g. "Stage 1"), if there is one."""
+    message = hardware_warning(policy)
+    if message:
+        logging.warning("%s: %s", what, message)
 
 
 def auto_policy(capabilities=None) -> str:
