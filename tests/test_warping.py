@@ -53,6 +53,23 @@ def test_no_motion_leaves_the_image_unchanged():
                                atol=1e-6)
 
 
+def test_the_flow_is_the_weighted_mean_of_the_keypoint_shifts():
+    """The module docstring's formula in numpy, keypoint by keypoint, on a 6 x 6 grid."""
+    rng = np.random.default_rng(5)
+    source_kp = rng.uniform(-1, 1, (2, 3, 2)).astype(np.float32)
+    target_kp = rng.uniform(-1, 1, (2, 3, 2)).astype(np.float32)
+    inv_std, background, size = 2.0, 0.3, 6
+    centres = (2 * np.arange(size) + 1) / size - 1
+    grid = np.stack(np.meshgrid(centres, centres), axis=-1)  # [h, w, (x, y)]
+    expected = np.empty((2, size, size, 2))
+    for b in range(2):
+        g = np.exp(-np.sum((grid[:, :, None] - target_kp[b]) ** 2, -1) * inv_std ** 2)
+        weights = g / (g.sum(-1, keepdims=True) + background)  # [h, w, K]
+        expected[b] = grid + weights @ (source_kp[b] - target_kp[b])
+    flow = np_(warping.keypoint_flow(source_kp, target_kp, size, inv_std, background))
+    np.testing.assert_allclose(flow, expected, atol=1e-5)
+
+
 def test_keypoints_moving_together_move_the_image_with_them():
     """All keypoints one pixel further left in the target: every pixel moves one pixel left."""
     rng = np.random.default_rng(2)

@@ -76,10 +76,18 @@ def keypoint_flow(source_kp, target_kp, size, inv_std, background):
                          f"{background}, {inv_std}")
     source_kp = ops.cast(source_kp, "float32")
     target_kp = ops.cast(target_kp, "float32")
-    maps = kp_ops.gaussian_maps(target_kp, size, inv_std)  # [B, h, w, K]
-    weights = maps / (ops.sum(maps, axis=-1, keepdims=True) + background)
+    # g_k(u) = g_y[k, y] g_x[k, x] is separable, so the sums over k are [h, K] x [K, w] matmuls
+    # and the [B, h, w, K] maps are never formed.
+    inv_var = float(inv_std) ** 2
+    centres = kp_ops.pixel_centers(size)[None, None, :]
+    g_x = ops.exp(-ops.square(centres - target_kp[:, :, 0:1]) * inv_var)  # [B, K, w]
+    g_y = ops.exp(-ops.square(centres - target_kp[:, :, 1:2]) * inv_var)  # [B, K, h]
     shift = source_kp - target_kp  # [B, K, 2]
-    flow = ops.einsum("bhwk,bkc->bhwc", weights, shift)
+    # Rows [g_y, g_y shift_x, g_y shift_y] -> total weight and the two weighted shifts.
+    rows = ops.concatenate([g_y, g_y * shift[:, :, 0:1], g_y * shift[:, :, 1:2]], axis=-1)
+    sums = ops.matmul(ops.transpose(rows, (0, 2, 1)), g_x)  # [B, 3h, w]
+    total, shift_x, shift_y = ops.split(sums, 3, axis=1)
+    flow = ops.stack([shift_x, shift_y], axis=-1) / (total[..., None] + background)
     return pixel_grid(size)[None] + flow
 
 
