@@ -201,8 +201,8 @@ def run(f: flags.FlagValues) -> list:
           f"{precision.cpu_bf16_summary()}")
     warp = ", warped source" if config.stage1.translator_warp else ""
     print(f"untrained networks ({config.variant}): {config.image_size}x{config.image_size}, "
-          f"K={config.num_keypoints}, T {config.stage1.translator}{warp}, M {s2.lstm_layers}x{s2.lstm_units} LSTMs, {steps} "
-          "predicted frames per video")
+          f"K={config.num_keypoints}, T {config.stage1.translator}{warp}, M "
+          f"{s2.lstm_layers}x{s2.lstm_units} LSTMs, {steps} predicted frames per video")
     rng = np.random.default_rng(f.seed)
     print(f"{'mode':<6} {'batch':>5} {'latency s':>10} {'frames/s':>9} {'Q s':>7} {'M s':>7} "
           f"{'T s':>7} {'T share':>8} {'generate() s':>13}", flush=True)

@@ -117,6 +117,15 @@ def gaussian_maps(keypoints, size, inv_std):
     the peak value is 1 at the keypoint (the authors' `exp(-d^2 * 14.3^2)`, i.e. the paper's
     eq. 2 up to its constant factor with `sigma = 1 / (sqrt(2) * inv_std)`).
     """
+    g_x, g_y = gaussian_factors(keypoints, size, inv_std)
+    maps = g_y[:, :, :, None] * g_x[:, :, None, :]  # [B, K, h, w]
+    return ops.transpose(maps, (0, 2, 3, 1))
+
+
+def gaussian_factors(keypoints, size, inv_std):
+    """The two 1-D factors of `gaussian_maps`: `(g_x [B, K, w], g_y [B, K, h])` float32 with
+    `d^n_(x, y) = g_x[n, x] g_y[n, y]`, since exp(-(dx^2 + dy^2) c) = exp(-dx^2 c) exp(-dy^2 c).
+    """
     _check_keypoints(keypoints)
     if len(keypoints.shape) != 3:
         raise ValueError(f"keypoints must be [B, K, 2], got shape {tuple(keypoints.shape)}")
@@ -126,13 +135,9 @@ def gaussian_maps(keypoints, size, inv_std):
         height, width = (int(s) for s in size)
     keypoints = ops.cast(keypoints, "float32")
     inv_var = float(inv_std) ** 2
-    # The 2-D gaussian is separable: exp(-(dx^2 + dy^2) c) = exp(-dx^2 c) exp(-dy^2 c).
     dx = pixel_centers(width)[None, None, :] - keypoints[:, :, 0:1]  # [B, K, w]
     dy = pixel_centers(height)[None, None, :] - keypoints[:, :, 1:2]  # [B, K, h]
-    g_x = ops.exp(-ops.square(dx) * inv_var)
-    g_y = ops.exp(-ops.square(dy) * inv_var)
-    maps = g_y[:, :, :, None] * g_x[:, :, None, :]  # [B, K, h, w]
-    return ops.transpose(maps, (0, 2, 3, 1))
+    return ops.exp(-ops.square(dx) * inv_var), ops.exp(-ops.square(dy) * inv_var)
 
 
 def flip_keypoints_x(keypoints, permutation=None):

@@ -78,10 +78,7 @@ def keypoint_flow(source_kp, target_kp, size, inv_std, background):
     target_kp = ops.cast(target_kp, "float32")
     # g_k(u) = g_y[k, y] g_x[k, x] is separable, so the sums over k are [h, K] x [K, w] matmuls
     # and the [B, h, w, K] maps are never formed.
-    inv_var = float(inv_std) ** 2
-    centres = kp_ops.pixel_centers(size)[None, None, :]
-    g_x = ops.exp(-ops.square(centres - target_kp[:, :, 0:1]) * inv_var)  # [B, K, w]
-    g_y = ops.exp(-ops.square(centres - target_kp[:, :, 1:2]) * inv_var)  # [B, K, h]
+    g_x, g_y = kp_ops.gaussian_factors(target_kp, size, inv_std)  # [B, K, w], [B, K, h]
     shift = source_kp - target_kp  # [B, K, 2]
     # Rows [g_y, g_y shift_x, g_y shift_y] -> total weight and the two weighted shifts.
     rows = ops.concatenate([g_y, g_y * shift[:, :, 0:1], g_y * shift[:, :, 1:2]], axis=-1)
