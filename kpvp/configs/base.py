@@ -105,12 +105,14 @@ def get_base_config() -> ml_collections.ConfigDict:
     # "first_order" (Siarohin et al., not the paper's T; kpvp/models/first_order.py): Q also
     # gives each keypoint a 2x2 Jacobian; widths of its encoder (decoder mirrors), residual
     # blocks, dense-motion hourglass widths, the dense motion's resolution (image_size / this)
-    # and its keypoint gaussians' inv_std ([-1, 1] units).
+    # and its keypoint gaussians' inv_std ([-1, 1] units); warped_skips: every encoder level,
+    # warped, feeds the decoder (ours; False is Siarohin et al.'s bottleneck-only generator).
     s1.first_order_filters = (64, 128, 256)
     s1.first_order_residual = 2
     s1.first_order_motion_filters = (64, 128, 256)
     s1.first_order_motion_downscale = 4
     s1.first_order_kp_inv_std = 7.0
+    s1.first_order_warped_skips = True
     # "light" (ours, for serving; kpvp/models/light_translator.py): the source warped by the
     # keypoints (warp_inv_std, warp_background) plus a small U-Net's correction, its widths at
     # image_size / 2, / 4, ... (the gaussian maps join at gaussian_size), its normalisation
@@ -289,6 +291,7 @@ LEGACY_VALUES = {
     "stage1.translator_mask_weighs": "crude",
     "stage1.discriminator_head": "dense",
     "stage1.discriminator_pad": 0,
+    "stage1.first_order_warped_skips": False,
 }
 
 

@@ -8,7 +8,11 @@
     mixes them (and the still background) into a dense flow and predicts an occlusion map;
   * the source's features are warped by the flow, multiplied by the occlusion map, passed
     through `num_residual` residual blocks and decoded (bilinear 2x upsampling + conv3x3 per
-    level, conv7x7 to 3 tanh channels) into the output image.
+    level, conv7x7 to 3 tanh channels) into the output image;
+  * `warped_skips=True` (ours, after Zhao & Zhang's thin-plate-spline model): every encoder
+    level, warped and occluded the same way, is concatenated to the decoder at its
+    resolution, so the decoder sees the source's full-resolution detail instead of redrawing
+    it from the bottleneck; `False` is Siarohin et al.'s generator.
 Jacobians are optional inputs: without them both frames' Jacobians count as equal (J_s J_t^-1 =
 I, each keypoint's neighbourhood is translated), which is what generation uses: M generates
 keypoints only, and each generated frame keeps the Jacobians of the input frame.
@@ -41,12 +45,13 @@ class FirstOrderTranslator(keras.Model):
       motion_filters: `DenseMotion`'s hourglass widths.
       motion_size: the resolution of the dense motion (divides `image_size`).
       kp_inv_std: `inv_std` of the keypoints' gaussian maps in `DenseMotion`.
+      warped_skips: concatenate every warped encoder level to the decoder (see above).
       norm, use_bias, bn_momentum, bn_epsilon: every conv block's (`layers.ConvBlock`).
     """
 
     def __init__(self, image_size, num_keypoints, filters=(64, 128, 256), num_residual=2,
-                 motion_filters=(32, 64, 128), motion_size=64, kp_inv_std=7.0, norm="batch",
-                 use_bias=False, bn_momentum=0.99, bn_epsilon=1e-3, **kwargs):
+                 motion_filters=(32, 64, 128), motion_size=64, kp_inv_std=7.0, warped_skips=True,
+                 norm="batch", use_bias=False, bn_momentum=0.99, bn_epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)
         self.image_size = int(image_size)
         self.num_keypoints = int(num_keypoints)
@@ -55,6 +60,7 @@ class FirstOrderTranslator(keras.Model):
         self.motion_filters = tuple(int(f) for f in motion_filters)
         self.motion_size = int(motion_size)
         self.kp_inv_std = float(kp_inv_std)
+        self.warped_skips = bool(warped_skips)
         self.norm = norm
         self.use_bias = bool(use_bias)
         self.bn_momentum = float(bn_momentum)
@@ -112,17 +118,19 @@ class FirstOrderTranslator(keras.Model):
                                  f"shape {tuple(jac.shape)}")
 
     def encode_source(self, source_image, training=None):
-        """Encoder: `s` `[B, H, W, 3]` -> features `[B, H / 2**(n-1), ., filters[-1]]`."""
+        """Encoder: `s` `[B, H, W, 3]` -> the list of every level's features, level i
+        `[B, H / 2**i, ., filters[i]]` (the last is the bottleneck)."""
         self._check_inputs(source_image)
-        x = source_image
+        x, features = source_image, []
         for layer in self.encoder:
             x = layer(x, training=training)
-        return x
+            features.append(x)
+        return features
 
     def decode(self, source_features, source_image, source_kp, target_kp,
                source_jacobians=None, target_jacobians=None, training=None):
-        """The rest of T: encoded source, `s`, `k_s`, `k_t` (and optionally `J_s`, `J_t`, both
-        or neither) -> dict(image, mask, warped)."""
+        """The rest of T: `encode_source`'s list, `s`, `k_s`, `k_t` (and optionally `J_s`, `J_t`,
+        both or neither) -> dict(image, mask, warped)."""
         self._check_inputs(source_image, [("source_kp", source_kp), ("target_kp", target_kp)])
         if (source_jacobians is None) != (target_jacobians is None):
             raise ValueError("FirstOrderTranslator: give both source_jacobians and "
@@ -136,15 +144,21 @@ class FirstOrderTranslator(keras.Model):
             jacobians = dense_motion.relative_jacobians(source_jacobians, target_jacobians)
         motion = self.dense_motion(source_image, source_kp, target_kp, jacobians,
                                    training=training)
-        size = source_features.shape[1]
-        flow = dense_motion.resize(motion["flow"], size)
-        occlusion = dense_motion.resize(motion["occlusion"], size)
-        x = warping.bilinear_sample(source_features, flow) * occlusion
-        x = ops.cast(x, source_features.dtype)
+
+        def warp(features):  # the source's features as the target would show them
+            size = features.shape[1]
+            flow = dense_motion.resize(motion["flow"], size)
+            occlusion = dense_motion.resize(motion["occlusion"], size)
+            return ops.cast(warping.bilinear_sample(features, flow) * occlusion, features.dtype)
+
+        x = warp(source_features[-1])
         for first, second in self.residual:
             x = x + second(first(x, training=training), training=training)
         for level in reversed(range(len(self.decoder))):
-            x = self.decoder[level](self.upsample(x), training=training)
+            x = self.upsample(x)
+            if self.warped_skips:
+                x = ops.concatenate([x, warp(source_features[level])], axis=-1)
+            x = self.decoder[level](x, training=training)
         full = self.image_size
         return {"image": self.image_head(x),
                 "mask": 1.0 - dense_motion.resize(motion["occlusion"], full),
@@ -167,7 +181,8 @@ class FirstOrderTranslator(keras.Model):
         config.update(image_size=self.image_size, num_keypoints=self.num_keypoints,
                       filters=list(self.filters), num_residual=self.num_residual,
                       motion_filters=list(self.motion_filters), motion_size=self.motion_size,
-                      kp_inv_std=self.kp_inv_std, norm=self.norm, use_bias=self.use_bias,
+                      kp_inv_std=self.kp_inv_std, warped_skips=self.warped_skips,
+                      norm=self.norm, use_bias=self.use_bias,
                       bn_momentum=self.bn_momentum, bn_epsilon=self.bn_epsilon)
         return config
 
@@ -180,5 +195,6 @@ def build_first_order_translator(config, **kwargs) -> FirstOrderTranslator:
         filters=tuple(s1.first_order_filters), num_residual=s1.first_order_residual,
         motion_filters=tuple(s1.first_order_motion_filters),
         motion_size=config.image_size // s1.first_order_motion_downscale,
-        kp_inv_std=s1.first_order_kp_inv_std, norm=s1.norm, use_bias=s1.conv_bias,
+        kp_inv_std=s1.first_order_kp_inv_std, warped_skips=s1.first_order_warped_skips,
+        norm=s1.norm, use_bias=s1.conv_bias,
         bn_momentum=s1.bn_momentum, bn_epsilon=s1.bn_epsilon, **kwargs)
