@@ -1,5 +1,6 @@
 """The first-order translator option: Q's Jacobians, dense motion, the warping generator, and
 their training terms (`stage1.translator=first_order`)."""
+import json
 import os
 
 import keras
@@ -180,6 +181,35 @@ def test_config_chooses_the_translator_and_q_jacobians():
     assert keypoint_detector.build_detector(config).jacobians
     config.stage1.translator = "masked"
     assert not keypoint_detector.build_detector(config).jacobians
+
+
+def test_warped_skips_are_the_tiny_variant_s_and_old_saves_keep_the_bottleneck_generator(
+        tmp_path):
+    from kpvp import cli
+    from kpvp.configs import base
+
+    assert base.make_tiny(base.get_base_config()).stage1.first_order_warped_skips
+    full = base.finalize(base.get_base_config())
+    assert not full.stage1.first_order_warped_skips  # Siarohin et al.'s generator
+    # A run saved before the field existed (tiny or not) reloads with the bottleneck-only T.
+    tiny = base.finalize(base.make_tiny(base.get_base_config()))
+    path = cli.save_config(tiny, str(tmp_path))
+    values = json.loads(open(path, encoding="utf-8").read())
+    del values["stage1"]["first_order_warped_skips"]
+    open(path, "w", encoding="utf-8").write(json.dumps(values))
+    assert not cli.load_saved_config(path).stage1.first_order_warped_skips
+    # So does a .keras file written then: its config lacks the argument.
+    old = {key: value for key, value in small_translator().get_config().items()
+           if key != "warped_skips"}
+    rebuilt = FirstOrderTranslator.from_config(old)
+    assert not rebuilt.warped_skips
+    rebuilt(inputs(np.random.default_rng(0), jacobians=False))
+    # The decoder's full-resolution block sees the upsampled features only (8 channels),
+    # with warped skips also the warped full-resolution encoder features (8 + 8).
+    assert rebuilt.decoder[0].weights[0].shape[2] == 8
+    skips = small_translator(warped_skips=True)
+    skips(inputs(np.random.default_rng(0), jacobians=False))
+    assert skips.decoder[0].weights[0].shape[2] == 16
 
 
 def test_trainer_step_trains_the_jacobian_head_and_transfer_uses_jacobians(rng):

@@ -106,13 +106,13 @@ def get_base_config() -> ml_collections.ConfigDict:
     # gives each keypoint a 2x2 Jacobian; widths of its encoder (decoder mirrors), residual
     # blocks, dense-motion hourglass widths, the dense motion's resolution (image_size / this)
     # and its keypoint gaussians' inv_std ([-1, 1] units); warped_skips: every encoder level,
-    # warped, feeds the decoder (ours; False is Siarohin et al.'s bottleneck-only generator).
+    # warped, feeds the decoder (ours, the tiny variant's); False: Siarohin et al.'s generator.
     s1.first_order_filters = (64, 128, 256)
     s1.first_order_residual = 2
     s1.first_order_motion_filters = (64, 128, 256)
     s1.first_order_motion_downscale = 4
     s1.first_order_kp_inv_std = 7.0
-    s1.first_order_warped_skips = True
+    s1.first_order_warped_skips = False
     # "light" (ours, for serving; kpvp/models/light_translator.py): the source warped by the
     # keypoints (warp_inv_std, warp_background) plus a small U-Net's correction, its widths at
     # image_size / 2, / 4, ... (the gaussian maps join at gaussian_size), its normalisation
@@ -291,7 +291,6 @@ LEGACY_VALUES = {
     "stage1.translator_mask_weighs": "crude",
     "stage1.discriminator_head": "dense",
     "stage1.discriminator_pad": 0,
-    "stage1.first_order_warped_skips": False,
 }
 
 
@@ -344,10 +343,12 @@ def make_tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.stage1.discriminator_head = "dense"
     c.stage1.discriminator_pad = 0
     c.stage1.bn_recalibration_batches = 0  # the demo exports the moving averages
-    # The first-order T (when chosen) at a CPU size: dense motion at half resolution.
+    # The first-order T (when chosen) at a CPU size: dense motion at half resolution, every
+    # encoder level warped into the decoder (experiments/README.md).
     c.stage1.first_order_filters = (32, 64, 128)
     c.stage1.first_order_motion_filters = (32, 64, 128)
     c.stage1.first_order_motion_downscale = 2
+    c.stage1.first_order_warped_skips = True
     c.stage1.checkpoint_every = 100
     c.stage1.log_every = 20
     c.stage1.image_summary_every = 100

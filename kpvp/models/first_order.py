@@ -9,10 +9,10 @@
   * the source's features are warped by the flow, multiplied by the occlusion map, passed
     through `num_residual` residual blocks and decoded (bilinear 2x upsampling + conv3x3 per
     level, conv7x7 to 3 tanh channels) into the output image;
-  * `warped_skips=True` (ours, after Zhao & Zhang's thin-plate-spline model): every encoder
-    level, warped and occluded the same way, is concatenated to the decoder at its
-    resolution, so the decoder sees the source's full-resolution detail instead of redrawing
-    it from the bottleneck; `False` is Siarohin et al.'s generator.
+  * `warped_skips=True` (ours, after Zhao & Zhang's thin-plate-spline model; the tiny
+    variant's): every encoder level, warped and occluded the same way, is concatenated to the
+    decoder at its resolution, so the decoder sees the source's full-resolution detail instead
+    of redrawing it from the bottleneck; `False` (the default) is Siarohin et al.'s generator.
 Jacobians are optional inputs: without them both frames' Jacobians count as equal (J_s J_t^-1 =
 I, each keypoint's neighbourhood is translated), which is what generation uses: M generates
 keypoints only, and each generated frame keeps the Jacobians of the input frame.
@@ -50,7 +50,7 @@ class FirstOrderTranslator(keras.Model):
     """
 
     def __init__(self, image_size, num_keypoints, filters=(64, 128, 256), num_residual=2,
-                 motion_filters=(32, 64, 128), motion_size=64, kp_inv_std=7.0, warped_skips=True,
+                 motion_filters=(32, 64, 128), motion_size=64, kp_inv_std=7.0, warped_skips=False,
                  norm="batch", use_bias=False, bn_momentum=0.99, bn_epsilon=1e-3, **kwargs):
         super().__init__(**kwargs)
         self.image_size = int(image_size)
