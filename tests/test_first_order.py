@@ -249,7 +249,8 @@ def test_savedmodel_serves_the_first_order_translator(tmp_path):
     config = tiny_run.tiny_config()
     config.stage1.translator = "first_order"
     detector = KeypointDetector(tiny_run.K, (8, 8, 8, 8), jacobians=True)
-    translator = small_translator(image_size=tiny_run.SIZE, num_keypoints=tiny_run.K)
+    translator = small_translator(image_size=tiny_run.SIZE, num_keypoints=tiny_run.K,
+                                  warped_skips=True)  # the encoder's list of levels, served
     images = np.zeros((1, tiny_run.SIZE, tiny_run.SIZE, 3), np.float32)
     kp = detector(images)
     translator([images, kp, kp])
