@@ -58,8 +58,8 @@ def render_frames(translator, x0, k0, keypoints, frames_per_call: int = FRAMES_P
         if jacobians is not None:
             extra = dict(source_jacobians=repeat(jacobians[0]), target_jacobians=tf.reshape(
                 jacobians[1][:, start:start + n], [-1, k, 2, 2]))
-        out = translator.decode(tf.nest.map_structure(repeat, features), repeat(x0), repeat(k0), targets,
-                                training=False, **extra)
+        out = translator.decode(tf.nest.map_structure(repeat, features), repeat(x0),
+                                repeat(k0), targets, training=False, **extra)
         frames.append(tf.reshape(out["image"], [batch, n, size, size, 3]))
         masks.append(tf.reshape(out["mask"], [batch, n, size, size, 1]))
     return tf.clip_by_value(tf.concat(frames, 1), -1.0, 1.0), tf.concat(masks, 1)
