@@ -203,6 +203,31 @@ def test_perceptual_term_is_multiplied_by_the_feature_network_loss_scale():
         float(b["perceptual"]) + float(b["adversarial"]), rel=1e-5)
 
 
+def test_pixel_l1_term_is_the_mean_absolute_error_and_lowers_it_alone():
+    batch = pair_batch()
+    config = tiny_config()
+    config.stage1.pixel_l1_weight = 2.5
+    trainer = make_trainer(config)
+    logs = trainer.test_step(batch)
+    image = trainer.reconstruct(batch["source"], batch["target"])["image"]
+    by_hand = np.abs(batch["target"].numpy() - np.asarray(image)).mean()
+    assert float(logs["pixel_l1"]) == pytest.approx(by_hand, rel=1e-5)
+    assert float(logs["g_loss"]) == pytest.approx(
+        float(logs["perceptual"]) + float(logs["adversarial"]) + 2.5 * by_hand, rel=1e-5)
+    assert "pixel_l1" not in make_trainer().train_step(batch)  # off by default: not computed
+    # Alone in the G loss it is learnable: a few steps on one batch lower it.
+    config.stage1.perceptual_weight = 0.0
+    config.stage1.adversarial_weight = 0.0
+    only = make_trainer(config)
+    start = float(only.test_step(batch)["pixel_l1"])
+    only.fit(tf.data.Dataset.from_tensors(batch).repeat(), steps_per_epoch=60, epochs=1,
+             verbose=0)
+    for tracker in only.metrics:
+        tracker.reset_state()
+    end = float(only.test_step(batch)["pixel_l1"])
+    assert end < 0.85 * start
+
+
 @pytest.mark.slow
 def test_tiny_trainer_lowers_reconstruction_loss_on_one_batch():
     config = tiny_config()

@@ -10,8 +10,9 @@ frame pairs (s, v):
    not in the paper; + coverage_weight * L_cov(s, v, k_s, k_v) if set: the share of the motion
    between s and v that no keypoint is near, not in the paper; + equivariance_weight *
    L_eq(v) if set: how far Q's keypoints of v seen through a random affine map A are from A's
-   image of k_v, not in the paper), D(v_hat) being evaluated with the D just updated. The
-   target's perceptual features carry no gradient, so they are computed outside the tape.
+   image of k_v, not in the paper; + pixel_l1_weight * mean |v - v_hat| if set, not in the
+   paper), D(v_hat) being evaluated with the D just updated. The target's perceptual features
+   carry no gradient, so they are computed outside the tape.
 
 D_im's logits are one per image or a patch map (the authors'); the sigmoid cross-entropies
 average over the map too. Logged besides the losses: `l1`, the pixel L1 between v and v_hat.
@@ -49,7 +50,7 @@ class KeypointTranslationTrainer(AdversarialTrainer):
       seed: the seed of the equivariance term's maps (`config.seed`).
     """
 
-    TERMS = ("perceptual", "adversarial", "separation", "coverage", "equivariance")
+    TERMS = ("perceptual", "adversarial", "separation", "coverage", "equivariance", "pixel_l1")
     MONITORS = ("l1",)
 
     def __init__(self, detector, translator, discriminator, perceptual_network, stage_config,
@@ -130,6 +131,8 @@ class KeypointTranslationTrainer(AdversarialTrainer):
     def loss_term(self, name, inputs, generated, training):
         if name == "perceptual":
             return self.perceptual_loss(inputs["real_features"], generated["fake"])
+        if name == "pixel_l1":
+            return losses.l1_loss(inputs["real"], generated["fake"])
         if name == "separation":
             return self.separation_loss(generated)
         if name == "coverage":
