@@ -145,10 +145,16 @@ class FirstOrderTranslator(keras.Model):
         motion = self.dense_motion(source_image, source_kp, target_kp, jacobians,
                                    training=training)
 
+        resized = {}
+
+        def at(size):  # the flow and the occlusion map at `size`, each resized once
+            if size not in resized:
+                resized[size] = (dense_motion.resize(motion["flow"], size),
+                                 dense_motion.resize(motion["occlusion"], size))
+            return resized[size]
+
         def warp(features):  # the source's features as the target would show them
-            size = features.shape[1]
-            flow = dense_motion.resize(motion["flow"], size)
-            occlusion = dense_motion.resize(motion["occlusion"], size)
+            flow, occlusion = at(features.shape[1])
             return ops.cast(warping.bilinear_sample(features, flow) * occlusion, features.dtype)
 
         x = warp(source_features[-1])
@@ -159,11 +165,9 @@ class FirstOrderTranslator(keras.Model):
             if self.warped_skips:
                 x = ops.concatenate([x, warp(source_features[level])], axis=-1)
             x = self.decoder[level](x, training=training)
-        full = self.image_size
-        return {"image": self.image_head(x),
-                "mask": 1.0 - dense_motion.resize(motion["occlusion"], full),
-                "warped": warping.bilinear_sample(
-                    ops.cast(source_image, "float32"), dense_motion.resize(motion["flow"], full))}
+        flow, occlusion = at(self.image_size)
+        return {"image": self.image_head(x), "mask": 1.0 - occlusion,
+                "warped": warping.bilinear_sample(ops.cast(source_image, "float32"), flow)}
 
     def call(self, inputs, training=None):
         if not isinstance(inputs, (list, tuple)) or len(inputs) not in (3, 5):
