@@ -159,7 +159,8 @@ def get_base_config() -> ml_collections.ConfigDict:
     # Jacobians' own equivariance error (`kpvp.losses.jacobian_equivariance_loss`).
     s1.equivariance_jacobian_weight = 1.0
     # Ours, not in the paper: the mean pixel L1 between the target and T's image (0 = off),
-    # beside the perceptual loss (experiments/README.md, "A pixel L1 term").
+    # beside the perceptual loss (experiments/README.md, "A decaying learning rate and a pixel
+    # L1 term").
     s1.pixel_l1_weight = 0.0
     # Image scales of the perceptual loss (Siarohin et al.: a pyramid); each scale's image side
     # must stay a multiple of 32 for the feature network. (1.0,): the paper's single scale.
