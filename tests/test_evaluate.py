@@ -12,6 +12,7 @@ from kpvp import configs
 from kpvp.data import video_io
 from kpvp.evaluation import action, fvd, run, trained_run
 from kpvp.evaluation import keypoints as eval_keypoints
+from kpvp.evaluation import reconstruction
 from kpvp.models import keypoint_detector
 from kpvp.ops import images as image_ops
 from kpvp.evaluation import report as eval_report
@@ -137,6 +138,25 @@ def test_action_accuracies_on_a_constructed_case(monkeypatch):
         "keypoint_classifier"]
 
 
+def test_per_class_changed_l1_on_a_constructed_case():
+    # Frame 0 black; frames 1.. a 200-grey square. Class "half" predicts a 100-grey square
+    # (half the copy's error there), class "exact" predicts the video itself; "blank" has
+    # no video. Pixels outside the square never changed and do not count.
+    real = np.zeros((3, 4, 8, 8, 3), np.uint8)
+    real[:, 1:, 2:5, 2:5] = 200
+    predicted = real.copy()
+    predicted[:2, 1:, 2:5, 2:5] = 100
+    predicted[:2, 1:, 0, 0] = 255  # wrong on an unchanged pixel: not counted
+    result = reconstruction.per_class_changed_l1(predicted, real, np.array([2, 2, 0]),
+                                                 ("exact", "blank", "half"))
+    assert list(result) == ["exact", "half"]
+    assert result["half"]["num_videos"] == 2 and result["exact"]["num_videos"] == 1
+    assert result["half"]["static_baseline"] == pytest.approx(200 / 255, rel=1e-5)
+    assert result["half"]["transfer"] == pytest.approx(100 / 255, rel=1e-5)
+    assert result["exact"]["transfer"] == 0
+    assert result["exact"]["static_baseline"] == pytest.approx(200 / 255, rel=1e-5)
+
+
 def test_markdown_report_shows_every_number():
     report = {"dataset": "synthetic", "variant": "tiny", "image_size": 64, "num_keypoints": 12,
               "seed": 0, "metrics": {
@@ -172,10 +192,12 @@ def test_markdown_report_shows_every_number():
                                "static_baseline": {"l1": 0.02346, "changed_l1": 0.2345,
                                                    "ssim": 0.8123, "psnr": 23.5,
                                                    "num_frames": 128},
-                               "num_videos": 4, "num_frames": 33}}}
+                               "num_videos": 4, "num_frames": 33,
+                               "per_class": {"wave": {"transfer": 0.0625, "static_baseline": 0.25,
+                                                      "num_videos": 3}}}}}
     text = eval_report.format_markdown(report)
     for expected in ("0.0123", "0.0988", "0.8765", "27.12", "0.0235", "0.2345", "0.8123", "23.50",
-                     "4 test videos of 33 frames"):
+                     "4 test videos of 33 frames", "| wave | 3 | 0.0625 | 0.2500 | 0.250 |"):
         assert expected in text
     assert "frames 1-16 (x0 excluded)" in text
     assert "trained against I3D features, so this FVD is not independent" in text
@@ -305,6 +327,13 @@ def test_evaluate_cli_runs_every_metric_on_a_tiny_run(tmp_path, i3d_arrays):
         assert 0 < transfer[key]["l1"] < 1 and 0 < transfer[key]["changed_l1"] < 1
         assert transfer[key]["num_frames"] == 4 * (transfer["num_frames"] - 1)
     assert transfer["static_baseline"]["changed_l1"] > 0.05
+    # Each class's numbers pool a subset of the changed pixels: the whole lies among them.
+    per_class = transfer["per_class"]
+    assert set(per_class) <= set(configs.get_config("synthetic", "tiny").class_names)
+    assert sum(r["num_videos"] for r in per_class.values()) == 4
+    for key in ("transfer", "static_baseline"):
+        values = [r[key] for r in per_class.values()]
+        assert min(values) - 1e-6 <= transfer[key]["changed_l1"] <= max(values) + 1e-6
     markdown = (tmp_path / "report.md").read_text()
     assert f"{fvd['fvd']:.1f}" in markdown
     assert "FVD" in proc.stdout and "SSIM" in proc.stdout

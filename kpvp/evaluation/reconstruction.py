@@ -42,7 +42,8 @@ def evaluate_transfer(run: TrainedRun) -> dict:
     relative motion); frames 1.. are compared with the real ones, next to the first frame
     repeated (what a translator that ignores the keypoints would give). Needs stage 1 only.
     """
-    real = run.test_videos()["frames"]
+    videos = run.test_videos()
+    real = videos["frames"]
     transferred = np.stack([run.stage1.transfer(video[0], video)["video"] for video in real])
     static = np.repeat(real[:, :1], real.shape[1], axis=1)
     future = real[:, 1:]
@@ -60,7 +61,9 @@ def evaluate_transfer(run: TrainedRun) -> dict:
         return result
 
     result = {"transfer": scores(transferred), "static_baseline": scores(static),
-              "num_videos": int(len(real)), "num_frames": int(real.shape[1])}
+              "num_videos": int(len(real)), "num_frames": int(real.shape[1]),
+              "per_class": per_class_changed_l1(transferred, real, videos["labels"],
+                                                run.config.class_names)}
     t, b = result["transfer"], result["static_baseline"]
     print(f"Motion transfer, each test video driving its own first frame: L1 {t['l1']:.4f}, "
           f"L1 where the video changed {t['changed_l1']:.4f}, SSIM {t['ssim']:.4f}, PSNR "
@@ -68,3 +71,29 @@ def evaluate_transfer(run: TrainedRun) -> dict:
           f"SSIM {b['ssim']:.4f}, PSNR {b['psnr']:.2f} dB) on {len(real)} videos of "
           f"{real.shape[1]} frames")
     return report.jsonable(result)
+
+
+def per_class_changed_l1(predicted, real, labels, class_names) -> dict:
+    """Each class's L1 where the video changed (frames 1.. against frame 0), predicted and copied.
+
+    Args:
+      predicted, real: `[N, T, H, W, 3]` videos (uint8 or [-1, 1] float), frame 0 the input.
+      labels: `[N]` class ids; class_names: their names.
+    Returns:
+      `{class name: {"transfer": L1, "static_baseline": L1, "num_videos": n}}` for the classes
+      present, pooled over each class's changed pixels as the overall numbers are.
+    """
+    result = {}
+    for label in sorted(set(int(x) for x in labels)):
+        pick = np.asarray(labels) == label
+        source = np.repeat(real[pick][:, :1], real.shape[1] - 1, axis=1)
+        target = real[pick][:, 1:]
+        name = class_names[label] if label < len(class_names) else str(label)
+        result[name] = {
+            "transfer": frame_metrics.changed_region_l1(
+                [(predicted[pick][:, 1:], target, source)])["l1"],
+            "static_baseline": frame_metrics.changed_region_l1(
+                [(source, target, source)])["l1"],
+            "num_videos": int(pick.sum())}
+    return result
+

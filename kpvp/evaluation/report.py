@@ -46,6 +46,10 @@ def _fmt(value, digits=3):
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _ratio(value, baseline):
+    return None if value is None or not baseline else value / baseline
+
+
 def format_markdown(report: dict) -> str:
     """The report as Markdown tables (what `report.md` holds)."""
     m = report.get("metrics", {})
@@ -152,6 +156,14 @@ def format_markdown(report: dict) -> str:
                   f"its own first frame through Q and T (relative keypoint motion). L1 in [0, 1] "
                   f"units; \"where the video changed\": pixels that differ from the first "
                   f"frame.", ""]
+        if t.get("per_class"):
+            lines += ["| class | test videos | L1 where the video changed: transfer | "
+                      "first frame repeated | ratio |", "|---|---|---|---|---|"]
+            lines += [f"| {name} | {r['num_videos']} | {_fmt(r['transfer'], 4)} | "
+                      f"{_fmt(r['static_baseline'], 4)} | "
+                      f"{_fmt(_ratio(r['transfer'], r['static_baseline']), 3)} |"
+                      for name, r in t["per_class"].items()]
+            lines.append("")
     skipped = [f"- {name}: {r['skipped']}" for name, r in m.items() if "skipped" in r]
     if skipped:
         lines += ["## Not applicable", ""] + skipped + [""]
