@@ -63,6 +63,21 @@ def test_alternating_step_updates_d_in_d_phase_and_g_in_g_phase():
     assert int(b.discriminator_optimizer.iterations) == 1
 
 
+def test_without_the_adversarial_term_d_is_neither_trained_nor_logged():
+    config = tiny_config()
+    config.stage1.adversarial_weight = 0.0
+    trainer = make_trainer(config)
+    batch = pair_batch()
+    g0, d0 = snapshot(trainer.generator_variables), snapshot(trainer.discriminator.variables)
+    logs = trainer.train_step(batch)
+    assert not changed(d0, trainer.discriminator.variables)  # BN statistics included
+    assert changed(g0, trainer.generator_variables)
+    assert int(trainer.discriminator_optimizer.iterations) == 0
+    assert not {"d_loss", "d_real", "d_fake", "adversarial"} & set(logs)
+    assert float(logs["g_loss"]) == pytest.approx(float(logs["perceptual"]), rel=1e-6)
+    assert "d_loss" in trainer.test_step(batch)  # evaluation still reports D
+
+
 def test_generator_loss_is_weighted_sum_of_perceptual_and_adversarial():
     config = tiny_config()
     config.stage1.adversarial_weight = 0.25

@@ -9,7 +9,8 @@ A step on one batch, shaped like the keras-io GAN example and the paper's two st
 4. G update with the weighted sum of the stage's loss terms (`TERMS`, weighted by the config's
    `<term>_weight`), `adversarial` = -log D(fake) among them, D being the one just updated.
 
-A term whose weight is the number 0 is neither computed nor logged by the train step; the test
+A term whose weight is the number 0 is neither computed nor logged by the train step, and with
+`adversarial` among them step 3 is skipped (D is not trained; `d_*` are not logged); the test
 step computes and logs every term. Logged by both stages: `d_loss`, `g_loss`, every term by
 name, the stage's `MONITORS` (logged, not in the loss), and D's mean probability that the real
 (`d_real`) and the generated (`d_fake`) data are real.
@@ -110,21 +111,26 @@ class AdversarialTrainer(keras.Model):
     def train_step(self, batch):
         inputs = self.prepare(batch)
         weights = {name: w for name, w in self.loss_weights().items() if not _is_zero(w)}
+        # With no adversarial term D has nothing to teach G: it is neither run nor updated.
+        trains_discriminator = "adversarial" in weights or "adversarial" not in self.TERMS
+        discriminator_logs = {}
         with tf.GradientTape() as g_tape:
             generated = self.generate(inputs, training=True)
-            # Paused, not left: D's update records on a tape of its own, G's tape skips it.
-            with g_tape.stop_recording():
-                d_loss, real_logits, fake_logits = self.discriminator_step(
-                    inputs, generated["fake"])
+            if trains_discriminator:
+                # Paused, not left: D's update records on a tape of its own, G's tape skips it.
+                with g_tape.stop_recording():
+                    d_loss, real_logits, fake_logits = self.discriminator_step(
+                        inputs, generated["fake"])
+                discriminator_logs = dict(d_loss=d_loss,
+                                          **_probabilities(real_logits, fake_logits))
             terms = self.generator_terms(weights, inputs, generated, training=True)
             g_loss = _weighted_sum(weights, terms)
             # The optimizer's loss scale (1 unless a LossScaleOptimizer wraps it: float16).
             scaled = self.generator_optimizer.scale_loss(g_loss * self._scale())
         variables = self.generator_variables
         self.generator_optimizer.apply(g_tape.gradient(scaled, variables), variables)
-        return self._update_trackers(d_loss=d_loss, g_loss=g_loss, **terms,
-                                     **self.monitors(inputs, generated),
-                                     **_probabilities(real_logits, fake_logits))
+        return self._update_trackers(g_loss=g_loss, **terms, **self.monitors(inputs, generated),
+                                     **discriminator_logs)
 
     def test_step(self, batch):
         return self._update_trackers(**self.inference_losses(batch)[0])
