@@ -96,4 +96,3 @@ def per_class_changed_l1(predicted, real, labels, class_names) -> dict:
                 [(source, target, source)])["l1"],
             "num_videos": int(pick.sum())}
     return result
-
