@@ -86,13 +86,13 @@ def per_class_changed_l1(predicted, real, labels, class_names) -> dict:
     result = {}
     for label in sorted(set(int(x) for x in labels)):
         pick = np.asarray(labels) == label
-        source = np.repeat(real[pick][:, :1], real.shape[1] - 1, axis=1)
-        target = real[pick][:, 1:]
-        name = class_names[label] if label < len(class_names) else str(label)
-        result[name] = {
+        clips = real[pick]
+        source = np.repeat(clips[:, :1], clips.shape[1] - 1, axis=1)
+        target = clips[:, 1:]
+        result[class_names[label]] = {
             "transfer": frame_metrics.changed_region_l1(
                 [(predicted[pick][:, 1:], target, source)])["l1"],
             "static_baseline": frame_metrics.changed_region_l1(
                 [(source, target, source)])["l1"],
-            "num_videos": int(pick.sum())}
+            "num_videos": len(clips)}
     return result
