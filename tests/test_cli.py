@@ -8,6 +8,7 @@ import pytest
 
 from kpvp import cli
 from kpvp.configs import base
+from kpvp.trainers import loop
 
 
 def test_known_overrides_pass_and_unknown_ones_name_the_field_and_suggest():
@@ -75,14 +76,14 @@ def test_saved_config_without_the_added_fields_keeps_its_earlier_networks(tmp_pa
     assert named == base.LEGACY_VALUES
 
 
-def _train_stage1(workdir, num_steps=None, check=True):
+def _train_stage1(workdir, num_steps=None, check=True, extra=()):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     steps = ["--export_only"] if num_steps is None else [f"--num_steps={num_steps}"]
     proc = subprocess.run(
         [sys.executable, "-m", "kpvp.train", "--stage=1", "--dataset=synthetic", "--tiny",
          f"--workdir={workdir}", *steps, "--config.stage1.batch_size=2",
          "--config.stage1.checkpoint_every=2", "--config.data.synthetic_num_train=4",
-         "--config.data.synthetic_num_test=2"],
+         "--config.data.synthetic_num_test=2", *extra],
         capture_output=True, text=True, env=env, timeout=900)
     if check:
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -138,6 +139,18 @@ def test_stage1_cli_trains_exports_from_the_last_checkpoint_and_resumes(tmp_path
     assert tf.train.latest_checkpoint(checkpoints).endswith("ckpt-4")
     resumed = _detector_weights(workdir)
     assert any((a != b).any() for a, b in zip(trained, resumed))
+
+
+@pytest.mark.slow
+def test_max_minutes_ends_stage1_early_with_a_checkpoint_and_exports_that_step(tmp_path):
+    workdir = str(tmp_path / "run")
+    # A budget of 6 ms runs out during the first step (its tracing alone takes seconds).
+    proc = _train_stage1(workdir, 1000, extra=["--config.stage1.max_minutes=0.0001"])
+    assert "Stopped at step 1 of 1000: max_minutes=0.0001 reached" in proc.stderr
+    assert loop.latest_checkpoint_step(os.path.join(workdir, "stage1", "checkpoints")) == 1
+    with open(os.path.join(workdir, "stage1", "export_info.json"), encoding="utf-8") as f:
+        assert json.load(f)["checkpoint_step"] == 1
+    assert os.path.exists(os.path.join(workdir, "stage1", "translator.keras"))
 
 
 def _flat(config):

@@ -129,6 +129,46 @@ def test_fit_stage_trains_checkpoints_and_resumes(tmp_path):
     assert os.path.isdir(tmp_path / "logs")
 
 
+class MinuteClock:
+    """Stands in for `time`: each `monotonic()` call is one minute after the one before."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def monotonic(self):
+        self.calls += 1
+        return 60.0 * self.calls
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_a_rerun_resumes(tmp_path, monkeypatch):
+    cfg = stage_config(20)
+    cfg.max_minutes = 2.5  # it starts at minute 1; step 3 ends at minute 4, the first past 3.5
+    monkeypatch.setattr(loop, "time", MinuteClock())
+    trainer = make_trainer(cfg)
+    result = loop.fit_stage(trainer, dataset, cfg, str(tmp_path), verbose=0)
+    assert result["out_of_time"] and result["step"] == 3
+    assert loop.latest_checkpoint_step(str(tmp_path / "checkpoints")) == 3  # off the 5-grid
+    w_stopped = float(trainer.w.numpy())
+    assert w_stopped > 0
+
+    monkeypatch.setattr(loop, "time", MinuteClock())
+    resumed = make_trainer(cfg)
+    result = loop.fit_stage(resumed, dataset, cfg, str(tmp_path), verbose=0)
+    assert result["resumed_from"] == 3 and result["step"] == 6 and result["out_of_time"]
+    assert float(resumed.w.numpy()) > w_stopped
+
+    cfg.max_minutes = 0  # no limit: on to num_steps
+    result = loop.fit_stage(make_trainer(cfg), dataset, cfg, str(tmp_path), verbose=0)
+    assert result["step"] == 20 and not result["out_of_time"]
+
+
+def test_a_negative_max_minutes_is_refused(tmp_path):
+    cfg = stage_config(5)
+    cfg.max_minutes = -1
+    with pytest.raises(ValueError, match="max_minutes must be >= 0"):
+        loop.fit_stage(make_trainer(cfg), dataset, cfg, str(tmp_path), verbose=0)
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = stage_config(20)
     trainer = make_trainer(cfg, poison_at=7)

@@ -179,6 +179,9 @@ def get_base_config() -> ml_collections.ConfigDict:
     s1.log_every = 100  # ours
     s1.image_summary_every = 1000  # ours
     s1.keep_checkpoints = 3  # ours
+    # Ours: end the stage early (with a checkpoint) after this many minutes of training in one
+    # invocation; rerunning resumes it. 0: train to num_steps.
+    s1.max_minutes = 0.0
 
     # === Stage 2: motion cVAE M vs D_seq ===
     s2 = c.stage2 = ml_collections.ConfigDict()
@@ -225,6 +228,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     s2.log_every = 100
     s2.image_summary_every = 1000
     s2.keep_checkpoints = 3
+    s2.max_minutes = 0.0
 
     # === Distillation (ours): a light T trained to redraw a trained run's T ===
     # `python -m kpvp.train --stage=distill --teacher=RUN`: the student `stage1.translator`
@@ -249,6 +253,7 @@ def get_base_config() -> ml_collections.ConfigDict:
     ds.log_every = 100
     ds.image_summary_every = 1000
     ds.keep_checkpoints = 3
+    ds.max_minutes = 0.0
 
     # === Evaluation ===
     e = c.eval = ml_collections.ConfigDict()

@@ -11,6 +11,8 @@ A trainer (`stage1.KeypointTranslationTrainer`, `stage2.MotionGenerationTrainer`
   also drives the learning-rate schedule and names the TensorBoard points;
 * the input pipeline is re-seeded from `(seed, step)` on resume, so a resumed run does not replay
   the batches it has already seen;
+* `max_minutes` (0: no limit) ends the stage early, at the first step after that many minutes
+  of this invocation's training, with a checkpoint; running the command again resumes it;
 * a non-finite loss, or a non-finite weight or optimizer slot found before a checkpoint is
   written, stops the run before anything is saved over the last good checkpoint;
 * under `MultiWorkerMirroredStrategy` only the chief writes into the run directory: the other
@@ -22,6 +24,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import time
 
 import keras
 import numpy as np
@@ -129,6 +132,21 @@ class _Checkpointer(keras.callbacks.Callback):
             logging.info("Saved checkpoint %s", path)
 
 
+class _TimeBudget(keras.callbacks.Callback):
+    """Stops training at the first step that ends `minutes` after the budget was made (0: never);
+    `_Checkpointer` then saves the step reached."""
+
+    def __init__(self, minutes: float):
+        super().__init__()
+        self.deadline = time.monotonic() + 60.0 * minutes if minutes > 0 else None
+        self.expired = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.expired = True
+            self.model.stop_training = True
+
+
 class _Summaries(keras.callbacks.Callback):
     """TensorBoard scalars every `log_every` steps, trainer images every `image_every` steps."""
 
@@ -211,14 +229,23 @@ def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batc
       directory: the stage's directory: `checkpoints/` and `logs/` go inside.
       image_batch: a fixed batch for TensorBoard image summaries.
     Returns:
-      dict with `step`, `resumed_from` and the last logs.
+      dict with `step`, `resumed_from`, the last logs and `out_of_time` (stopped by
+      `stage_config.max_minutes` before `num_steps`).
     Raises:
       NonFiniteLossError: a loss, weight or optimizer slot became NaN/Inf (the last good
         checkpoint is kept).
+      ValueError: `max_minutes` under `MultiWorkerMirroredStrategy` (the workers' clocks could
+        stop them at different steps and hang the collective ops).
     """
     stage_dir = StageDir(directory)
     ckpt_dir = stage_dir.checkpoints
     strategy = trainer.distribute_strategy
+    minutes = float(stage_config.get("max_minutes", 0))
+    if minutes < 0:
+        raise ValueError(f"max_minutes must be >= 0 (0: no limit), got {minutes:g}")
+    if minutes and isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        raise ValueError("max_minutes is not supported with the multi_worker strategy: set "
+                         "num_steps instead (each worker's clock could stop it at another step)")
     chief = is_chief(strategy)
     # Every worker resumes from the chief's checkpoints (the workdir must be shared or copied);
     # a non-chief worker saves into a directory of its own, deleted when the stage ends.
@@ -234,11 +261,13 @@ def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batc
     total = int(stage_config.num_steps)
     if resumed_from >= total:
         logging.info("Already trained to step %d >= num_steps %d", resumed_from, total)
-        return {"step": resumed_from, "resumed_from": resumed_from, "logs": {}}
+        return {"step": resumed_from, "resumed_from": resumed_from, "logs": {},
+                "out_of_time": False}
+    budget = _TimeBudget(minutes)
     try:
         history, guard = _fit_chunks(trainer, make_dataset, stage_config, manager, stage_dir,
                                      resumed_from, image_batch if chief else None,
-                                     validation_data, verbose, summaries=chief)
+                                     validation_data, verbose, summaries=chief, budget=budget)
         if guard.bad_logs is None and (manager.latest_checkpoint is None or not
                                        manager.latest_checkpoint.endswith(
                                            f"-{global_step(trainer)}")):
@@ -255,7 +284,12 @@ def fit_stage(trainer, make_dataset, stage_config, directory: str, *, image_batc
             f"stopped; the last good checkpoint is {last}. Lower the learning rate or check the "
             "data.")
     logs = {k: float(v[-1]) for k, v in (history.history.items() if history else [])}
-    return {"step": global_step(trainer), "resumed_from": resumed_from, "logs": logs}
+    step = global_step(trainer)
+    if budget.expired:
+        logging.warning("Stopped at step %d of %d: max_minutes=%g reached (checkpoint saved); "
+                        "run the same command again to continue", step, total, minutes)
+    return {"step": step, "resumed_from": resumed_from, "logs": logs,
+            "out_of_time": budget.expired}
 
 
 def _final_check(trainer):
@@ -264,18 +298,19 @@ def _final_check(trainer):
 
 
 def _fit_chunks(trainer, make_dataset, stage_config, manager, stage_dir, start, image_batch,
-                validation_data, verbose, summaries: bool):
-    """`fit()` from step `start` to `num_steps`, a checkpoint per chunk; (history, guard)."""
+                validation_data, verbose, summaries: bool, budget: _TimeBudget):
+    """`fit()` from step `start` to `num_steps` (or until `budget` runs out), a checkpoint per
+    chunk; (history, guard)."""
     total = int(stage_config.num_steps)
     chunk = max(1, int(stage_config.checkpoint_every))
     guard = _NonFiniteGuard()
-    callbacks = [guard, _Checkpointer(manager, guard)]
+    callbacks = [guard, _Checkpointer(manager, guard), budget]
     if summaries:
         callbacks.append(_Summaries(stage_dir.logs, stage_config.log_every,
                                     stage_config.image_summary_every, image_batch))
     history = None
     for first, steps_per_epoch, num_epochs in training_segments(start, total, chunk):
-        if guard.bad_logs is not None:
+        if guard.bad_logs is not None or budget.expired:
             break
         epoch = first // chunk
         history = trainer.fit(make_dataset(first), steps_per_epoch=steps_per_epoch,
